@@ -1,0 +1,46 @@
+# Quick start: `make demo` runs the offline demo end to end; `make test` runs the test suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= $(shell nproc)
+DEBIAN_PACKAGES := wordnet-base dataset-fashion-mnist tuxpaint-stamps-default
+export HF_HUB_OFFLINE := 1
+
+.PHONY: demo test setup system-packages report lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+# Debian packages holding the demo's offline data; installed when run as root.
+system-packages:
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else \
+	    echo "missing Debian packages: $$missing (run as root or: sudo apt-get install $$missing)"; \
+	  fi; \
+	fi
+
+setup: system-packages $(VENV)/.installed
+
+demo: setup
+	$(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default
+
+report: setup
+	$(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default --report report.html
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/snakemake --lint
+
+clean:
+	rm -rf results logs benchmarks/*/ .snakemake report.html

@@ -1,0 +1,175 @@
+"""Image datasets declared in the config: image folders and file lists (docs/config.md).
+
+A dataset is first turned into an *index* (relative paths, labels, class names, root), a
+small TSV that the encoding shards read, so big directory trees are scanned once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
+
+
+class DatasetError(ValueError):
+    pass
+
+
+@dataclass
+class DatasetIndex:
+    root: str
+    paths: list[str]
+    labels: np.ndarray
+    class_names: list[str] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def shard(self, shard: int, num_shards: int) -> tuple[int, int]:
+        """Row range [start, stop) of one shard: contiguous, sizes differing by at most one."""
+        if not 0 <= shard < num_shards:
+            raise ValueError(f"shard {shard} out of range for {num_shards} shards")
+        n = len(self)
+        return shard * n // num_shards, (shard + 1) * n // num_shards
+
+
+def _read_class_map(path: Path) -> dict[str, str]:
+    """``folder<TAB or space>name`` per line, e.g. ``n01440764 tench``."""
+    if not path.exists():
+        raise DatasetError(f"class-name map {path} does not exist")
+    mapping = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split("\t") if "\t" in line else line.split(None, 1)
+        if len(parts) != 2:
+            raise DatasetError(f"{path}:{n}: expected '<folder> <class name>', got {line!r}")
+        mapping[parts[0].strip()] = parts[1].strip()
+    return mapping
+
+
+def index_imagefolder(root: str | Path, class_map: str | Path | None = None) -> DatasetIndex:
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"imagefolder: root {root} is not a directory")
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if not folders:
+        raise DatasetError(f"imagefolder: {root} has no class sub-folders")
+    paths: list[str] = []
+    labels: list[int] = []
+    for label, folder in enumerate(folders):
+        files = sorted(
+            p for p in (root / folder).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
+        )
+        paths += [str(p.relative_to(root)) for p in files]
+        labels += [label] * len(files)
+    if not paths:
+        raise DatasetError(f"imagefolder: no images under {root} ({sorted(IMAGE_EXTENSIONS)})")
+    names = folders
+    if class_map:
+        mapping = _read_class_map(Path(class_map))
+        missing = [f for f in folders if f not in mapping]
+        if missing:
+            raise DatasetError(
+                f"class-name map {class_map} lacks {len(missing)} folders, e.g. {missing[:3]}"
+            )
+        names = [mapping[f] for f in folders]
+    return DatasetIndex(str(root), paths, np.asarray(labels, dtype=np.int64), names)
+
+
+def index_filelist(
+    list_file: str | Path, root: str | Path, class_names: str | Path | None = None
+) -> DatasetIndex:
+    """Lines ``relative/path [label]``; labels are integers or class names."""
+    list_file = Path(list_file)
+    if not list_file.exists():
+        raise DatasetError(f"filelist: list file {list_file} does not exist")
+    paths: list[str] = []
+    raw_labels: list[str | None] = []
+    for line in list_file.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split()
+        paths.append(parts[0])
+        raw_labels.append(parts[1] if len(parts) > 1 else None)
+    if not paths:
+        raise DatasetError(f"filelist: {list_file} lists no images")
+    names = None
+    if class_names:
+        names = [
+            ln.strip()
+            for ln in Path(class_names).read_text(encoding="utf-8").splitlines()
+            if ln.strip()
+        ]
+    if all(lab is None for lab in raw_labels):
+        labels = np.full(len(paths), -1, dtype=np.int64)
+    elif all(lab is not None and lab.lstrip("-").isdigit() for lab in raw_labels):
+        labels = np.asarray([int(lab) for lab in raw_labels], dtype=np.int64)
+    else:
+        text = [lab or "" for lab in raw_labels]
+        names = names or sorted(set(t for t in text if t))
+        lookup = {n: i for i, n in enumerate(names)}
+        labels = np.asarray([lookup.get(t, -1) for t in text], dtype=np.int64)
+    if names is not None and labels.max(initial=-1) >= len(names):
+        raise DatasetError(
+            f"filelist: {list_file} has label {labels.max()} but only {len(names)} class names"
+        )
+    return DatasetIndex(str(root), paths, labels, names)
+
+
+def subsample(index: DatasetIndex, limit: int | None, seed: int) -> DatasetIndex:
+    """Seeded subsample of ``limit`` items, kept in their original order."""
+    if not limit or limit >= len(index):
+        return index
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.choice(len(index), size=int(limit), replace=False))
+    params = {**index.params, "limit": int(limit), "subsample_seed": int(seed)}
+    return DatasetIndex(
+        index.root, [index.paths[i] for i in keep], index.labels[keep], index.class_names, params
+    )
+
+
+def build_index(spec: Mapping[str, Any], seed: int = 0) -> DatasetIndex:
+    kind = spec.get("type")
+    if kind == "imagefolder":
+        index = index_imagefolder(spec["root"], spec.get("class_map"))
+    elif kind == "filelist":
+        index = index_filelist(spec["list"], spec["root"], spec.get("class_names"))
+    else:
+        raise DatasetError(f"cannot index dataset type {kind!r} (imagefolder or filelist)")
+    index.params = {"type": kind, **{k: v for k, v in spec.items() if k != "type"}}
+    return subsample(index, spec.get("limit"), spec.get("seed", seed))
+
+
+def write_index(path: str | Path, index: DatasetIndex) -> None:
+    from .h5io import atomic_path
+
+    header = {"root": index.root, "class_names": index.class_names, "params": index.params}
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write("# " + json.dumps(header, default=str) + "\n")
+        f.write("path\tlabel\n")
+        for p, lab in zip(index.paths, index.labels):
+            f.write(f"{p}\t{int(lab)}\n")
+
+
+def read_index(path: str | Path) -> DatasetIndex:
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    if len(lines) < 2 or not lines[0].startswith("# {"):
+        raise DatasetError(f"{path}: not a dataset index written by clustermine")
+    header = json.loads(lines[0][2:])
+    rows = [ln.rsplit("\t", 1) for ln in lines[2:]]
+    return DatasetIndex(
+        header["root"],
+        [r[0] for r in rows],
+        np.asarray([int(r[1]) for r in rows], dtype=np.int64),
+        header.get("class_names"),
+        header.get("params", {}),
+    )

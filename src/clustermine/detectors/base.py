@@ -1,0 +1,243 @@
+"""The interface every OOD score implements, and its HDF5 file.
+
+A detector is fitted once (from ID-train image embeddings and the text embeddings of its
+positive and negative labels) and then scores batches of new image embeddings; higher scores
+mean "more in-distribution". ``save`` writes one HDF5 file holding everything needed to score
+new images: label names and their text embeddings, τ, fitted arrays, parameters and the model
+attributes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, ClassVar, Mapping
+
+import h5py
+import numpy as np
+import torch
+
+from clustermine.h5io import (
+    STR,
+    EmbeddingFileError,
+    TextEmbeddings,
+    atomic_path,
+    normalize,
+    read_attrs,
+    write_attrs,
+)
+from clustermine.zeroshot import DEFAULT_BUDGET_BYTES, pick_device
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+class DetectorConfigError(ValueError):
+    """A method's parameters or label set do not fit its score."""
+
+
+def empty_texts(dim: int = 0) -> TextEmbeddings:
+    return TextEmbeddings(np.zeros((0, dim), np.float32), [])
+
+
+class Detector:
+    """Subclasses set ``name`` and ``defaults`` and implement ``_fit``/``_score``.
+
+    ``state`` holds the fitted numpy arrays (saved under ``/state``); everything else a score
+    needs is in ``params``, ``logit_scale`` and the label texts.
+    """
+
+    name: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, Any]] = {}
+    needs_positives: ClassVar[bool] = True
+    needs_negatives: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        text_pos: TextEmbeddings | None,
+        text_neg: TextEmbeddings | None,
+        logit_scale: float,
+        params: Mapping[str, Any] | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.params = self.resolve_params(params)
+        self.text_pos = _unit_texts(text_pos)
+        self.text_neg = _unit_texts(text_neg)
+        self.logit_scale = float(logit_scale)
+        if not np.isfinite(self.logit_scale) or self.logit_scale <= 0:
+            raise DetectorConfigError(f"logit_scale must be a positive number, got {logit_scale}")
+        self.meta = dict(meta or {})
+        self.state: dict[str, np.ndarray] = {}
+        self.fit_stats: dict[str, Any] = {}
+        self.device = pick_device(None)
+        self.budget_bytes = DEFAULT_BUDGET_BYTES
+        self._device_texts: dict[str, torch.Tensor] = {}
+        self._check_labels()
+
+    @classmethod
+    def resolve_params(cls, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        params = dict(params or {})
+        unknown = sorted(set(params) - set(cls.defaults))
+        if unknown:
+            raise DetectorConfigError(
+                f"score {cls.name!r} has no parameter(s) {unknown}; accepted: "
+                f"{sorted(cls.defaults)}"
+            )
+        return {**cls.defaults, **params}
+
+    def _check_labels(self) -> None:
+        if self.needs_positives and not len(self.text_pos.names):
+            raise DetectorConfigError(
+                f"score {self.name!r} needs positive labels: give the method a label set "
+                "(methods.<slug>.labels)"
+            )
+        if self.needs_negatives and not len(self.text_neg.names):
+            raise DetectorConfigError(
+                f"score {self.name!r} needs negative labels, but the label set has none "
+                "(set its negatives to complement or dissimilar)"
+            )
+        dims = {t.embeddings.shape[1] for t in (self.text_pos, self.text_neg) if len(t.names)}
+        if len(dims) > 1:
+            raise DetectorConfigError(f"positive and negative text dimensions differ: {dims}")
+
+    def set_runtime(
+        self, device: str | torch.device | None = None, budget_bytes: int | None = None
+    ) -> "Detector":
+        """Where and in how much memory scores are computed; never changes the scores' meaning."""
+        self.device = pick_device(device)
+        if budget_bytes is not None:
+            if budget_bytes <= 0:
+                raise DetectorConfigError(f"memory budget must be positive, got {budget_bytes}")
+            self.budget_bytes = int(budget_bytes)
+        self._device_texts.clear()
+        return self
+
+    @property
+    def tau(self) -> float | None:
+        """Temperature of softmax-type scores over label texts; ``None`` where unused."""
+        return None
+
+    @classmethod
+    def fit(
+        cls,
+        train_image_emb: np.ndarray | None,
+        text_pos: TextEmbeddings | None,
+        text_neg: TextEmbeddings | None,
+        logit_scale: float,
+        params: Mapping[str, Any] | None = None,
+        train_labels: np.ndarray | None = None,
+        *,
+        meta: Mapping[str, Any] | None = None,
+        device: str | torch.device | None = None,
+        budget_bytes: int | None = None,
+    ) -> "Detector":
+        det = cls(text_pos, text_neg, logit_scale, params, meta)
+        det.set_runtime(device, budget_bytes)
+        x = None if train_image_emb is None else normalize(train_image_emb)
+        det._fit(x, None if train_labels is None else np.asarray(train_labels, np.int64))
+        return det
+
+    def _fit(self, train: np.ndarray | None, labels: np.ndarray | None) -> None:
+        """Post-hoc scores over label texts need no training data."""
+
+    def score(self, image_emb: np.ndarray) -> np.ndarray:
+        """float64 scores [N], higher = more in-distribution."""
+        image_emb = np.asarray(image_emb)
+        if image_emb.ndim != 2:
+            raise ValueError(f"image embeddings must be [N, D], got shape {image_emb.shape}")
+        dim = self.embedding_dim
+        if dim is not None and image_emb.shape[1] != dim:
+            raise EmbeddingFileError(
+                f"image embeddings have dimension {image_emb.shape[1]} but detector "
+                f"{self.name!r} was fitted on dimension {dim}: they come from different models"
+            )
+        if not len(image_emb):
+            return np.zeros(0)
+        return np.asarray(self._score(image_emb), dtype=np.float64)
+
+    def _score(self, image_emb: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    @property
+    def embedding_dim(self) -> int | None:
+        for t in (self.text_pos, self.text_neg):
+            if len(t.names):
+                return int(t.embeddings.shape[1])
+        return None
+
+    def texts_on_device(self, which: str) -> torch.Tensor:
+        """Unit text rows (``"pos"``, ``"neg"`` or ``"all"`` = pos then neg) on the device."""
+        if which not in self._device_texts:
+            parts = {"pos": [self.text_pos], "neg": [self.text_neg]}.get(
+                which, [self.text_pos, self.text_neg]
+            )
+            arrays = [t.embeddings for t in parts if len(t.names)]
+            dim = self.embedding_dim or 0
+            emb = np.concatenate(arrays) if arrays else np.zeros((0, dim), np.float32)
+            self._device_texts[which] = torch.as_tensor(emb, device=self.device)
+        return self._device_texts[which]
+
+    # --- file -----------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> None:
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+            for group, texts in (("pos", self.text_pos), ("neg", self.text_neg)):
+                g = f.create_group(group)
+                g.create_dataset("names", data=np.asarray(texts.names, dtype=object), dtype=STR)
+                g.create_dataset("embeddings", data=texts.embeddings.astype(np.float32))
+            st = f.create_group("state")
+            for key, value in self.state.items():
+                st.create_dataset(key, data=np.asarray(value))
+            write_attrs(
+                f,
+                {
+                    **{k: v for k, v in self.meta.items() if isinstance(v, (str, int, float))},
+                    "kind": "detector",
+                    "format_version": FORMAT_VERSION,
+                    "detector": self.name,
+                    "params": self.params,
+                    "tau": self.tau,
+                    "logit_scale": self.logit_scale,
+                    "meta": self.meta,
+                    "fit_stats": self.fit_stats,
+                },
+            )
+
+    @classmethod
+    def _from_file(cls, f: h5py.File, path: str | os.PathLike) -> "Detector":
+        attrs = read_attrs(f)
+        texts = {}
+        for group in ("pos", "neg"):
+            g = f[group]
+            names = [s.decode() if isinstance(s, bytes) else str(s) for s in g["names"][()]]
+            texts[group] = TextEmbeddings(g["embeddings"][()].astype(np.float32), names)
+        params = attrs.get("params", {})
+        if not isinstance(params, dict):
+            raise EmbeddingFileError(f"{path}: detector parameters are not a JSON object")
+        det = cls(texts["pos"], texts["neg"], attrs["logit_scale"], params, attrs.get("meta"))
+        det.state = {k: f["state"][k][()] for k in f["state"]}
+        det.fit_stats = attrs.get("fit_stats") if isinstance(attrs.get("fit_stats"), dict) else {}
+        return det
+
+    def describe(self) -> dict[str, Any]:
+        """What an output file should record about this detector."""
+        return {
+            "score": self.name,
+            "params": self.params,
+            "tau": self.tau,
+            "logit_scale": self.logit_scale,
+            "n_pos": len(self.text_pos.names),
+            "n_neg": len(self.text_neg.names),
+        }
+
+
+def _unit_texts(texts: TextEmbeddings | None) -> TextEmbeddings:
+    if texts is None:
+        return empty_texts()
+    emb = np.asarray(texts.embeddings, dtype=np.float32)
+    if emb.ndim != 2 or len(emb) != len(texts.names):
+        raise DetectorConfigError(
+            f"label texts: {len(texts.names)} names but embeddings of shape {emb.shape}"
+        )
+    return TextEmbeddings(normalize(emb) if len(emb) else emb, list(texts.names))

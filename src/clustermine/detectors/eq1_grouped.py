@@ -1,0 +1,46 @@
+"""NegLabel's grouping (Jiang et al., ICLR 2024): negatives are split by a seeded permutation
+into G groups; Eq. 1 is computed with each group as the negatives and the G scores are
+averaged. The average is taken in log space: log((1/G) Σ_g S_g)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import logsumexp
+
+from clustermine.detectors.base import DetectorConfigError
+from clustermine.detectors.eq1 import Eq1Detector, log_positive_share
+from clustermine.detectors.streaming import segment_reduce
+
+
+class Eq1GroupedDetector(Eq1Detector):
+    name = "eq1_grouped"
+    defaults = {"tau_factor": 0.1, "tau": None, "groups": 100, "seed": 0}
+
+    def _fit(self, train, labels) -> None:
+        n_neg, groups = len(self.text_neg.names), int(self.params["groups"])
+        if not 1 <= groups <= n_neg:
+            raise DetectorConfigError(
+                f"{self.name}: groups must be between 1 and the {n_neg} negatives, got {groups}"
+            )
+        perm = np.random.default_rng(int(self.params["seed"])).permutation(n_neg)
+        sizes = np.array([len(g) for g in np.array_split(perm, groups)])
+        self.state = {"permutation": perm.astype(np.int64), "group_sizes": sizes.astype(np.int64)}
+
+    def _score(self, image_emb: np.ndarray) -> np.ndarray:
+        if "permutation" not in self.state:
+            raise DetectorConfigError(f"{self.name}: detector used before fit")
+        n_pos = len(self.text_pos.names)
+        texts = self._grouped_texts()
+        bounds = n_pos + np.r_[0, np.cumsum(self.state["group_sizes"])]
+        segments = [(0, n_pos)] + list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
+        lse = segment_reduce(image_emb, texts, segments, 1.0 / self.tau, self.budget_bytes)["lse"]
+        log_s = log_positive_share(lse[:, :1], lse[:, 1:])
+        return logsumexp(log_s, axis=1) - np.log(log_s.shape[1])
+
+    def _grouped_texts(self):
+        if "grouped" not in self._device_texts:
+            all_texts = self.texts_on_device("all")
+            n_pos = len(self.text_pos.names)
+            order = np.r_[np.arange(n_pos), n_pos + self.state["permutation"]]
+            self._device_texts["grouped"] = all_texts[order]
+        return self._device_texts["grouped"]

@@ -1,0 +1,26 @@
+"""MCM, maximum concept matching (Ming et al., NeurIPS 2022): the largest softmax probability
+over the positive labels of cosine / T, with T = 1 on raw cosines as in the official code."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from clustermine.detectors.base import Detector
+from clustermine.detectors.streaming import segment_reduce
+
+
+class MCMDetector(Detector):
+    name = "mcm"
+    defaults = {"temperature": 1.0}
+
+    def _score(self, image_emb: np.ndarray) -> np.ndarray:
+        t = float(self.params["temperature"])
+        out = segment_reduce(
+            image_emb,
+            self.texts_on_device("pos"),
+            [(0, len(self.text_pos.names))],
+            1.0 / t,
+            self.budget_bytes,
+            ("lse", "max"),
+        )
+        return np.exp(out["max"][:, 0] / t - out["lse"][:, 0])

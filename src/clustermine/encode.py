@@ -1,0 +1,160 @@
+"""Encode images and prompt-ensembled text with an open_clip model (DESIGN §4)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .datasets import DatasetIndex
+from .h5io import EmbeddingFileError, ImageEmbeddings, read_image_embeddings
+from .models import LoadedModel
+
+log = logging.getLogger(__name__)
+
+
+class TooManyUnreadable(RuntimeError):
+    pass
+
+
+class _ImageFiles(torch.utils.data.Dataset):
+    """Images by path; unreadable files yield a zero tensor and ``ok = False``."""
+
+    def __init__(self, root: str, paths: Sequence[str], transform: Callable, shape):
+        self.root, self.paths, self.transform, self.shape = Path(root), paths, transform, shape
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        try:
+            with Image.open(self.root / self.paths[i]) as img:
+                return self.transform(img.convert("RGB")), True
+        except Exception as err:  # noqa: BLE001 - any decoding failure means "unreadable"
+            log.warning("unreadable image %s: %s", self.root / self.paths[i], err)
+            return torch.zeros(self.shape), False
+
+
+def _input_shape(preprocess: Callable) -> tuple[int, ...]:
+    return tuple(preprocess(Image.new("RGB", (32, 32))).shape)
+
+
+def encode_images(
+    loaded: LoadedModel,
+    index: DatasetIndex,
+    start: int = 0,
+    stop: int | None = None,
+    batch_size: int = 256,
+    num_workers: int = 0,
+    precision: str = "auto",
+    max_unreadable_fraction: float = 0.01,
+    progress_every: float = 30.0,
+) -> ImageEmbeddings:
+    """Embed rows ``[start, stop)`` of a dataset index; unreadable images are left out."""
+    stop = len(index) if stop is None else stop
+    paths = index.paths[start:stop]
+    data = _ImageFiles(index.root, paths, loaded.preprocess, _input_shape(loaded.preprocess))
+    loader = torch.utils.data.DataLoader(
+        data,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        pin_memory=loaded.device.type == "cuda",
+    )
+    chunks, oks = [], []
+    done, last = 0, time.monotonic()
+    t0 = last
+    with torch.inference_mode(), loaded.autocast(precision):
+        for images, ok in loader:
+            feats = loaded.model.encode_image(images.to(loaded.device, non_blocking=True))
+            chunks.append(feats.float().cpu().numpy())
+            oks.append(ok.numpy())
+            done += len(images)
+            if time.monotonic() - last > progress_every:
+                last = time.monotonic()
+                log.info("encoded %d/%d images (%.1f img/s)", done, len(paths), done / (last - t0))
+    ok = np.concatenate(oks) if oks else np.zeros(0, dtype=bool)
+    emb = np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
+    unreadable = [p for p, good in zip(paths, ok) if not good]
+    log.info(
+        "encoded %d images in %.1f s (%d unreadable)", len(paths), time.monotonic() - t0,
+        len(unreadable),
+    )
+    check_unreadable(len(unreadable), len(paths), max_unreadable_fraction, unreadable)
+    return ImageEmbeddings(
+        embeddings=emb[ok],
+        labels=index.labels[start:stop][ok],
+        paths=[p for p, good in zip(paths, ok) if good],
+        class_names=index.class_names,
+        attrs={"unreadable_files": unreadable, "rows": [start, stop]},
+    )
+
+
+def check_unreadable(n_bad: int, n_total: int, max_fraction: float, examples: Sequence[str]):
+    if n_total and n_bad / n_total > max_fraction:
+        raise TooManyUnreadable(
+            f"{n_bad} of {n_total} images could not be read ({n_bad / n_total:.1%} > "
+            f"max_unreadable_fraction {max_fraction:.1%}); first ones: {list(examples[:5])}. "
+            "Fix or remove them, or raise encode.max_unreadable_fraction in the config."
+        )
+
+
+def merge_shards(paths: Sequence[str | Path]) -> ImageEmbeddings:
+    """Concatenate shard files (in the given order) into one image-embedding record."""
+    if not paths:
+        raise ValueError("merge_shards: no shard files given")
+    parts = [read_image_embeddings(p) for p in paths]
+    ref = parts[0].attrs
+    for p, part in zip(paths[1:], parts[1:]):
+        for key in ("model_arch", "model_pretrained", "dataset"):
+            if part.attrs.get(key) != ref.get(key):
+                raise EmbeddingFileError(
+                    f"shard {p} has {key}={part.attrs.get(key)!r}, but {paths[0]} has "
+                    f"{ref.get(key)!r}: shards of one file must come from one run"
+                )
+    attrs = {k: v for k, v in ref.items() if k not in ("rows", "shard", "num_samples")}
+    attrs["unreadable_files"] = [f for part in parts for f in part.attrs.get("unreadable_files", [])]
+    attrs["num_shards"] = len(parts)
+    dims = {part.embeddings.shape[1] for part in parts if len(part)}
+    return ImageEmbeddings(
+        embeddings=np.concatenate([p.embeddings for p in parts if len(p)])
+        if dims
+        else np.zeros((0, 0), np.float32),
+        labels=np.concatenate([p.labels for p in parts]),
+        paths=[x for p in parts for x in p.paths],
+        class_names=parts[0].class_names,
+        attrs=attrs,
+    )
+
+
+def encode_texts(
+    loaded: LoadedModel,
+    names: Sequence[str],
+    templates: Sequence[str],
+    batch_size: int = 1024,
+    precision: str = "auto",
+    progress_every: float = 30.0,
+) -> np.ndarray:
+    """Prompt ensemble: normalise each prompt's embedding, average, normalise (float32 [M, D])."""
+    out = []
+    last = t0 = time.monotonic()
+    per_batch = max(1, batch_size // len(templates))
+    with torch.inference_mode(), loaded.autocast(precision):
+        for s in range(0, len(names), per_batch):
+            batch = names[s : s + per_batch]
+            texts = [t.format(n) for n in batch for t in templates]
+            tokens = loaded.tokenizer(texts).to(loaded.device)
+            feats = loaded.model.encode_text(tokens).float()
+            feats = torch.nn.functional.normalize(feats, dim=-1)
+            feats = feats.view(len(batch), len(templates), -1).mean(dim=1)
+            out.append(torch.nn.functional.normalize(feats, dim=-1).cpu().numpy())
+            if time.monotonic() - last > progress_every:
+                last = time.monotonic()
+                log.info("encoded %d/%d names", s + len(batch), len(names))
+    log.info("encoded %d names x %d prompts in %.1f s", len(names), len(templates),
+             time.monotonic() - t0)
+    return np.concatenate(out).astype(np.float32)

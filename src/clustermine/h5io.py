@@ -1,0 +1,227 @@
+"""HDF5 embedding files: the contract between workflow stages (docs/file-formats.md).
+
+Image files hold ``embeddings`` [N, D] float32 (un-normalised, as returned by the model),
+``labels`` [N] int64 (-1 where unknown), ``paths`` [N] and optionally ``class_names`` [K].
+Text files hold ``embeddings`` [M, D] float32 (prompt-ensembled, normalised) and ``names`` [M].
+Every file carries the attributes that made it; readers compare the model attributes of
+files that are used together and refuse mismatches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import h5py
+import numpy as np
+
+STR = h5py.string_dtype("utf-8")
+MODEL_KEYS = ("model_arch", "model_pretrained")
+
+
+class EmbeddingFileError(ValueError):
+    """An embedding file is missing a key, malformed, or incompatible with another file."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
+
+    A killed or failing job leaves at most a ``.tmp`` file, never a file that looks finished.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _attr_value(value: Any) -> Any:
+    if value is None:
+        return "none"
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, sort_keys=True, default=str)
+    return value
+
+
+def write_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
+    """Store attributes; dicts/lists become JSON strings, ``None`` becomes ``"none"``."""
+    for key, value in attrs.items():
+        obj.attrs[key] = _attr_value(value)
+
+
+def read_attrs(obj: h5py.HLObject) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in obj.attrs.items():
+        if isinstance(value, bytes):
+            value = value.decode()
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, str) and value[:1] in "[{":
+            with contextlib.suppress(json.JSONDecodeError):
+                value = json.loads(value)
+        out[key] = value
+    return out
+
+
+@dataclass
+class ImageEmbeddings:
+    embeddings: np.ndarray
+    labels: np.ndarray
+    paths: list[str]
+    class_names: list[str] | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.embeddings)
+
+    def normalized(self) -> np.ndarray:
+        return normalize(self.embeddings)
+
+
+@dataclass
+class TextEmbeddings:
+    embeddings: np.ndarray
+    names: list[str]
+    pos: list[str] | None = None
+    synsets: list[str] | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.embeddings)
+
+
+def normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norm = np.linalg.norm(x, axis=axis, keepdims=True)
+    return x / np.maximum(norm, 1e-12)
+
+
+def _strings(ds: h5py.Dataset) -> list[str]:
+    return [s.decode() if isinstance(s, bytes) else str(s) for s in ds[()]]
+
+
+def _require(f: h5py.File, key: str, path: Path) -> h5py.Dataset:
+    if key not in f:
+        raise EmbeddingFileError(
+            f"{path}: missing dataset '{key}'; this is not a clustermine embedding file "
+            f"(see docs/file-formats.md). Found: {sorted(f.keys())}"
+        )
+    return f[key]
+
+
+def _open(path: str | os.PathLike) -> h5py.File:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: embedding file does not exist")
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise EmbeddingFileError(f"{path}: not a readable HDF5 file ({err})") from err
+
+
+def write_image_embeddings(path: str | os.PathLike, data: ImageEmbeddings) -> None:
+    emb = np.asarray(data.embeddings, dtype=np.float32)
+    labels = np.asarray(data.labels, dtype=np.int64)
+    if emb.ndim != 2 or len(labels) != len(emb) or len(data.paths) != len(emb):
+        raise EmbeddingFileError(
+            f"{path}: inconsistent shapes: embeddings {emb.shape}, labels {labels.shape}, "
+            f"paths {len(data.paths)}"
+        )
+    attrs = dict(data.attrs)
+    attrs.setdefault("kind", "image")
+    attrs["embedding_dim"] = int(emb.shape[1]) if emb.ndim == 2 else 0
+    attrs["num_samples"] = int(len(emb))
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("embeddings", data=emb, chunks=True if len(emb) else None)
+        f.create_dataset("labels", data=labels)
+        f.create_dataset("paths", data=np.asarray(data.paths, dtype=object), dtype=STR)
+        if data.class_names is not None:
+            f.create_dataset(
+                "class_names", data=np.asarray(data.class_names, dtype=object), dtype=STR
+            )
+        write_attrs(f, attrs)
+
+
+def read_image_embeddings(path: str | os.PathLike) -> ImageEmbeddings:
+    path = Path(path)
+    with _open(path) as f:
+        emb = _require(f, "embeddings", path)[()].astype(np.float32, copy=False)
+        labels = (
+            f["labels"][()].astype(np.int64)
+            if "labels" in f
+            else np.full(len(emb), -1, dtype=np.int64)
+        )
+        paths = _strings(f["paths"]) if "paths" in f else [str(i) for i in range(len(emb))]
+        class_names = _strings(f["class_names"]) if "class_names" in f else None
+        attrs = read_attrs(f)
+    if emb.ndim != 2 or len(labels) != len(emb) or len(paths) != len(emb):
+        raise EmbeddingFileError(
+            f"{path}: inconsistent shapes: embeddings {emb.shape}, labels {labels.shape}, "
+            f"paths {len(paths)}"
+        )
+    return ImageEmbeddings(emb, labels, paths, class_names, attrs)
+
+
+def write_text_embeddings(path: str | os.PathLike, data: TextEmbeddings) -> None:
+    emb = np.asarray(data.embeddings, dtype=np.float32)
+    if emb.ndim != 2 or len(data.names) != len(emb):
+        raise EmbeddingFileError(
+            f"{path}: inconsistent shapes: embeddings {emb.shape}, names {len(data.names)}"
+        )
+    attrs = dict(data.attrs)
+    attrs.setdefault("kind", "text")
+    attrs["embedding_dim"] = int(emb.shape[1])
+    attrs["num_names"] = int(len(emb))
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("embeddings", data=emb)
+        f.create_dataset("names", data=np.asarray(data.names, dtype=object), dtype=STR)
+        if data.pos is not None:
+            f.create_dataset("pos", data=np.asarray(data.pos, dtype=object), dtype=STR)
+        if data.synsets is not None:
+            f.create_dataset("synset", data=np.asarray(data.synsets, dtype=object), dtype=STR)
+        write_attrs(f, attrs)
+
+
+def read_text_embeddings(path: str | os.PathLike) -> TextEmbeddings:
+    path = Path(path)
+    with _open(path) as f:
+        emb = _require(f, "embeddings", path)[()].astype(np.float32, copy=False)
+        names = _strings(_require(f, "names", path))
+        pos = _strings(f["pos"]) if "pos" in f else None
+        synsets = _strings(f["synset"]) if "synset" in f else None
+        attrs = read_attrs(f)
+    if len(names) != len(emb):
+        raise EmbeddingFileError(f"{path}: {len(emb)} embeddings but {len(names)} names")
+    return TextEmbeddings(emb, names, pos, synsets, attrs)
+
+
+def read_attributes(path: str | os.PathLike) -> dict[str, Any]:
+    with _open(path) as f:
+        return read_attrs(f)
+
+
+def check_same_model(files: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+    """Refuse to combine files made by different models (compares arch and pretrained tag)."""
+    if len(files) < 2:
+        return
+    ref_name, ref = files[0]
+    for name, attrs in files[1:]:
+        for key in MODEL_KEYS:
+            if str(ref.get(key)) != str(attrs.get(key)):
+                raise EmbeddingFileError(
+                    f"model mismatch: {ref_name} has {key}={ref.get(key)!r} but {name} has "
+                    f"{key}={attrs.get(key)!r}. Image and text embeddings must come from the "
+                    "same model; re-encode one of them with the other's model."
+                )

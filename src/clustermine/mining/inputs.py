@@ -1,0 +1,128 @@
+"""What miners read: the corpus, the ID class names, and (for image-based miners) the
+zero-shot labels and cluster assignments of the ID-train images."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from clustermine.h5io import normalize
+from clustermine.labelsets import normalize_name
+from clustermine.zeroshot import DEFAULT_BUDGET_BYTES, zero_shot_top1
+
+log = logging.getLogger(__name__)
+
+
+class MinerConfigError(ValueError):
+    """A label set asks for something its ID set or parameters cannot give."""
+
+
+@dataclass
+class MiningInputs:
+    """``corpus_emb`` rows must be the text embeddings of ``corpus_names`` (normalised here).
+
+    ``top1`` may be given precomputed (the zero-shot rule caches it); otherwise it is computed
+    from ``image_emb`` on first use. ``sources`` names the files behind each input, for errors.
+    """
+
+    corpus_names: list[str]
+    corpus_emb: np.ndarray
+    class_names: list[str] | None = None
+    image_emb: np.ndarray | None = None
+    top1: np.ndarray | None = None
+    assignments: np.ndarray | None = None
+    budget_bytes: int = DEFAULT_BUDGET_BYTES
+    device: str | None = None
+    seed: int = 0
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.corpus_emb = normalize(self.corpus_emb)
+        if len(self.corpus_emb) != len(self.corpus_names):
+            raise MinerConfigError(
+                f"corpus has {len(self.corpus_names)} names but {len(self.corpus_emb)} embeddings"
+            )
+        if self.top1 is not None:
+            self.top1 = np.asarray(self.top1, dtype=np.int64).reshape(-1)
+        if self.assignments is not None:
+            self.assignments = np.asarray(self.assignments, dtype=np.int64).reshape(-1)
+
+    def _where(self, key: str) -> str:
+        return f" ({self.sources[key]})" if key in self.sources else ""
+
+    def zero_shot_top1(self) -> np.ndarray:
+        if self.top1 is None:
+            if self.image_emb is None:
+                raise MinerConfigError(
+                    "this miner needs the ID-train image embeddings or their zero-shot labels"
+                )
+            log.info(
+                "zero-shot top-1 of %d images over %d names", len(self.image_emb),
+                len(self.corpus_names),
+            )
+            self.top1 = zero_shot_top1(
+                self.image_emb, self.corpus_emb, self.budget_bytes, self.device
+            )
+        if len(self.top1) and (self.top1.min() < 0 or self.top1.max() >= len(self.corpus_names)):
+            raise MinerConfigError(
+                f"zero-shot labels{self._where('top1')} index outside the corpus of "
+                f"{len(self.corpus_names)} names: they were computed over another corpus"
+            )
+        return self.top1
+
+    def cluster_assignments(self) -> np.ndarray:
+        if self.assignments is None:
+            raise MinerConfigError("this miner needs cluster assignments of the ID-train images")
+        top1 = self.zero_shot_top1()
+        if len(self.assignments) != len(top1):
+            raise MinerConfigError(
+                f"{len(self.assignments)} cluster assignments{self._where('assignments')} for "
+                f"{len(top1)} ID-train images{self._where('top1')}: they come from different "
+                "datasets"
+            )
+        return self.assignments
+
+    def ground_truth(self, on_missing: str = "error") -> tuple[np.ndarray, list[str]]:
+        """Corpus indices of the ID class names (Y_GT), and the class names not in the corpus.
+
+        Names match after :func:`normalize_name`. Classes sharing a name give one entry.
+        ``on_missing="error"`` refuses a corpus lacking an ID class; ``"drop"`` leaves those
+        classes out of Y_GT and logs them.
+        """
+        if not self.class_names:
+            raise MinerConfigError(
+                "this label set needs the ID class names (Y_GT), but the ID-train embeddings"
+                f"{self._where('class_names')} carry no class_names. Use a label-free miner "
+                "(posmine, clustermine) or give the dataset its class names."
+            )
+        if on_missing not in ("error", "drop"):
+            raise MinerConfigError(f"missing_gt must be 'error' or 'drop', got {on_missing!r}")
+        lookup: dict[str, int] = {}
+        for i, name in enumerate(self.corpus_names):
+            lookup.setdefault(normalize_name(name), i)
+        found: list[int] = []
+        missing: list[str] = []
+        for name in self.class_names:
+            i = lookup.get(normalize_name(name))
+            if i is None:
+                missing.append(name)
+            elif i not in found:
+                found.append(i)
+        if missing and on_missing == "error":
+            shown = ", ".join(repr(m) for m in missing[:10])
+            raise MinerConfigError(
+                f"{len(missing)} of {len(self.class_names)} ID class names are not in the corpus"
+                f"{self._where('corpus')}: {shown}{' ...' if len(missing) > 10 else ''}. Add the "
+                "class names to the corpus (so they are encoded with it), or set "
+                "missing_gt: drop in the label set to leave them out of Y_GT."
+            )
+        if missing:
+            log.warning(
+                "Y_GT: %d ID class names not in the corpus were dropped: %s", len(missing), missing
+            )
+        if not found:
+            raise MinerConfigError("no ID class name is in the corpus: Y_GT would be empty")
+        return np.asarray(found, dtype=np.int64), missing

@@ -1,0 +1,33 @@
+"""NegLabel (Jiang et al., ICLR 2024): Y_GT as positives and the K corpus names least similar
+to Y_GT as negatives, ranked by the 0.95-quantile of their cosines to the Y_GT texts."""
+
+from __future__ import annotations
+
+from clustermine.labelsets import LabelSet
+from clustermine.mining.inputs import MiningInputs
+from clustermine.mining.negatives import select_negatives
+
+
+def mine_neglabel(
+    inputs: MiningInputs,
+    *,
+    num_negatives: int = 10000,
+    quantile: float = 0.95,
+    missing_gt: str = "error",
+) -> LabelSet:
+    pos, missing = inputs.ground_truth(missing_gt)
+    neg, qsim = select_negatives(inputs, pos, "dissimilar", num_negatives, quantile)
+    return LabelSet(
+        "neglabel",
+        inputs.corpus_names,
+        pos,
+        neg,
+        neg_scores=qsim,
+        params={"num_negatives": num_negatives, "quantile": quantile, "missing_gt": missing_gt},
+        stats={
+            "n_classes": len(inputs.class_names or []),
+            "missing_gt": missing,
+            "n_candidates": len(inputs.corpus_names) - len(pos),
+            "max_kept_quantile_sim": float(qsim.max()) if len(qsim) else None,
+        },
+    )

@@ -1,0 +1,55 @@
+"""PosMine (ClusterMine paper's baseline): every corpus name that is the zero-shot top-1 of at
+least M ID-train images becomes a positive."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from clustermine.labelsets import LabelSet
+from clustermine.mining.inputs import MinerConfigError, MiningInputs
+from clustermine.mining.negatives import select_negatives
+
+
+def mine_posmine(
+    inputs: MiningInputs,
+    *,
+    min_votes: int = 100,
+    negatives: str = "complement",
+    num_negatives: int = 10000,
+    quantile: float = 0.95,
+) -> LabelSet:
+    """Votes = images whose top-1 is the name; score = that share of all ID-train images."""
+    top1 = inputs.zero_shot_top1()
+    if min_votes < 1:
+        raise MinerConfigError(f"posmine: min_votes must be at least 1, got {min_votes}")
+    counts = np.bincount(top1, minlength=len(inputs.corpus_names))
+    pos = np.flatnonzero(counts >= min_votes)
+    if not len(pos):
+        raise MinerConfigError(
+            f"posmine: no corpus name is the top-1 of {min_votes} or more of the {len(top1)} "
+            f"ID-train images (most votes: {int(counts.max()) if len(counts) else 0}); "
+            "lower min_votes"
+        )
+    neg, neg_scores = select_negatives(inputs, pos, negatives, num_negatives, quantile)
+    share = counts / max(1, len(top1))
+    return LabelSet(
+        "posmine",
+        inputs.corpus_names,
+        pos,
+        neg,
+        pos_votes=counts[pos],
+        pos_scores=share[pos],
+        neg_votes=counts[neg],
+        neg_scores=neg_scores if negatives == "dissimilar" else share[neg],
+        params={
+            "min_votes": min_votes,
+            "negatives": negatives,
+            "num_negatives": num_negatives,
+            "quantile": quantile,
+        },
+        stats={
+            "n_images": int(len(top1)),
+            "n_distinct_top1": int((counts > 0).sum()),
+            "images_covered": float(share[pos].sum()),
+        },
+    )

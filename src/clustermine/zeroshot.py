@@ -1,0 +1,164 @@
+"""Zero-shot classification of image embeddings over a (possibly huge) name set.
+
+The similarity matrix of 1.28M images × 270k names would be 1.4 TB in float32, so images and
+names are both processed in chunks whose similarity block fits a memory budget in bytes, and a
+running top-k is merged across name chunks. torch does the matrix products (on the GPU when
+one is present).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+
+from clustermine.h5io import EmbeddingFileError, atomic_path, read_attrs, write_attrs
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BUDGET_BYTES = 256 * 2**20
+# Working copies per block element: the float32 product plus torch temporaries (topk/exp).
+_BLOCK_COPIES = 3
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """``None``/``"auto"`` means the GPU when one is available, else the CPU."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def block_shape(
+    n_rows: int, n_cols: int, budget_bytes: int, bytes_per_element: int = 4
+) -> tuple[int, int]:
+    """Rows × columns of a block whose working set stays within ``budget_bytes``.
+
+    Prefers up to 1024 image rows per block (good matrix-product efficiency) and as many
+    names as then fit; small name sets give more rows instead.
+    """
+    if budget_bytes <= 0:
+        raise ValueError(f"memory budget must be positive, got {budget_bytes} bytes")
+    elements = max(1, budget_bytes // (bytes_per_element * _BLOCK_COPIES))
+    rows = max(1, min(n_rows, 1024, elements))
+    cols = max(1, min(n_cols, elements // rows))
+    if cols == n_cols:
+        rows = max(1, min(n_rows, elements // max(1, n_cols)))
+    return rows, cols
+
+
+def as_unit_tensor(x: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """float32 tensor on ``device`` with L2-normalised rows."""
+    t = torch.as_tensor(np.asarray(x, dtype=np.float32) if not torch.is_tensor(x) else x)
+    t = t.to(device=device, dtype=torch.float32)
+    return torch.nn.functional.normalize(t, dim=-1, eps=1e-12)
+
+
+@dataclass
+class ZeroShotResult:
+    """Top-k names per image: ``indices`` int64 [N, k] into the name set, ``sims`` cosines."""
+
+    indices: np.ndarray
+    sims: np.ndarray
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def top1(self) -> np.ndarray:
+        return self.indices[:, 0]
+
+
+def zero_shot_topk(
+    image_emb: np.ndarray,
+    text_emb: np.ndarray,
+    k: int = 1,
+    budget_bytes: int = DEFAULT_BUDGET_BYTES,
+    device: str | torch.device | None = None,
+) -> ZeroShotResult:
+    """Top-``k`` names (by cosine) for every image; inputs need not be normalised.
+
+    Ties are broken towards the lower name index, so the result does not depend on the
+    chunking.
+    """
+    image_emb = np.asarray(image_emb)
+    text_emb = np.asarray(text_emb)
+    if image_emb.ndim != 2 or text_emb.ndim != 2 or image_emb.shape[1] != text_emb.shape[1]:
+        raise ValueError(
+            f"zero-shot needs [N, D] images and [M, D] names; got {image_emb.shape} and "
+            f"{text_emb.shape}"
+        )
+    n, m = len(image_emb), len(text_emb)
+    if m == 0:
+        raise ValueError("zero-shot over an empty name set")
+    k = int(min(k, m))
+    dev = pick_device(device)
+    rows, cols = block_shape(n, m, budget_bytes)
+    text = as_unit_tensor(text_emb, dev)
+    out_idx = np.empty((n, k), dtype=np.int64)
+    out_sim = np.empty((n, k), dtype=np.float32)
+    for r0 in range(0, n, rows):
+        img = as_unit_tensor(image_emb[r0 : r0 + rows], dev)
+        best_sim = torch.full((len(img), 0), -np.inf, device=dev)
+        best_idx = torch.zeros((len(img), 0), dtype=torch.int64, device=dev)
+        for c0 in range(0, m, cols):
+            sims = img @ text[c0 : c0 + cols].T
+            kk = min(k, sims.shape[1])
+            s, i = _stable_topk(sims, kk)
+            cand_sim = torch.cat([best_sim, s], dim=1)
+            cand_idx = torch.cat([best_idx, i + c0], dim=1)
+            # Candidates are already ordered by (sim desc, index asc) within each part and
+            # earlier parts hold lower indices, so a stable sort keeps the tie rule.
+            order = torch.sort(cand_sim, dim=1, descending=True, stable=True).indices[:, :k]
+            best_sim = torch.gather(cand_sim, 1, order)
+            best_idx = torch.gather(cand_idx, 1, order)
+        out_idx[r0 : r0 + len(img)] = best_idx.cpu().numpy()
+        out_sim[r0 : r0 + len(img)] = best_sim.cpu().numpy()
+    return ZeroShotResult(out_idx, out_sim, {"k": k, "num_names": m, "device": str(dev)})
+
+
+def _stable_topk(sims: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k with ties going to the lower column index (torch.topk leaves ties unspecified)."""
+    if k == 1:
+        # argmax returns the first maximal index.
+        i = sims.argmax(dim=1, keepdim=True)
+        return torch.gather(sims, 1, i), i
+    s, i = torch.topk(sims, k, dim=1)
+    # Re-rank candidates plus every column tied with the k-th value, in index order.
+    kth = s[:, -1:]
+    if bool((sims == kth).sum(dim=1).gt((s == kth).sum(dim=1)).any()):
+        order = torch.sort(sims, dim=1, descending=True, stable=True).indices[:, :k]
+        return torch.gather(sims, 1, order), order
+    order = torch.argsort(i, dim=1)
+    s, i = torch.gather(s, 1, order), torch.gather(i, 1, order)
+    order = torch.sort(s, dim=1, descending=True, stable=True).indices
+    return torch.gather(s, 1, order), torch.gather(i, 1, order)
+
+
+def zero_shot_top1(
+    image_emb: np.ndarray,
+    text_emb: np.ndarray,
+    budget_bytes: int = DEFAULT_BUDGET_BYTES,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
+    """Index of the most similar name for every image."""
+    return zero_shot_topk(image_emb, text_emb, 1, budget_bytes, device).top1
+
+
+def write_zero_shot(path: str | os.PathLike, result: ZeroShotResult, attrs: dict) -> None:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("indices", data=result.indices.astype(np.int64))
+        f.create_dataset("sims", data=result.sims.astype(np.float32))
+        write_attrs(f, {**result.attrs, **attrs, "kind": "zero_shot"})
+
+
+def read_zero_shot(path: str | os.PathLike) -> ZeroShotResult:
+    with h5py.File(path, "r") as f:
+        if "indices" not in f or "sims" not in f:
+            raise EmbeddingFileError(
+                f"{path}: not a zero-shot file (needs datasets 'indices' and 'sims', "
+                f"found {sorted(f.keys())})"
+            )
+        return ZeroShotResult(f["indices"][()], f["sims"][()], read_attrs(f))

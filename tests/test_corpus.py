@@ -1,0 +1,79 @@
+import subprocess
+import sys
+
+import pytest
+
+from clustermine.corpus import (
+    normalize_name,
+    read_corpus_tsv,
+    wordlist_corpus,
+    wordnet_corpus,
+    write_corpus_tsv,
+)
+from clustermine.prompts import PROMPT_SETS, get_prompts
+from clustermine.wordnet import install_debian_wordnet, lexnames_text, DEBIAN_WORDNET
+
+
+def test_wordnet_counts():
+    both = wordnet_corpus(("n", "a"))
+    nouns = wordnet_corpus(("n",))
+    assert len(both) == 79403
+    assert len(nouns) == 67186
+    assert both.names[: len(nouns)] == nouns.names
+    assert len(set(both.names)) == len(both.names)
+    assert all(n == n.lower() and "_" not in n for n in both.names)
+    assert "hotdog" in both.names and "golden retriever" in both.names and "red" in both.names
+    i = both.names.index("dog")
+    assert both.synsets[i] == "dog.n.01" and both.pos[i] == "n"
+
+
+def test_cli_prints_wordnet(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "clustermine.cli", "corpus", "wordnet", "--pos", "n"],
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()
+    assert len(out) == 67186 and out[0] == "entity"
+
+
+@pytest.mark.skipif(not DEBIAN_WORDNET.joinpath("data.noun").exists(),
+                    reason="Debian wordnet-base not installed")
+def test_debian_install_writes_lexnames(tmp_path):
+    root = install_debian_wordnet(target=tmp_path)
+    folder = root / "corpora" / "wordnet"
+    lines = (folder / "lexnames").read_text().splitlines()
+    assert len(lines) == 45 and lines[3] == "03\tnoun.Tops\t1" and lines[44].startswith("44\tadj.ppl")
+    assert (folder / "data.noun").stat().st_size == (DEBIAN_WORDNET / "data.noun").stat().st_size
+    assert lexnames_text().count("\n") == 45
+
+
+def test_wordlist(tmp_path):
+    path = tmp_path / "words.txt"
+    path.write_text("# comment\nHot_Dog\n\nhot dog\nGolden  Retriever\tignored column\n")
+    corpus = wordlist_corpus(path, extra_names=["tench", "Hot dog"])
+    assert corpus.names == ["hot dog", "golden retriever", "tench"]
+    with pytest.raises(FileNotFoundError, match="nope.txt"):
+        wordlist_corpus(tmp_path / "nope.txt")
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    with pytest.raises(ValueError, match="holds no names"):
+        wordlist_corpus(tmp_path / "empty.txt")
+
+
+def test_corpus_tsv_round_trip(tmp_path):
+    corpus = wordnet_corpus(("a",))
+    write_corpus_tsv(tmp_path / "c.tsv", corpus)
+    back = read_corpus_tsv(tmp_path / "c.tsv")
+    assert back.names == corpus.names and back.synsets == corpus.synsets
+
+
+def test_prompt_sets():
+    assert len(get_prompts("simple")) == 7 and get_prompts("simple")[2] == "a origami {}."
+    assert len(get_prompts("openai")) == 80 and len(set(get_prompts("openai"))) == 80
+    assert len(get_prompts("ming")) == 5
+    assert get_prompts("basic") == ("An image of a {}.",) and get_prompts("nice") == ("the nice {}",)
+    assert all("{}" in t for ts in PROMPT_SETS.values() for t in ts)
+    with pytest.raises(KeyError, match="unknown prompt set 'simpel'"):
+        get_prompts("simpel")
+
+
+def test_normalize_name():
+    assert normalize_name("  Great_White  Shark ") == "great white shark"

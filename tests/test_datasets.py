@@ -1,0 +1,126 @@
+import numpy as np
+import pytest
+import torch
+
+from clustermine.datasets import (
+    DatasetError, build_index, index_filelist, index_imagefolder, read_index, subsample,
+    write_index,
+)
+from clustermine.encode import TooManyUnreadable, encode_images, encode_texts, merge_shards
+from clustermine.h5io import ImageEmbeddings, read_image_embeddings, write_image_embeddings
+from clustermine.models import RANDOM_WEIGHTS, load_model
+
+from conftest import make_image_folder
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    torch.set_num_threads(1)
+    return load_model("clustermine-tiny", None, device="cpu")
+
+
+@pytest.fixture
+def folder(tmp_path):
+    root = make_image_folder(tmp_path / "imgs", {"n001": 4, "n002": 3}, seed=0)
+    (root / "n002" / "broken.png").write_bytes(b"garbage")
+    return root
+
+
+def test_imagefolder_index_and_class_map(folder, tmp_path):
+    index = index_imagefolder(folder)
+    assert len(index) == 8 and index.class_names == ["n001", "n002"]
+    assert index.paths[0] == "n001/000.png" and list(index.labels) == [0] * 4 + [1] * 4
+    (tmp_path / "map.txt").write_text("n001 tench\nn002\tgreat white shark\n")
+    named = index_imagefolder(folder, tmp_path / "map.txt")
+    assert named.class_names == ["tench", "great white shark"]
+    (tmp_path / "bad.txt").write_text("n001 tench\n")
+    with pytest.raises(DatasetError, match="lacks 1 folders"):
+        index_imagefolder(folder, tmp_path / "bad.txt")
+    with pytest.raises(DatasetError, match="not a directory"):
+        index_imagefolder(tmp_path / "missing")
+
+
+def test_filelist_labels(tmp_path):
+    (tmp_path / "list.txt").write_text("a/1.jpg 3\nb/2.jpg 0\n")
+    idx = index_filelist(tmp_path / "list.txt", tmp_path)
+    assert idx.paths == ["a/1.jpg", "b/2.jpg"] and list(idx.labels) == [3, 0]
+    (tmp_path / "named.txt").write_text("x.jpg dog\ny.jpg cat\nz.jpg dog\n")
+    idx = index_filelist(tmp_path / "named.txt", tmp_path)
+    assert idx.class_names == ["cat", "dog"] and list(idx.labels) == [1, 0, 1]
+    (tmp_path / "plain.txt").write_text("x.jpg\n")
+    assert list(index_filelist(tmp_path / "plain.txt", tmp_path).labels) == [-1]
+
+
+def test_subsample_is_seeded_and_ordered(folder, tmp_path):
+    index = index_imagefolder(folder)
+    a, b = subsample(index, 5, 3), subsample(index, 5, 3)
+    assert a.paths == b.paths and len(a) == 5
+    assert a.paths == sorted(a.paths, key=index.paths.index)
+    spec = {"type": "imagefolder", "root": str(folder), "limit": 5, "seed": 3}
+    write_index(tmp_path / "i.tsv", build_index(spec))
+    back = read_index(tmp_path / "i.tsv")
+    assert back.paths == a.paths and back.params["limit"] == 5
+
+
+def test_shards_cover_rows_once(folder):
+    index = index_imagefolder(folder)
+    ranges = [index.shard(i, 3) for i in range(3)]
+    assert ranges[0][0] == 0 and ranges[-1][1] == len(index)
+    assert all(ranges[i][1] == ranges[i + 1][0] for i in range(2))
+
+
+def test_encode_skips_corrupt_image(folder, tiny_model):
+    index = index_imagefolder(folder)
+    out = encode_images(tiny_model, index, batch_size=3, max_unreadable_fraction=0.2)
+    assert out.embeddings.shape == (7, 32) and out.embeddings.dtype == np.float32
+    assert out.attrs["unreadable_files"] == ["n002/broken.png"]
+    assert "n002/broken.png" not in out.paths and len(out.labels) == 7
+    with pytest.raises(TooManyUnreadable, match="1 of 8 images could not be read"):
+        encode_images(tiny_model, index, batch_size=3, max_unreadable_fraction=0.05)
+
+
+def test_shard_merge_equals_single_pass(folder, tiny_model, tmp_path):
+    index = index_imagefolder(folder)
+    full = encode_images(tiny_model, index, batch_size=4, max_unreadable_fraction=0.5)
+    files = []
+    for i in range(3):
+        start, stop = index.shard(i, 3)
+        part = encode_images(tiny_model, index, start, stop, batch_size=2,
+                             max_unreadable_fraction=1.0)
+        part.attrs.update(tiny_model.attrs(), dataset="d")
+        files.append(tmp_path / f"s{i}.h5")
+        write_image_embeddings(files[-1], part)
+    merged = merge_shards(files)
+    np.testing.assert_allclose(merged.embeddings, full.embeddings, rtol=1e-5, atol=1e-6)
+    assert merged.paths == full.paths and merged.attrs["unreadable_files"] == ["n002/broken.png"]
+    assert merged.attrs["model_pretrained"] == RANDOM_WEIGHTS and merged.attrs["random_weights"]
+
+
+def test_merge_refuses_shards_of_different_models(tmp_path):
+    def shard(name, pretrained):
+        data = ImageEmbeddings(np.zeros((1, 2), np.float32), np.zeros(1), ["x"], None,
+                               {"model_arch": "m", "model_pretrained": pretrained, "dataset": "d"})
+        write_image_embeddings(tmp_path / name, data)
+        return tmp_path / name
+    with pytest.raises(ValueError, match="must come from one run"):
+        merge_shards([shard("a.h5", "one"), shard("b.h5", "two")])
+
+
+def test_prompt_ensemble(tiny_model):
+    names = ["dog", "cat"]
+    templates = ["a photo of a {}.", "art of the {}."]
+    emb = encode_texts(tiny_model, names, templates, batch_size=2)
+    assert emb.shape == (2, 32)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-5)
+    with torch.inference_mode():
+        tok = tiny_model.tokenizer([t.format("cat") for t in templates])
+        f = torch.nn.functional.normalize(tiny_model.model.encode_text(tok).float(), dim=-1)
+        ref = torch.nn.functional.normalize(f.mean(0), dim=-1).numpy()
+    np.testing.assert_allclose(emb[1], ref, rtol=1e-4, atol=1e-5)
+
+
+def test_unknown_model_and_missing_checkpoint():
+    with pytest.raises(ValueError, match="unknown open_clip architecture 'ViT-Nope'"):
+        load_model("ViT-Nope", None)
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_model("clustermine-tiny", "nowhere/missing.pt")

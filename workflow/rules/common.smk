@@ -1,0 +1,156 @@
+# Config validation, wildcard constraints and the small named functions rules share.
+import os
+
+from snakemake.utils import validate
+
+
+validate(config, workflow.source_path("../schemas/config.schema.yaml"))
+
+SLUG = "[A-Za-z0-9_-]+"
+
+
+wildcard_constraints:
+    model=SLUG,
+    dataset=SLUG,
+    corpus=SLUG,
+    prompts=SLUG,
+    idset=SLUG,
+    method=SLUG,
+    labelset=SLUG,
+    clusterer=SLUG,
+    testset=SLUG,
+    shard=r"\d+",
+    nshards=r"\d+",
+    C=r"\d+",
+    k=r"\d+",
+
+
+MODELS = config["models"]
+DATASETS = config["datasets"]
+CORPORA = config.get("corpora", {})
+IDSETS = config.get("idsets", {})
+ENCODE = config.get("encode", {})
+
+
+def _check_references():
+    """Every slug an ID set names must be declared; say which key is wrong."""
+    for idset, spec in IDSETS.items():
+        for key in ("train", "test", "benchmarks"):
+            value = spec.get(key, [])
+            for ds in [value] if isinstance(value, str) else value:
+                if ds not in DATASETS:
+                    raise ValueError(
+                        f"config: idsets.{idset}.{key} names dataset '{ds}', which is not "
+                        f"declared under datasets (declared: {sorted(DATASETS)})"
+                    )
+        if spec.get("corpus") not in CORPORA:
+            raise ValueError(
+                f"config: idsets.{idset}.corpus '{spec.get('corpus')}' is not declared under "
+                f"corpora (declared: {sorted(CORPORA)})"
+            )
+    for ds, spec in DATASETS.items():
+        if spec["type"] == "embeddings":
+            for model in spec.get("paths", {}):
+                if model not in MODELS:
+                    raise ValueError(f"config: datasets.{ds}.paths names unknown model '{model}'")
+
+
+_check_references()
+
+
+def is_local_file(pretrained):
+    return pretrained is not None and (
+        os.sep in str(pretrained)
+        or str(pretrained).endswith((".pt", ".pth", ".bin", ".safetensors"))
+    )
+
+
+def model_checkpoint(wildcards):
+    """A local checkpoint is an input, so a workflow rule may build it (the demo model)."""
+    pretrained = MODELS[wildcards.model].get("pretrained")
+    return [pretrained] if is_local_file(pretrained) else []
+
+
+def model_params(wildcards):
+    spec = MODELS[wildcards.model]
+    return {"arch": spec["arch"], "pretrained": spec.get("pretrained"),
+            "precision": spec.get("precision", "auto")}
+
+
+def model_batch_size(wildcards):
+    return MODELS[wildcards.model].get("batch_size", 256)
+
+
+def image_embeddings(model, dataset):
+    """Path of a dataset's image embeddings for one model (precomputed files used as is)."""
+    spec = DATASETS[dataset]
+    if spec["type"] == "embeddings":
+        paths = spec.get("paths", {})
+        if model not in paths:
+            raise ValueError(
+                f"config: datasets.{dataset} is precomputed but has no file for model "
+                f"'{model}' under paths"
+            )
+        return paths[model]
+    return f"results/{model}/images/{dataset}.h5"
+
+
+def text_embeddings(model, corpus, prompts):
+    spec = CORPORA[corpus]
+    if spec["type"] == "embeddings":
+        paths = spec.get("paths", {})
+        if model not in paths:
+            raise ValueError(
+                f"config: corpora.{corpus} is precomputed but has no file for model '{model}'"
+            )
+        return paths[model]
+    return f"results/{model}/text/{corpus}.{prompts}.h5"
+
+
+def class_name_embeddings(model, dataset, prompts):
+    """Text embeddings of a dataset's own class names (Y_GT), whatever the corpus holds."""
+    return f"results/{model}/text/classes/{dataset}.{prompts}.h5"
+
+
+def used_datasets():
+    used = set()
+    for spec in IDSETS.values():
+        used.add(spec["train"])
+        used.update(spec.get("test", []))
+        used.update(spec.get("benchmarks", []))
+    return sorted(used) if IDSETS else sorted(DATASETS)
+
+
+def embedding_targets():
+    targets = []
+    for model in MODELS:
+        targets += [image_embeddings(model, ds) for ds in used_datasets()]
+        for idset, spec in IDSETS.items():
+            targets.append(text_embeddings(model, spec["corpus"], spec.get("prompts", "simple")))
+        if not IDSETS:
+            for corpus in CORPORA:
+                targets += [text_embeddings(model, corpus, p) for p in config.get("prompts", ["simple"])]
+    return sorted(set(targets))
+
+
+STAGE_TARGETS = [embedding_targets]
+
+
+def all_targets():
+    out = []
+    for stage in STAGE_TARGETS:
+        out += stage()
+    return out
+
+
+DEMO = config.get("demo", {})
+
+
+def demo_outputs_for(dataset_spec):
+    """The demo's marker file when a dataset lives in the demo's prepared folders."""
+    if not DEMO.get("enabled", False) or dataset_spec["type"] == "embeddings":
+        return []
+    root = os.path.normpath(DEMO.get("root", "resources/demo"))
+    data_root = os.path.normpath(dataset_spec.get("root", ""))
+    inside = data_root == root or data_root.startswith(root + os.sep)
+    return [os.path.join(root, ".prepared")] if inside else []

@@ -1,0 +1,24 @@
+from clustermine.datasets import read_index
+from clustermine.encode import encode_images
+from clustermine.h5io import write_image_embeddings
+from clustermine.logs import setup_logging
+from clustermine.models import load_model
+
+log = setup_logging(snakemake.log[0])
+wc, params = snakemake.wildcards, snakemake.params
+index = read_index(snakemake.input.index)
+start, stop = index.shard(int(wc.shard), int(wc.nshards))
+log.info("dataset %s shard %s/%s: rows %d-%d", wc.dataset, wc.shard, wc.nshards, start, stop)
+loaded = load_model(params.model["arch"], params.model["pretrained"])
+log.info("model %s (%s) on %s", loaded.arch, loaded.pretrained, loaded.device)
+data = encode_images(
+    loaded, index, start, stop,
+    batch_size=params.batch_size,
+    num_workers=params.num_workers,
+    precision=params.model["precision"],
+    max_unreadable_fraction=params.encode["max_unreadable_fraction"],
+)
+data.attrs.update(loaded.attrs())
+data.attrs.update(dataset=wc.dataset, model=wc.model, shard=int(wc.shard),
+                  dataset_params=index.params, root=index.root)
+write_image_embeddings(snakemake.output[0], data)

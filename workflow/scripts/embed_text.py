@@ -1,0 +1,26 @@
+from clustermine.corpus import read_corpus_tsv
+from clustermine.datasets import read_index
+from clustermine.encode import encode_texts
+from clustermine.h5io import TextEmbeddings, write_text_embeddings
+from clustermine.logs import setup_logging
+from clustermine.models import load_model
+from clustermine.prompts import get_prompts
+
+log = setup_logging(snakemake.log[0])
+params, wc = snakemake.params, snakemake.wildcards
+templates = get_prompts(params.prompts)
+if params.source == "class_names":
+    index = read_index(snakemake.input.names)
+    if not index.class_names:
+        raise ValueError(f"dataset {wc.dataset} has no class names to encode")
+    names, pos, synsets, source = index.class_names, None, None, {"dataset": wc.dataset}
+else:
+    corpus = read_corpus_tsv(snakemake.input.names)
+    names, pos, synsets, source = corpus.names, corpus.pos, corpus.synsets, {"corpus": wc.corpus}
+loaded = load_model(params.model["arch"], params.model["pretrained"])
+log.info("encoding %d names x %d prompts (%s) with %s on %s", len(names), len(templates),
+         params.prompts, loaded.arch, loaded.device)
+emb = encode_texts(loaded, names, templates, precision=params.model["precision"])
+attrs = {**loaded.attrs(), **source, "model": wc.model, "prompts": params.prompts,
+         "templates": list(templates)}
+write_text_embeddings(snakemake.output[0], TextEmbeddings(emb, list(names), pos, synsets, attrs))
