@@ -178,11 +178,14 @@ def read_tuxpaint_stamps(folder: str | os.PathLike = TUXPAINT_STAMPS_DIR) -> lis
 
 
 def load_stamp(path: Path, size: int = STAMP_SIZE) -> Image.Image:
-    """A stamp on a black square canvas (like the (Fashion-)MNIST background), ``size`` px."""
+    """A stamp centred on a white square canvas of ``size`` px.
+
+    White rather than black because many stamps (letters, hand signs) are black glyphs.
+    """
     with Image.open(path) as img:
         img = img.convert("RGBA")
     img.thumbnail((size, size), Image.Resampling.LANCZOS)
-    canvas = Image.new("RGB", (size, size))
+    canvas = Image.new("RGB", (size, size), (255, 255, 255))
     offset = ((size - img.width) // 2, (size - img.height) // 2)
     canvas.paste(img, offset, mask=img.getchannel("A"))
     return canvas

@@ -1,8 +1,11 @@
 """Mined label sets and their files.
 
-A label set names positive and negative corpus entries by their row index in the corpus text
-file. It is written as a TSV people can read (``index, name, role, votes, score``; one row per
-positive or negative) plus a JSON sidecar with the miner, its parameters and statistics.
+A label set names positive and negative labels by their row in a text-embedding file: the
+corpus file (``source = corpus``) or, for Y_GT, the file of the ID class names
+(``source = classes``), which holds the class names exactly as the dataset spells them even
+when the corpus lacks them. It is written as a TSV people can read
+(``index, name, role, source, votes, score``; one row per positive or negative) plus a JSON
+sidecar with the miner, its parameters and statistics.
 """
 
 from __future__ import annotations
@@ -19,47 +22,65 @@ import numpy as np
 
 from clustermine.h5io import atomic_path
 
-TSV_COLUMNS = ("index", "name", "role", "votes", "score")
+TSV_COLUMNS = ("index", "name", "role", "source", "votes", "score")
 
 
 class LabelSetFileError(ValueError):
-    """A label-set file is missing, malformed or does not match its corpus."""
+    """A label-set file is missing, malformed or does not match its text files."""
 
 
 def normalize_name(name: str) -> str:
-    """Case-folded, underscores as spaces, whitespace collapsed: how names are matched."""
+    """Lower case, underscores as spaces, whitespace collapsed: how names are matched."""
     return " ".join(str(name).replace("_", " ").lower().split())
+
+
+def _indices(values, n: int, what: str) -> np.ndarray:
+    idx = np.asarray(values if values is not None else [], dtype=np.int64).reshape(-1)
+    if len(idx) and (idx.min() < 0 or idx.max() >= n):
+        raise LabelSetFileError(f"{what} index out of range for {n} names")
+    if len(np.unique(idx)) != len(idx):
+        raise LabelSetFileError(f"duplicate {what} indices")
+    return idx
+
+
+def _column(values, n: int, dtype, what: str) -> np.ndarray:
+    if values is None:
+        return np.full(n, -1 if dtype is np.int64 else np.nan, dtype=dtype)
+    values = np.asarray(values, dtype=dtype).reshape(-1)
+    if len(values) != n:
+        raise LabelSetFileError(f"{what} has {len(values)} entries for {n} labels")
+    return values
 
 
 @dataclass
 class LabelSet:
-    """Positives and negatives as corpus row indices, with per-row votes and scores.
+    """Positives and negatives as row indices, with per-row votes and scores.
 
-    ``votes`` and ``score`` are miner-specific (docs/methods.md): e.g. ClusterMine's votes are
-    the clusters that chose a name and PosMine's the images that did; NegLabel's score is the
-    0.95-quantile similarity to Y_GT. NaN where a miner defines none.
+    ``positives``/``negatives`` index the corpus; ``class_positives`` index ``class_names``
+    (Y_GT taken from the class-name file). ``votes`` and ``score`` are miner-specific
+    (docs/methods.md), -1 / NaN where a miner defines none.
     """
 
     miner: str
-    names: list[str]  # the whole corpus, so indices can be resolved without the text file
+    names: list[str]
     positives: np.ndarray
     negatives: np.ndarray
     pos_votes: np.ndarray | None = None
     pos_scores: np.ndarray | None = None
     neg_votes: np.ndarray | None = None
     neg_scores: np.ndarray | None = None
+    class_names: list[str] | None = None
+    class_positives: np.ndarray | None = None
     params: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.positives = np.asarray(self.positives, dtype=np.int64).reshape(-1)
-        self.negatives = np.asarray(self.negatives, dtype=np.int64).reshape(-1)
         n = len(self.names)
-        for role, idx in (("positive", self.positives), ("negative", self.negatives)):
-            if len(idx) and (idx.min() < 0 or idx.max() >= n):
-                raise LabelSetFileError(f"{role} index out of range for a corpus of {n} names")
-            if len(np.unique(idx)) != len(idx):
-                raise LabelSetFileError(f"duplicate {role} indices")
+        self.positives = _indices(self.positives, n, "positive")
+        self.negatives = _indices(self.negatives, n, "negative")
+        self.class_positives = _indices(
+            self.class_positives, len(self.class_names or []), "class positive"
+        )
         if len(np.intersect1d(self.positives, self.negatives)):
             raise LabelSetFileError("a corpus name is both positive and negative")
         self.pos_votes = _column(self.pos_votes, len(self.positives), np.int64, "pos_votes")
@@ -69,28 +90,38 @@ class LabelSet:
 
     @property
     def pos_names(self) -> list[str]:
-        return [self.names[i] for i in self.positives]
+        """All positive names: class positives (Y_GT) first, then corpus positives."""
+        classes = [self.class_names[i] for i in self.class_positives] if self.class_names else []
+        return classes + [self.names[i] for i in self.positives]
 
     @property
     def neg_names(self) -> list[str]:
         return [self.names[i] for i in self.negatives]
 
+    @property
+    def n_pos(self) -> int:
+        return int(len(self.positives) + len(self.class_positives))
+
     def summary(self) -> dict[str, int]:
         return {
-            "n_pos": int(len(self.positives)),
+            "n_pos": self.n_pos,
             "n_neg": int(len(self.negatives)),
             "n_corpus": int(len(self.names)),
+            "n_pos_from_classes": int(len(self.class_positives)),
         }
 
-
-def _column(values, n: int, dtype, what: str) -> np.ndarray:
-    if values is None:
-        fill = -1 if dtype is np.int64 else np.nan
-        return np.full(n, fill, dtype=dtype)
-    values = np.asarray(values, dtype=dtype).reshape(-1)
-    if len(values) != n:
-        raise LabelSetFileError(f"{what} has {len(values)} entries for {n} labels")
-    return values
+    def positive_embeddings(
+        self, corpus_emb: np.ndarray, class_emb: np.ndarray | None
+    ) -> np.ndarray:
+        """Text embeddings of :attr:`pos_names`, in the same order."""
+        parts = [corpus_emb[self.positives]]
+        if len(self.class_positives):
+            if class_emb is None:
+                raise LabelSetFileError(
+                    "the label set takes Y_GT from the class-name file, which was not given"
+                )
+            parts.insert(0, class_emb[self.class_positives])
+        return np.concatenate(parts).astype(np.float32, copy=False)
 
 
 def sidecar_path(tsv_path: str | os.PathLike) -> Path:
@@ -98,7 +129,7 @@ def sidecar_path(tsv_path: str | os.PathLike) -> Path:
     return Path(tsv_path).with_suffix(".json")
 
 
-def _fmt_score(x: float) -> str:
+def _fmt(x: float) -> str:
     return "nan" if math.isnan(x) else f"{x:.6g}"
 
 
@@ -106,37 +137,37 @@ def write_label_set(
     tsv_path: str | os.PathLike, labels: LabelSet, extra: dict[str, Any] | None = None
 ) -> None:
     """Write the TSV and its JSON sidecar, each atomically."""
-    rows = [
-        (i, labels.names[i], "pos", v, s)
-        for i, v, s in zip(labels.positives, labels.pos_votes, labels.pos_scores)
-    ] + [
-        (i, labels.names[i], "neg", v, s)
-        for i, v, s in zip(labels.negatives, labels.neg_votes, labels.neg_scores)
-    ]
+    rows = [(i, labels.class_names[i], "pos", "classes", -1, math.nan)
+            for i in labels.class_positives]
+    rows += [(i, labels.names[i], "pos", "corpus", v, s)
+             for i, v, s in zip(labels.positives, labels.pos_votes, labels.pos_scores)]
+    rows += [(i, labels.names[i], "neg", "corpus", v, s)
+             for i, v, s in zip(labels.negatives, labels.neg_votes, labels.neg_scores)]
     with atomic_path(tsv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
         w.writerow(TSV_COLUMNS)
-        for i, name, role, v, s in rows:
-            w.writerow((int(i), name, role, "" if v < 0 else int(v), _fmt_score(float(s))))
+        for i, name, role, source, v, s in rows:
+            w.writerow((int(i), name, role, source, "" if v < 0 else int(v), _fmt(float(s))))
     meta = {
         "miner": labels.miner,
         "params": labels.params,
-        "stats": {**labels.summary(), **labels.stats},
+        "stats": {**labels.stats, **labels.summary()},
         **(extra or {}),
     }
     with atomic_path(sidecar_path(tsv_path)) as tmp:
-        tmp.write_text(json.dumps(_jsonable(meta), indent=2, sort_keys=True) + "\n")
+        tmp.write_text(json.dumps(jsonable(meta), indent=2, sort_keys=True) + "\n")
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
+    """numpy values to Python ones; non-finite floats to ``None`` (JSON has no NaN)."""
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
+        return jsonable(obj.tolist())
     if isinstance(obj, np.generic):
-        return obj.item()
+        return jsonable(obj.item())
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
@@ -149,13 +180,18 @@ def read_label_meta(tsv_path: str | os.PathLike) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def read_label_set(tsv_path: str | os.PathLike, corpus_names: Sequence[str]) -> LabelSet:
-    """Read a label set and check every row's name against the corpus it indexes."""
+def read_label_set(
+    tsv_path: str | os.PathLike,
+    corpus_names: Sequence[str],
+    class_names: Sequence[str] | None = None,
+) -> LabelSet:
+    """Read a label set and check every row's name against the text file it indexes."""
     tsv_path = Path(tsv_path)
     if not tsv_path.exists():
         raise LabelSetFileError(f"{tsv_path}: label-set file does not exist")
     meta = read_label_meta(tsv_path)
-    cols: dict[str, list] = {"pos": [[], [], []], "neg": [[], [], []]}
+    sources = {"corpus": list(corpus_names), "classes": list(class_names or [])}
+    cols: dict[str, list[list]] = {k: [[], [], []] for k in ("pos", "neg", "cls")}
     with open(tsv_path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f, delimiter="\t")
         if tuple(reader.fieldnames or ()) != TSV_COLUMNS:
@@ -163,20 +199,29 @@ def read_label_set(tsv_path: str | os.PathLike, corpus_names: Sequence[str]) -> 
                 f"{tsv_path}: expected columns {TSV_COLUMNS}, found {reader.fieldnames}"
             )
         for line, row in enumerate(reader, start=2):
-            role = row["role"]
-            if role not in cols:
-                raise LabelSetFileError(f"{tsv_path}:{line}: role must be pos or neg, got {role!r}")
-            i = int(row["index"])
-            if not 0 <= i < len(corpus_names) or corpus_names[i] != row["name"]:
+            role, source = row["role"], row["source"]
+            if role not in ("pos", "neg") or source not in sources:
                 raise LabelSetFileError(
-                    f"{tsv_path}:{line}: row {i} {row['name']!r} does not match the corpus "
-                    "text file; the label set was mined from another corpus. Re-run mining."
+                    f"{tsv_path}:{line}: role must be pos|neg and source corpus|classes"
                 )
-            cols[role][0].append(i)
-            cols[role][1].append(int(row["votes"]) if row["votes"] else -1)
-            cols[role][2].append(float(row["score"]))
-    (pi, pv, ps), (ni, nv, ns) = cols["pos"], cols["neg"]
-    stats = {k: v for k, v in meta.get("stats", {}).items()}
+            if source == "classes" and class_names is None:
+                raise LabelSetFileError(
+                    f"{tsv_path}: takes Y_GT from the class-name file; pass its class names"
+                )
+            i, names = int(row["index"]), sources[source]
+            if not 0 <= i < len(names) or names[i] != row["name"]:
+                raise LabelSetFileError(
+                    f"{tsv_path}:{line}: {source} row {i} {row['name']!r} does not match the "
+                    f"{source} text file; the label set was mined from other text embeddings. "
+                    "Re-run mining."
+                )
+            key = "cls" if source == "classes" else role
+            cols[key][0].append(i)
+            cols[key][1].append(int(row["votes"]) if row["votes"] else -1)
+            cols[key][2].append(float(row["score"]))
+    (pi, pv, ps), (ni, nv, ns), (ci, _, _) = cols["pos"], cols["neg"], cols["cls"]
     return LabelSet(
-        meta["miner"], list(corpus_names), pi, ni, pv, ps, nv, ns, meta.get("params", {}), stats
+        meta["miner"], list(corpus_names), pi, ni, pv, ps, nv, ns,
+        list(class_names) if class_names is not None else None, ci,
+        meta.get("params", {}), dict(meta.get("stats", {})),
     )

@@ -36,6 +36,7 @@ log() { echo "cluster.sh: $*" >&2; }
 find_bin() {  # daemons live in sbin, which root's PATH may lack inside containers
     local name="$1" dir
     for dir in ${PATH//:/ } /usr/sbin /sbin /usr/local/sbin; do
+        [[ "$dir" == "$DIR/bin" ]] && continue  # our own client wrappers
         if [[ -x "$dir/$name" ]]; then echo "$dir/$name"; return 0; fi
     done
     return 1
@@ -141,7 +142,7 @@ write_client_wrappers() {
     local name real
     mkdir -p "$DIR/bin"
     for name in srun sbatch salloc squeue scancel scontrol sinfo; do
-        real="$(find_bin "$name" | grep -v "^$DIR/bin/")" || continue
+        real="$(find_bin "$name")" || continue
         printf '#!/bin/sh\nSLURM_CONF=%q exec %q "$@"\n' "$CONF" "$real" >"$DIR/bin/$name"
         chmod 0755 "$DIR/bin/$name"
     done

@@ -216,6 +216,8 @@ class Detector:
         if not isinstance(params, dict):
             raise EmbeddingFileError(f"{path}: detector parameters are not a JSON object")
         det = cls(texts["pos"], texts["neg"], attrs["logit_scale"], params, attrs.get("meta"))
+        # The stored rows are already unit length; normalising again could move the last bit.
+        det.text_pos, det.text_neg = texts["pos"], texts["neg"]
         det.state = {k: f["state"][k][()] for k in f["state"]}
         det.fit_stats = attrs.get("fit_stats") if isinstance(attrs.get("fit_stats"), dict) else {}
         return det

@@ -21,6 +21,10 @@ class MahalanobisDetector(Detector):
     name = "mahalanobis"
     defaults = {"class_source": "zero_shot", "inverse": "pinv"}
 
+    @property
+    def needs_positives(self) -> bool:  # ground-truth class means need no label texts
+        return self.params["class_source"] != "ground_truth"
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if self.params["class_source"] not in CLASS_SOURCES:
@@ -32,9 +36,6 @@ class MahalanobisDetector(Detector):
             raise DetectorConfigError(
                 f"{self.name}: inverse must be 'pinv' or 'solve', got {self.params['inverse']!r}"
             )
-        # Ground-truth class means need no label texts.
-        self.needs_positives = self.params["class_source"] == "zero_shot"
-        self._check_labels()
 
     def _class_labels(self, train: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
         if self.params["class_source"] == "ground_truth":

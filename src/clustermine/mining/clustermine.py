@@ -50,7 +50,9 @@ def mine_clustermine(
     pos, inverse = np.unique(label, return_inverse=True)
     votes = np.bincount(inverse, minlength=len(pos))
     purity_sum = np.bincount(inverse, weights=maj / sizes, minlength=len(pos))
-    neg, neg_scores = select_negatives(inputs, pos, negatives, num_negatives, quantile)
+    neg, neg_scores = select_negatives(
+        inputs, pos, inputs.corpus_emb[pos], negatives, num_negatives, quantile
+    )
     n_clusters = int(len(sizes))
     log.info("clustermine: %d non-empty clusters voted for %d names", n_clusters, len(pos))
     return LabelSet(

@@ -15,20 +15,33 @@ def mine_gt(
     quantile: float = 0.95,
     missing_gt: str = "error",
 ) -> LabelSet:
-    """Positives = Y_GT; negatives = the rest of the corpus by default."""
-    pos, missing = inputs.ground_truth(missing_gt)
-    neg, neg_scores = select_negatives(inputs, pos, negatives, num_negatives, quantile)
+    """Positives = Y_GT; negatives = the corpus names that are not Y_GT names, by default."""
+    gt = inputs.ground_truth(missing_gt)
+    neg, neg_scores = select_negatives(
+        inputs, gt.corpus_rows, gt.embeddings, negatives, num_negatives, quantile
+    )
     return LabelSet(
         "gt",
         inputs.corpus_names,
-        pos,
-        neg,
+        negatives=neg,
         neg_scores=neg_scores,
+        class_names=inputs.class_names,
         params={
             "negatives": negatives,
             "num_negatives": num_negatives,
             "quantile": quantile,
             "missing_gt": missing_gt,
         },
-        stats={"n_classes": len(inputs.class_names or []), "missing_gt": missing},
+        stats=gt_stats(inputs, gt),
+        **gt.positives(),
     )
+
+
+def gt_stats(inputs: MiningInputs, gt) -> dict:
+    return {
+        "n_classes": len(inputs.class_names or []),
+        "n_gt": len(gt.names),
+        "gt_source": "classes" if gt.from_classes else "corpus",
+        "gt_in_corpus": int(len(gt.corpus_rows)),
+        "gt_not_in_corpus": gt.missing,
+    }

@@ -22,7 +22,8 @@ class MinerConfigError(ValueError):
 
 @dataclass
 class MiningInputs:
-    """``corpus_emb`` rows must be the text embeddings of ``corpus_names`` (normalised here).
+    """``corpus_emb`` rows must be the text embeddings of ``corpus_names`` (normalised here);
+    ``class_emb``, when given, those of ``class_names`` (the ID classes, in label order).
 
     ``top1`` may be given precomputed (the zero-shot rule caches it); otherwise it is computed
     from ``image_emb`` on first use. ``sources`` names the files behind each input, for errors.
@@ -31,6 +32,9 @@ class MiningInputs:
     corpus_names: list[str]
     corpus_emb: np.ndarray
     class_names: list[str] | None = None
+    class_emb: np.ndarray | None = None
+    corpus_synsets: list[str] | None = None
+    class_synsets: list[str] | None = None
     image_emb: np.ndarray | None = None
     top1: np.ndarray | None = None
     assignments: np.ndarray | None = None
@@ -85,11 +89,13 @@ class MiningInputs:
             )
         return self.assignments
 
-    def ground_truth(self, on_missing: str = "error") -> tuple[np.ndarray, list[str]]:
-        """Corpus indices of the ID class names (Y_GT), and the class names not in the corpus.
+    def ground_truth(self, on_missing: str = "error") -> "GroundTruth":
+        """Y_GT: the ID class names, one per distinct normalised name.
 
-        Names match after :func:`normalize_name`. Classes sharing a name give one entry.
-        ``on_missing="error"`` refuses a corpus lacking an ID class; ``"drop"`` leaves those
+        With class-name embeddings (``class_emb``) Y_GT is taken from them, whatever the
+        corpus holds, and corpus rows with a Y_GT name are only recorded (miners keep them out
+        of the negatives). Without, Y_GT is the corpus rows matching the class names;
+        ``on_missing="error"`` refuses a corpus lacking a class, ``"drop"`` leaves such
         classes out of Y_GT and logs them.
         """
         if not self.class_names:
@@ -103,26 +109,77 @@ class MiningInputs:
         lookup: dict[str, int] = {}
         for i, name in enumerate(self.corpus_names):
             lookup.setdefault(normalize_name(name), i)
-        found: list[int] = []
-        missing: list[str] = []
-        for name in self.class_names:
-            i = lookup.get(normalize_name(name))
-            if i is None:
-                missing.append(name)
-            elif i not in found:
-                found.append(i)
+        first_class: dict[str, int] = {}
+        for c, name in enumerate(self.class_names):
+            first_class.setdefault(normalize_name(name), c)
+        classes = np.asarray(sorted(first_class.values()), dtype=np.int64)
+        matches = [lookup.get(normalize_name(self.class_names[c])) for c in classes]
+        corpus_rows = np.asarray([i for i in matches if i is not None], dtype=np.int64)
+        missing = [self.class_names[c] for c, i in zip(classes, matches) if i is None]
+        if len(classes) < len(self.class_names):
+            log.info("Y_GT: %d class names, %d distinct", len(self.class_names), len(classes))
+        corpus_syn = self.corpus_synsets or [None] * len(self.corpus_names)
+        if self.class_emb is not None:
+            if len(self.class_emb) != len(self.class_names):
+                raise MinerConfigError(
+                    f"{len(self.class_emb)} class-name embeddings{self._where('class_emb')} "
+                    f"for {len(self.class_names)} ID classes"
+                )
+            class_syn = self.class_synsets or [None] * len(self.class_names)
+            synsets = [
+                class_syn[c] or (corpus_syn[i] if i is not None else None)
+                for c, i in zip(classes, matches)
+            ]
+            if missing:
+                log.info("Y_GT: %d class names are not in the corpus: %s", len(missing), missing)
+            return GroundTruth(
+                [self.class_names[c] for c in classes],
+                normalize(self.class_emb[classes]),
+                classes,
+                corpus_rows,
+                missing,
+                synsets,
+            )
         if missing and on_missing == "error":
             shown = ", ".join(repr(m) for m in missing[:10])
             raise MinerConfigError(
-                f"{len(missing)} of {len(self.class_names)} ID class names are not in the corpus"
-                f"{self._where('corpus')}: {shown}{' ...' if len(missing) > 10 else ''}. Add the "
-                "class names to the corpus (so they are encoded with it), or set "
+                f"{len(missing)} of {len(classes)} ID class names are not in the corpus"
+                f"{self._where('corpus')}: {shown}{' ...' if len(missing) > 10 else ''}. Give "
+                "mining the class-name embeddings, add the class names to the corpus, or set "
                 "missing_gt: drop in the label set to leave them out of Y_GT."
             )
         if missing:
-            log.warning(
-                "Y_GT: %d ID class names not in the corpus were dropped: %s", len(missing), missing
-            )
-        if not found:
+            log.warning("Y_GT: dropped %d class names not in the corpus: %s", len(missing), missing)
+        if not len(corpus_rows):
             raise MinerConfigError("no ID class name is in the corpus: Y_GT would be empty")
-        return np.asarray(found, dtype=np.int64), missing
+        return GroundTruth(
+            [self.corpus_names[i] for i in corpus_rows],
+            self.corpus_emb[corpus_rows],
+            np.empty(0, np.int64),
+            corpus_rows,
+            missing,
+            [corpus_syn[i] for i in corpus_rows],
+        )
+
+
+@dataclass
+class GroundTruth:
+    """Y_GT as miners use it. ``class_rows`` index the class-name file (empty when Y_GT is
+    taken from the corpus); ``corpus_rows`` are the corpus rows bearing a Y_GT name."""
+
+    names: list[str]
+    embeddings: np.ndarray
+    class_rows: np.ndarray
+    corpus_rows: np.ndarray
+    missing: list[str]
+    synsets: list[str | None]
+
+    @property
+    def from_classes(self) -> bool:
+        return bool(len(self.class_rows))
+
+    def positives(self) -> dict[str, np.ndarray]:
+        """``LabelSet`` keyword arguments that make Y_GT the positives."""
+        if self.from_classes:
+            return {"positives": np.empty(0, np.int64), "class_positives": self.class_rows}
+        return {"positives": self.corpus_rows, "class_positives": None}

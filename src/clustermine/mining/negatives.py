@@ -49,16 +49,18 @@ def quantile_similarity(
 
 def select_negatives(
     inputs: MiningInputs,
-    positives: np.ndarray,
+    exclude: np.ndarray,
+    anchors: np.ndarray,
     mode: str = "complement",
     num_negatives: int = 10000,
     quantile: float = 0.95,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Negative corpus indices and their scores (quantile similarity, or NaN for complement)."""
+    """Negative corpus indices and their scores (``quantile``-similarity to ``anchors``; NaN
+    for the complement). Candidates are the corpus rows not in ``exclude``."""
     if mode not in NEGATIVE_MODES:
         raise MinerConfigError(f"negatives must be one of {NEGATIVE_MODES}, got {mode!r}")
     n = len(inputs.corpus_names)
-    candidates = np.setdiff1d(np.arange(n, dtype=np.int64), positives)
+    candidates = np.setdiff1d(np.arange(n, dtype=np.int64), exclude)
     if mode == "none":
         return np.empty(0, np.int64), np.empty(0)
     if mode == "complement":
@@ -66,11 +68,7 @@ def select_negatives(
     if num_negatives <= 0:
         raise MinerConfigError(f"num_negatives must be positive, got {num_negatives}")
     qsim = quantile_similarity(
-        inputs.corpus_emb[candidates],
-        inputs.corpus_emb[positives],
-        quantile,
-        inputs.budget_bytes,
-        inputs.device,
+        inputs.corpus_emb[candidates], anchors, quantile, inputs.budget_bytes, inputs.device
     )
     # Stable sort: equal similarities keep corpus order, so the choice is reproducible.
     keep = np.argsort(qsim, kind="stable")[:num_negatives]

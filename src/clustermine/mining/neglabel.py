@@ -4,6 +4,7 @@ to Y_GT as negatives, ranked by the 0.95-quantile of their cosines to the Y_GT t
 from __future__ import annotations
 
 from clustermine.labelsets import LabelSet
+from clustermine.mining.gt import gt_stats
 from clustermine.mining.inputs import MiningInputs
 from clustermine.mining.negatives import select_negatives
 
@@ -15,19 +16,22 @@ def mine_neglabel(
     quantile: float = 0.95,
     missing_gt: str = "error",
 ) -> LabelSet:
-    pos, missing = inputs.ground_truth(missing_gt)
-    neg, qsim = select_negatives(inputs, pos, "dissimilar", num_negatives, quantile)
+    """Negative scores are the candidates' quantile similarities to Y_GT (lower = kept first)."""
+    gt = inputs.ground_truth(missing_gt)
+    neg, qsim = select_negatives(
+        inputs, gt.corpus_rows, gt.embeddings, "dissimilar", num_negatives, quantile
+    )
     return LabelSet(
         "neglabel",
         inputs.corpus_names,
-        pos,
-        neg,
+        negatives=neg,
         neg_scores=qsim,
+        class_names=inputs.class_names,
         params={"num_negatives": num_negatives, "quantile": quantile, "missing_gt": missing_gt},
         stats={
-            "n_classes": len(inputs.class_names or []),
-            "missing_gt": missing,
-            "n_candidates": len(inputs.corpus_names) - len(pos),
+            **gt_stats(inputs, gt),
+            "n_candidates": len(inputs.corpus_names) - len(gt.corpus_rows),
             "max_kept_quantile_sim": float(qsim.max()) if len(qsim) else None,
         },
+        **gt.positives(),
     )

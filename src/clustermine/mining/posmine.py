@@ -30,7 +30,9 @@ def mine_posmine(
             f"ID-train images (most votes: {int(counts.max()) if len(counts) else 0}); "
             "lower min_votes"
         )
-    neg, neg_scores = select_negatives(inputs, pos, negatives, num_negatives, quantile)
+    neg, neg_scores = select_negatives(
+        inputs, pos, inputs.corpus_emb[pos], negatives, num_negatives, quantile
+    )
     share = counts / max(1, len(top1))
     return LabelSet(
         "posmine",

@@ -1,0 +1,197 @@
+"""How well clusters agree with zero-shot labels and, where known, with ground truth.
+
+All functions are pure numpy (plus scikit-learn/scipy for NMI, ARI and the Hungarian
+matching) and work on sparse counts, so 1.28M samples × 4000 clusters × 80k corpus labels
+never build a dense contingency table. Samples with a negative cluster or label (unknown)
+are left out. Entropies are in nats (natural logarithm).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+
+def _pairs(assignments: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(assignments, dtype=np.int64).reshape(-1)
+    y = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if a.shape != y.shape:
+        raise ValueError(f"{len(a)} cluster assignments but {len(y)} labels")
+    keep = (a >= 0) & (y >= 0)
+    return a[keep], y[keep]
+
+
+def contingency(
+    assignments: np.ndarray, labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Non-zero cells of the cluster × label table: (cluster, label, count), sorted by
+    cluster, then count descending, then label ascending."""
+    a, y = _pairs(assignments, labels)
+    if not len(a):
+        return (np.empty(0, np.int64),) * 3
+    width = np.int64(y.max()) + 1
+    keys, counts = np.unique(a * width + y, return_counts=True)
+    cluster, label = keys // width, keys % width
+    order = np.lexsort((label, -counts, cluster))
+    return cluster[order], label[order], counts[order].astype(np.int64)
+
+
+def majority_vote(
+    assignments: np.ndarray, labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per non-empty cluster: (cluster id, majority label, its count, cluster size).
+
+    Ties between labels go to the lower label index.
+    """
+    cluster, label, counts = contingency(assignments, labels)
+    first = np.r_[True, cluster[1:] != cluster[:-1]] if len(cluster) else np.zeros(0, bool)
+    sizes = np.bincount(np.searchsorted(cluster[first], cluster), weights=counts)
+    return cluster[first], label[first], counts[first], sizes.astype(np.int64)
+
+
+def purity(assignments: np.ndarray, labels: np.ndarray) -> float:
+    """Share of samples carrying their cluster's majority label."""
+    _, _, majority, sizes = majority_vote(assignments, labels)
+    return float(majority.sum() / sizes.sum()) if sizes.sum() else float("nan")
+
+
+def mean_entropy(assignments: np.ndarray, labels: np.ndarray) -> float:
+    """Size-weighted mean over clusters of the entropy (nats) of the labels within a cluster.
+
+    0 when every cluster holds a single label; ln(L) at most for L labels.
+    """
+    cluster, _, counts = contingency(assignments, labels)
+    if not len(cluster):
+        return float("nan")
+    ids, inverse = np.unique(cluster, return_inverse=True)
+    sizes = np.bincount(inverse, weights=counts)
+    p = counts / sizes[inverse]
+    # Σ_c (n_c/N) H_c = −(1/N) Σ_cells n_cl ln(n_cl/n_c)
+    return float(-(counts * np.log(p)).sum() / sizes.sum())
+
+
+def voted_labels(assignments: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Y_pos (labels voted by at least one cluster, sorted) and how many clusters voted each."""
+    _, voted, _, _ = majority_vote(assignments, labels)
+    return np.unique(voted, return_counts=True)
+
+
+def redundancy(assignments: np.ndarray, labels: np.ndarray) -> float:
+    """Share of Y_pos voted by more than one cluster."""
+    _, votes = voted_labels(assignments, labels)
+    return float(np.mean(votes > 1)) if len(votes) else float("nan")
+
+
+def ypos_per_cluster(
+    assignments: np.ndarray, labels: np.ndarray, num_clusters: int | None = None
+) -> float:
+    """|Y_pos| / C, with C the non-empty clusters unless ``num_clusters`` is given."""
+    ids, _, _, _ = majority_vote(assignments, labels)
+    c = len(ids) if num_clusters is None else int(num_clusters)
+    return float(len(voted_labels(assignments, labels)[0]) / c) if c else float("nan")
+
+
+def hungarian_accuracy(assignments: np.ndarray, ground_truth: np.ndarray) -> float:
+    """Accuracy under the best one-to-one map of clusters to classes (C may differ from K:
+    only min(C, K) clusters get a class; samples of unmatched clusters count as wrong)."""
+    from scipy.optimize import linear_sum_assignment
+
+    a, y = _pairs(assignments, ground_truth)
+    if not len(a):
+        return float("nan")
+    _, a = np.unique(a, return_inverse=True)
+    _, y = np.unique(y, return_inverse=True)
+    table = np.zeros((a.max() + 1, y.max() + 1), dtype=np.int64)
+    np.add.at(table, (a, y), 1)
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    return float(table[rows, cols].sum() / len(a))
+
+
+def nmi(assignments: np.ndarray, ground_truth: np.ndarray) -> float:
+    """Normalised mutual information (arithmetic normalisation, scikit-learn's default)."""
+    from sklearn.metrics import normalized_mutual_info_score
+
+    a, y = _pairs(assignments, ground_truth)
+    return float(normalized_mutual_info_score(y, a)) if len(a) else float("nan")
+
+
+def ari(assignments: np.ndarray, ground_truth: np.ndarray) -> float:
+    """Adjusted Rand index."""
+    from sklearn.metrics import adjusted_rand_score
+
+    a, y = _pairs(assignments, ground_truth)
+    return float(adjusted_rand_score(y, a)) if len(a) else float("nan")
+
+
+def cluster_report(
+    assignments: np.ndarray,
+    zero_shot: np.ndarray | None = None,
+    ground_truth: np.ndarray | None = None,
+    num_clusters: int | None = None,
+) -> dict[str, Any]:
+    """Every cluster statistic that the given labels allow, as a flat dict.
+
+    ``zero_shot``: top-1 corpus label per sample (purity, entropy, Y_pos, redundancy);
+    ``ground_truth``: class per sample, -1 where unknown (NMI, ARI, Hungarian accuracy).
+    """
+    a = np.asarray(assignments, dtype=np.int64)
+    sizes = np.bincount(a[a >= 0]) if (a >= 0).any() else np.zeros(0, np.int64)
+    nonempty = sizes[sizes > 0]
+    out: dict[str, Any] = {
+        "num_samples": int(len(a)),
+        "num_clusters": int(num_clusters if num_clusters is not None else len(nonempty)),
+        "nonempty_clusters": int(len(nonempty)),
+        "min_size": int(nonempty.min()) if len(nonempty) else 0,
+        "median_size": float(np.median(nonempty)) if len(nonempty) else 0.0,
+        "max_size": int(nonempty.max()) if len(nonempty) else 0,
+    }
+    if zero_shot is not None:
+        ypos, votes = voted_labels(a, zero_shot)
+        out.update(
+            purity=purity(a, zero_shot),
+            entropy_nats=mean_entropy(a, zero_shot),
+            num_ypos=int(len(ypos)),
+            ypos_per_cluster=len(ypos) / out["num_clusters"] if out["num_clusters"] else np.nan,
+            redundancy=float(np.mean(votes > 1)) if len(votes) else float("nan"),
+        )
+    if ground_truth is not None and (np.asarray(ground_truth) >= 0).any():
+        out.update(
+            nmi=nmi(a, ground_truth),
+            ari=ari(a, ground_truth),
+            hungarian_accuracy=hungarian_accuracy(a, ground_truth),
+            gt_purity=purity(a, ground_truth),
+        )
+    return out
+
+
+def elbow(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """The x of the point farthest from the chord through the first and last points, after
+    scaling both axes to [0, 1] (the "kneedle" elbow); needs three or more points."""
+    x = np.asarray(xs, dtype=np.float64)
+    y = np.asarray(ys, dtype=np.float64)
+    order = np.argsort(x)
+    x, y = x[order], y[order]
+    if len(x) < 3:
+        raise ValueError(f"an elbow needs at least 3 points, got {len(x)}")
+    xn = (x - x[0]) / (x[-1] - x[0] or 1.0)
+    yn = (y - y[0]) / (y[-1] - y[0] or 1.0)
+    # Distance to the line from (0, 0) to (1, 1), up to a constant factor.
+    return float(x[int(np.argmax(np.abs(yn - xn)))])
+
+
+def sweep_report(
+    assignments_by_c: Mapping[int, np.ndarray],
+    zero_shot: np.ndarray | None = None,
+    ground_truth: np.ndarray | None = None,
+    elbow_of: str = "num_ypos",
+) -> tuple[list[dict[str, Any]], float | None]:
+    """:func:`cluster_report` for every C of a sweep (rows sorted by C) and the elbow C of
+    the statistic ``elbow_of`` (None when fewer than three C or the statistic is absent)."""
+    rows = []
+    for c in sorted(assignments_by_c):
+        rows.append({"C": int(c), **cluster_report(assignments_by_c[c], zero_shot, ground_truth, c)})
+    knee = None
+    if len(rows) >= 3 and all(elbow_of in r for r in rows):
+        knee = elbow([r["C"] for r in rows], [r[elbow_of] for r in rows])
+    return rows, knee

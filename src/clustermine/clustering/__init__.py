@@ -1,0 +1,129 @@
+"""Clustering of image embeddings: one fit function per method, found by name.
+
+Every clusterer takes the embeddings [N, D], the number of clusters C and its parameters (the
+``clusterers.<slug>`` config entry without ``method``) and returns a :class:`ClusterResult`.
+Methods that train on nearest-neighbour pairs (TEMI) also take a cached kNN graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+
+class ClusterConfigError(ValueError):
+    """A clusterer was given an unknown method or parameter, or an impossible value."""
+
+
+@dataclass
+class ClusterResult:
+    """Cluster of every sample and how the clusterer got there.
+
+    ``head_losses`` holds the final loss of every head (TEMI: mean loss of the last epoch; k-means:
+    a single entry, the final inertia); ``best_head`` is the one whose assignments these are.
+    ``loss_history`` is [epochs or iterations, heads].
+    """
+
+    assignments: np.ndarray
+    num_clusters: int
+    clusterer: str
+    head_losses: np.ndarray
+    best_head: int = 0
+    params: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    loss_history: np.ndarray | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.assignments = np.asarray(self.assignments, dtype=np.int64).reshape(-1)
+        self.head_losses = np.asarray(self.head_losses, dtype=np.float64).reshape(-1)
+        if len(self.assignments) and (
+            self.assignments.min() < 0 or self.assignments.max() >= self.num_clusters
+        ):
+            raise ClusterConfigError(
+                f"assignments must lie in [0, {self.num_clusters}), found "
+                f"[{self.assignments.min()}, {self.assignments.max()}]"
+            )
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """Samples per cluster [C] (empty clusters included)."""
+        return np.bincount(self.assignments, minlength=self.num_clusters).astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.assignments)
+
+
+# The fit functions import torch lazily so that reading cluster files stays light.
+def _fit_temi(embeddings, num_clusters, params, *, neighbors=None, device=None):
+    from clustermine.clustering.temi import fit_temi
+
+    return fit_temi(embeddings, num_clusters, params, neighbors=neighbors, device=device)
+
+
+def _fit_kmeans(embeddings, num_clusters, params, *, neighbors=None, device=None):
+    from clustermine.clustering.kmeans import fit_kmeans
+
+    return fit_kmeans(embeddings, num_clusters, params, device=device)
+
+
+FitFunction = Callable[..., ClusterResult]
+
+# name -> fit(embeddings, num_clusters, params, *, neighbors=None, device=None)
+CLUSTERERS: dict[str, FitFunction] = {"temi": _fit_temi, "kmeans": _fit_kmeans}
+
+# Methods trained on kNN pairs, with the default k (config key ``knn``).
+KNN_DEFAULTS: dict[str, int] = {"temi": 50}
+
+
+def knn_k(method: str, params: Mapping[str, Any]) -> int | None:
+    """k of the kNN graph a clusterer needs, or ``None`` when it needs none."""
+    if method not in KNN_DEFAULTS:
+        return None
+    return int(params.get("knn", KNN_DEFAULTS[method]))
+
+
+def fit_clusters(
+    method: str,
+    embeddings: np.ndarray,
+    num_clusters: int,
+    params: Mapping[str, Any] | None = None,
+    *,
+    neighbors=None,
+    device: str | None = None,
+) -> ClusterResult:
+    """Cluster ``embeddings`` with the clusterer registered as ``method``."""
+    if method not in CLUSTERERS:
+        raise ClusterConfigError(
+            f"unknown clustering method {method!r}; known: {sorted(CLUSTERERS)}"
+        )
+    params = {k: v for k, v in dict(params or {}).items() if k != "method"}
+    return CLUSTERERS[method](
+        embeddings, int(num_clusters), params, neighbors=neighbors, device=device
+    )
+
+
+def config_from_params(cls, num_clusters: int, params: Mapping[str, Any], method: str):
+    """Build a config dataclass, refusing keys it does not know."""
+    import dataclasses
+
+    known = {f.name for f in dataclasses.fields(cls)} - {"num_clusters"}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ClusterConfigError(
+            f"{method}: unknown parameter(s) {unknown}; known: {sorted(known)}"
+        )
+    return cls(num_clusters=int(num_clusters), **dict(params))
+
+
+__all__ = [
+    "CLUSTERERS",
+    "KNN_DEFAULTS",
+    "ClusterConfigError",
+    "ClusterResult",
+    "config_from_params",
+    "fit_clusters",
+    "knn_k",
+]

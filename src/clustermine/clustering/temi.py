@@ -1,0 +1,356 @@
+"""TEMI clustering (Adaloglou et al., BMVC 2023) of fixed embeddings.
+
+Each sample is paired with a random one of its k nearest neighbours. H clustering heads (MLP
+D→512→256 with GELU, L2-normalised, then a weight-normalised linear layer to C outputs) are
+trained as a student, with an EMA copy as teacher, to maximise a weighted pointwise mutual
+information between the student's prediction for one element of a pair and the teacher's for
+the other (:func:`temi_loss`). All heads live in stacked [H, ...] weight tensors and run as
+one batched matrix product per layer; the head with the lowest final loss is used and every
+sample goes to the argmax of the teacher's best head.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clustermine.clustering import ClusterConfigError, ClusterResult, config_from_params
+from clustermine.knn import Neighbors, cosine_knn
+from clustermine.zeroshot import pick_device
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TEMIConfig:
+    """TEMI hyperparameters; defaults follow the TEMI paper and its reference runs."""
+
+    num_clusters: int
+    heads: int = 50
+    knn: int = 50
+    epochs: int = 100
+    batch_size: int = 512
+    # Peak learning rate for a batch of 256, scaled linearly with batch_size.
+    lr: float = 1e-4
+    # Learning rate reached by a cosine decay after warm-up; None keeps the peak (constant).
+    min_lr: float | None = None
+    warmup_epochs: int = 20
+    weight_decay: float = 1e-4
+    teacher_momentum: float = 0.996
+    student_temp: float = 0.1
+    teacher_temp: float = 0.1
+    beta: float = 0.6
+    prior_momentum: float = 0.9
+    hidden_dim: int = 512
+    bottleneck_dim: int = 256
+    # The last layer stays fixed for the first epoch(s), which stabilises early training.
+    freeze_last_layer_epochs: int = 1
+    # True: z-score every embedding dimension; False: L2-normalise every embedding.
+    zscore: bool = False
+    seed: int = 0
+    eval_batch_size: int = 8192
+
+    def __post_init__(self) -> None:
+        checks = {
+            "num_clusters": self.num_clusters >= 2,
+            "heads": self.heads >= 1,
+            "knn": self.knn >= 1,
+            "epochs": self.epochs >= 1,
+            "batch_size": self.batch_size >= 2,
+            "lr": self.lr > 0,
+            "warmup_epochs": 0 <= self.warmup_epochs,
+            "teacher_momentum": 0 <= self.teacher_momentum <= 1,
+            "prior_momentum": 0 <= self.prior_momentum <= 1,
+            "student_temp": self.student_temp > 0,
+            "teacher_temp": self.teacher_temp > 0,
+            "beta": self.beta > 0,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            values = {name: getattr(self, name) for name in bad}
+            raise ClusterConfigError(f"temi: invalid parameter value(s) {values}")
+
+    def peak_lr(self, batch_size: int) -> float:
+        return self.lr * batch_size / 256
+
+
+def temi_loss(
+    student_logp_x: torch.Tensor,
+    student_logp_y: torch.Tensor,
+    teacher_logp_x: torch.Tensor,
+    teacher_logp_y: torch.Tensor,
+    prior: torch.Tensor,
+    beta: float = 0.6,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Per-head TEMI loss [H] for pairs (x, y).
+
+    Inputs are log-probabilities [H, B, C] of the student (p) and teacher (q) for the two
+    elements of each pair, and the cluster prior π [H, C]. With
+    pmi(v, u) = log Σ_k (p_k(v) q_k(u))^β / π_k (computed as a logsumexp) and the pair weight
+    w = mean over heads of Σ_k q_k(x) q_k(y), the loss of a head is
+    −½ (mean_B[w · pmi(x, y)] + mean_B[w · pmi(y, x)]). ``weight`` [B] overrides w (for
+    callers that compute heads separately).
+    """
+    if weight is None:
+        with torch.no_grad():
+            weight = (teacher_logp_x.exp() * teacher_logp_y.exp()).sum(-1).mean(0)
+    log_prior = torch.log(prior).unsqueeze(-2)
+
+    def pmi(student_logp: torch.Tensor, teacher_logp: torch.Tensor) -> torch.Tensor:
+        return torch.logsumexp(beta * (student_logp + teacher_logp) - log_prior, dim=-1)
+
+    forward = (weight * pmi(student_logp_x, teacher_logp_y)).mean(-1)
+    backward = (weight * pmi(student_logp_y, teacher_logp_x)).mean(-1)
+    return -0.5 * (forward + backward)
+
+
+class BatchedHeads(nn.Module):
+    """H clustering heads as stacked weights; ``forward`` gives logits [H, B, C]."""
+
+    def __init__(
+        self,
+        heads: int,
+        in_dim: int,
+        num_clusters: int,
+        hidden_dim: int = 512,
+        bottleneck_dim: int = 256,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+
+        def normal(*shape: int, std: float) -> nn.Parameter:
+            return nn.Parameter(torch.randn(*shape, generator=generator) * std)
+
+        self.w1 = normal(heads, in_dim, hidden_dim, std=0.02)
+        self.b1 = nn.Parameter(torch.zeros(heads, hidden_dim))
+        self.w2 = normal(heads, hidden_dim, bottleneck_dim, std=0.02)
+        self.b2 = nn.Parameter(torch.zeros(heads, bottleneck_dim))
+        # Weight-normalised last layer: direction v (normalised over its inputs) and gain g.
+        self.v = normal(heads, bottleneck_dim, num_clusters, std=1.0)
+        self.g = nn.Parameter(torch.ones(heads, 1, num_clusters))
+
+    @property
+    def num_heads(self) -> int:
+        return self.w1.shape[0]
+
+    def decayed_parameters(self) -> list[nn.Parameter]:
+        return [self.w1, self.w2, self.v]
+
+    def other_parameters(self) -> list[nn.Parameter]:
+        return [self.b1, self.b2, self.g]
+
+    def last_layer(self) -> list[nn.Parameter]:
+        return [self.v, self.g]
+
+    def forward(self, x: torch.Tensor, head: int | None = None) -> torch.Tensor:
+        sl = slice(None) if head is None else slice(head, head + 1)
+        h = torch.einsum("bd,hde->hbe", x, self.w1[sl]) + self.b1[sl].unsqueeze(1)
+        h = torch.baddbmm(self.b2[sl].unsqueeze(1), F.gelu(h), self.w2[sl])
+        h = F.normalize(h, dim=-1)
+        v = self.v[sl]
+        weight = v * (self.g[sl] / v.norm(dim=1, keepdim=True).clamp_min(1e-12))
+        return torch.bmm(h, weight)
+
+
+def prepare_embeddings(embeddings: np.ndarray, zscore: bool) -> np.ndarray:
+    """L2-normalised rows, or z-scored dimensions when ``zscore``; float32."""
+    x = np.asarray(embeddings, dtype=np.float64)
+    if zscore:
+        std = x.std(axis=0)
+        x = (x - x.mean(axis=0)) / np.where(std > 1e-12, std, 1.0)
+    else:
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return x.astype(np.float32)
+
+
+def lr_schedule(cfg: TEMIConfig, steps_per_epoch: int, batch_size: int) -> np.ndarray:
+    """Per-step learning rate: linear warm-up from 0, then cosine decay to ``min_lr``."""
+    peak = cfg.peak_lr(batch_size)
+    final = peak if cfg.min_lr is None else cfg.min_lr * batch_size / 256
+    total = cfg.epochs * steps_per_epoch
+    warm = min(total, cfg.warmup_epochs * steps_per_epoch)
+    warmup = np.linspace(0.0, peak, warm, endpoint=False) + (peak / max(warm, 1))
+    rest = np.arange(total - warm)
+    cosine = final + 0.5 * (peak - final) * (1 + np.cos(np.pi * rest / max(len(rest), 1)))
+    return np.concatenate([warmup, cosine])
+
+
+class TEMITrainer:
+    """Student/teacher heads, prior and optimiser; :meth:`fit` trains and assigns."""
+
+    def __init__(self, cfg: TEMIConfig, in_dim: int, device: torch.device) -> None:
+        self.cfg = cfg
+        self.device = device
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.student = BatchedHeads(
+            cfg.heads, in_dim, cfg.num_clusters, cfg.hidden_dim, cfg.bottleneck_dim,
+            self.generator,
+        ).to(device)
+        self.teacher = BatchedHeads(
+            cfg.heads, in_dim, cfg.num_clusters, cfg.hidden_dim, cfg.bottleneck_dim
+        ).to(device)
+        self.teacher.load_state_dict(self.student.state_dict())
+        self.teacher.requires_grad_(False)
+        self.prior = torch.full((cfg.heads, cfg.num_clusters), 1.0 / cfg.num_clusters,
+                                device=device)
+        self.optimizer = torch.optim.AdamW(
+            [
+                {"params": self.student.decayed_parameters(), "weight_decay": cfg.weight_decay},
+                {"params": self.student.other_parameters(), "weight_decay": 0.0},
+            ],
+            lr=cfg.lr,
+        )
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, lr: float, freeze_last: bool) -> torch.Tensor:
+        """One optimisation step on pairs (x, y); returns the per-head losses [H]."""
+        cfg = self.cfg
+        b = len(x)
+        xy = torch.cat([x, y])
+        with torch.no_grad():
+            teacher_logp = F.log_softmax(self.teacher(xy) / cfg.teacher_temp, dim=-1)
+            # The prior is updated before the loss uses it, as in the TEMI reference code.
+            batch_mean = teacher_logp.exp().mean(dim=1)
+            self.prior.mul_(cfg.prior_momentum).add_(batch_mean, alpha=1 - cfg.prior_momentum)
+        student_logp = F.log_softmax(self.student(xy) / cfg.student_temp, dim=-1)
+        losses = temi_loss(
+            student_logp[:, :b], student_logp[:, b:], teacher_logp[:, :b], teacher_logp[:, b:],
+            self.prior, cfg.beta,
+        )
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        # Mean over heads keeps each head's gradient independent of H.
+        losses.mean().backward()
+        if freeze_last:
+            for p in self.student.last_layer():
+                p.grad = None
+        self.optimizer.step()
+        with torch.no_grad():
+            m = cfg.teacher_momentum
+            for t, s in zip(self.teacher.parameters(), self.student.parameters()):
+                t.mul_(m).add_(s.detach(), alpha=1 - m)
+        return losses.detach()
+
+    @torch.no_grad()
+    def assign(self, data: torch.Tensor, head: int) -> np.ndarray:
+        out = []
+        for i in range(0, len(data), self.cfg.eval_batch_size):
+            logits = self.teacher(data[i : i + self.cfg.eval_batch_size], head=head)[0]
+            out.append(logits.argmax(dim=1).cpu())
+        return torch.cat(out).numpy().astype(np.int64)
+
+    def fit(self, data: torch.Tensor, neighbors: torch.Tensor) -> ClusterResult:
+        cfg = self.cfg
+        n = len(data)
+        batch = min(cfg.batch_size, n)
+        steps = n // batch
+        schedule = lr_schedule(cfg, steps, batch)
+        history = np.zeros((cfg.epochs, cfg.heads))
+        k = neighbors.shape[1]
+        start = time.perf_counter()
+        for epoch in range(cfg.epochs):
+            # Random draws come from one CPU generator, so CPU runs are reproducible.
+            order = torch.randperm(n, generator=self.generator).to(self.device)
+            pick = torch.randint(k, (n,), generator=self.generator).to(self.device)
+            total = torch.zeros(cfg.heads, device=self.device)
+            for s in range(steps):
+                idx = order[s * batch : (s + 1) * batch]
+                partner = neighbors[idx, pick[idx]]
+                total += self.step(
+                    data[idx], data[partner], float(schedule[epoch * steps + s]),
+                    epoch < cfg.freeze_last_layer_epochs,
+                )
+            history[epoch] = (total / steps).cpu().numpy()
+            if not np.all(np.isfinite(history[epoch])):
+                raise FloatingPointError(
+                    f"temi: loss became non-finite in epoch {epoch + 1}; lower lr or raise the "
+                    "temperatures"
+                )
+            best = int(np.argmin(history[epoch]))
+            log.info(
+                "temi epoch %d/%d: mean loss %.4f, best head %d (loss %.4f), lr %.2e, %.1fs",
+                epoch + 1, cfg.epochs, history[epoch].mean(), best, history[epoch][best],
+                schedule[(epoch + 1) * steps - 1], time.perf_counter() - start,
+            )
+        best = int(np.argmin(history[-1]))
+        assignments = self.assign(data, best)
+        seconds = time.perf_counter() - start
+        log.info(
+            "temi: best head %d, %d non-empty clusters of %d, %.1fs",
+            best, len(np.unique(assignments)), cfg.num_clusters, seconds,
+        )
+        return ClusterResult(
+            assignments=assignments,
+            num_clusters=cfg.num_clusters,
+            clusterer="temi",
+            head_losses=history[-1],
+            best_head=best,
+            params=dataclasses.asdict(cfg),
+            seed=cfg.seed,
+            loss_history=history,
+            attrs={
+                "device": str(self.device),
+                "train_seconds": seconds,
+                "steps_per_epoch": steps,
+                "effective_batch_size": batch,
+                "peak_lr": cfg.peak_lr(batch),
+                "num_nonempty_clusters": int(len(np.unique(assignments))),
+            },
+        )
+
+
+def fit_temi(
+    embeddings: np.ndarray,
+    num_clusters: int,
+    params: Mapping[str, Any] | TEMIConfig | None = None,
+    *,
+    neighbors: Neighbors | np.ndarray | None = None,
+    device: str | torch.device | None = None,
+) -> ClusterResult:
+    """Train TEMI heads on ``embeddings`` [N, D] and assign every sample to a cluster.
+
+    ``neighbors`` is the cached kNN graph (``Neighbors`` or an index array [N, ≥k]); its
+    first ``knn`` columns are used. Without it the graph is computed here.
+    """
+    if isinstance(params, TEMIConfig):
+        cfg = dataclasses.replace(params, num_clusters=int(num_clusters))
+    else:
+        cfg = config_from_params(TEMIConfig, num_clusters, params or {}, "temi")
+    x = np.asarray(embeddings)
+    if x.ndim != 2 or len(x) < 2:
+        raise ClusterConfigError(f"temi needs embeddings [N >= 2, D], got shape {x.shape}")
+    dev = pick_device(device)
+    if neighbors is None:
+        log.info("temi: computing the %d-NN graph of %d samples", cfg.knn, len(x))
+        neighbors = cosine_knn(x, min(cfg.knn, len(x) - 1), device=dev)
+    idx = neighbors.indices if isinstance(neighbors, Neighbors) else np.asarray(neighbors)
+    if idx.ndim != 2 or len(idx) != len(x):
+        raise ClusterConfigError(
+            f"temi: kNN indices {idx.shape} do not match {len(x)} embeddings; the kNN file was "
+            "computed from another dataset"
+        )
+    if idx.shape[1] < min(cfg.knn, len(x) - 1):
+        raise ClusterConfigError(
+            f"temi: knn={cfg.knn} but the kNN graph holds only {idx.shape[1]} neighbours"
+        )
+    idx = idx[:, : cfg.knn]
+    data = torch.from_numpy(prepare_embeddings(x, cfg.zscore)).to(dev)
+    graph = torch.from_numpy(np.ascontiguousarray(idx, dtype=np.int64)).to(dev)
+    log.info(
+        "temi: N=%d D=%d C=%d heads=%d knn=%d epochs=%d batch=%d on %s",
+        len(x), x.shape[1], cfg.num_clusters, cfg.heads, cfg.knn, cfg.epochs,
+        min(cfg.batch_size, len(x)), dev,
+    )
+    if math.prod((cfg.heads, 2 * cfg.batch_size, cfg.num_clusters)) > 2**31:
+        log.warning("temi: logits of one batch hold more than 2^31 values; lower batch_size")
+    return TEMITrainer(cfg, x.shape[1], dev).fit(data, graph)

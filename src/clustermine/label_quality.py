@@ -1,0 +1,152 @@
+"""How close mined positives are to the ID class names (ClusterMine paper, label analysis).
+
+- overlap = |Y_GT ∩ Y_pos| / |Y_GT| and F1 = 2|Y_GT ∩ Y_pos| / (|Y_GT| + |Y_pos|), names
+  matched after :func:`clustermine.labelsets.normalize_name`;
+- top1_text_sim: mean over mined labels of their highest text-text cosine to a Y_GT name;
+- wordnet_hops: mean over mined labels of the WordNet shortest-path distance (nltk's
+  ``shortest_path_distance``: edges up to a common hypernym) to the nearest Y_GT synset, from
+  the text file's ``synset`` column; ``None`` when synsets are unavailable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import Any, Sequence
+
+import numpy as np
+
+from clustermine.h5io import normalize
+from clustermine.labelsets import normalize_name
+
+log = logging.getLogger(__name__)
+
+
+def set_overlap(pos_names: Sequence[str], gt_names: Sequence[str]) -> tuple[float, float]:
+    """(overlap, F1) of the normalised name sets."""
+    pos = {normalize_name(n) for n in pos_names}
+    gt = {normalize_name(n) for n in gt_names}
+    if not gt:
+        raise ValueError("label overlap needs at least one ID class name")
+    hit = len(pos & gt)
+    f1 = 2.0 * hit / (len(pos) + len(gt)) if pos else 0.0
+    return hit / len(gt), f1
+
+
+def top1_text_similarity(pos_emb: np.ndarray, gt_emb: np.ndarray) -> float:
+    """Mean over mined labels of the highest cosine to any Y_GT text embedding."""
+    if not len(pos_emb) or not len(gt_emb):
+        raise ValueError("top-1 text similarity needs mined and Y_GT embeddings")
+    sims = normalize(pos_emb) @ normalize(gt_emb).T
+    return float(sims.max(axis=1).mean())
+
+
+def _ancestor_distances(synset) -> dict[Any, int]:
+    """Synset → fewest hypernym (incl. instance-hypernym) edges up from ``synset``; itself 0."""
+    out: dict[Any, int] = {synset: 0}
+    queue = deque([synset])
+    while queue:
+        s = queue.popleft()
+        for h in s.hypernyms() + s.instance_hypernyms():
+            if h not in out:
+                out[h] = out[s] + 1
+                queue.append(h)
+    return out
+
+
+def wordnet_hops(
+    pos_synsets: Sequence[str | None], gt_synsets: Sequence[str | None], wordnet=None
+) -> dict[str, Any] | None:
+    """Mean shortest-path distance from each mined synset to the nearest Y_GT synset.
+
+    The distance to a set is the minimum over common ancestors a of d(x, a) + min_g d(g, a),
+    which equals the minimum of nltk's pairwise ``shortest_path_distance`` but costs one
+    hypernym walk per synset instead of one per pair. Labels without a synset or without any
+    path (e.g. adjectives) are counted and left out.
+    """
+    if wordnet is None:
+        from clustermine.wordnet import open_wordnet
+
+        wordnet = open_wordnet()
+    def lookup(name: str | None):
+        if not name or name == "none":
+            return None
+        try:
+            return wordnet.synset(name)
+        except Exception:  # noqa: BLE001 - nltk raises several types for unknown names
+            log.debug("WordNet has no synset %r", name)
+            return None
+
+    to_gt: dict[Any, int] = {}
+    for syn in filter(None, map(lookup, set(gt_synsets))):
+        for anc, d in _ancestor_distances(syn).items():
+            if d < to_gt.get(anc, d + 1):
+                to_gt[anc] = d
+    if not to_gt:
+        return None
+    hops, no_path, no_synset = [], 0, 0
+    for name in pos_synsets:
+        syn = lookup(name)
+        if syn is None:
+            no_synset += 1
+            continue
+        best = min(
+            (d + to_gt[a] for a, d in _ancestor_distances(syn).items() if a in to_gt),
+            default=None,
+        )
+        if best is None:
+            no_path += 1
+        else:
+            hops.append(best)
+    return {
+        "mean": float(np.mean(hops)) if hops else None,
+        "n_with_path": len(hops),
+        "n_no_path": no_path,
+        "n_no_synset": no_synset,
+    }
+
+
+def label_quality(
+    pos_idx: np.ndarray,
+    n_neg: int,
+    corpus_names: Sequence[str],
+    corpus_emb: np.ndarray,
+    gt_idx: np.ndarray | None,
+    corpus_synsets: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The ``label_quality`` block of a metrics file.
+
+    ``gt_idx`` are the corpus rows of Y_GT (``None`` when the ID set has no class names: the
+    Y_GT-relative numbers are then ``None``).
+    """
+    pos_idx = np.asarray(pos_idx, dtype=np.int64)
+    out: dict[str, Any] = {
+        "n_pos": int(len(pos_idx)),
+        "n_neg": int(n_neg),
+        "n_corpus": int(len(corpus_names)),
+        "overlap": None,
+        "f1": None,
+        "top1_text_sim": None,
+        "wordnet_hops": None,
+    }
+    if gt_idx is None or not len(gt_idx) or not len(pos_idx):
+        return out
+    gt_idx = np.asarray(gt_idx, dtype=np.int64)
+    out["overlap"], out["f1"] = set_overlap(
+        [corpus_names[i] for i in pos_idx], [corpus_names[i] for i in gt_idx]
+    )
+    out["top1_text_sim"] = top1_text_similarity(corpus_emb[pos_idx], corpus_emb[gt_idx])
+    if corpus_synsets is None:
+        log.info("label quality: the corpus has no synset column; WordNet hops skipped")
+        return out
+    try:
+        hops = wordnet_hops(
+            [corpus_synsets[i] for i in pos_idx], [corpus_synsets[i] for i in gt_idx]
+        )
+    except Exception as err:  # noqa: BLE001 - WordNet missing or a synset it does not know
+        log.warning("label quality: WordNet hops skipped (%s)", err)
+        return out
+    if hops is not None:
+        out["wordnet_hops"] = hops["mean"]
+        log.info("label quality: WordNet hops %s", hops)
+    return out

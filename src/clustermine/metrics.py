@@ -1,0 +1,77 @@
+"""OOD metrics: AUROC and FPR at 95% TPR, per benchmark and averaged.
+
+Scores are "higher = more in-distribution" and ID is the positive class. AUROC counts ties as
+one half (the Mann–Whitney statistic, as scikit-learn's ``roc_auc_score``). FPR95 follows the
+CLIP-OOD convention of MCM and NegLabel by default: the fraction of OOD samples accepted at
+the highest threshold that accepts at least 95% of the ID samples. ``"openood"`` is OpenOOD's
+convention: OOD is the positive class and FPR95 is the fraction of ID samples rejected at the
+highest OOD-score threshold that detects at least 95% of the OOD samples.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+from scipy.stats import rankdata
+
+FPR_CONVENTIONS = ("clip", "openood")
+
+
+def _check(scores: np.ndarray, what: str) -> np.ndarray:
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if not len(scores):
+        raise ValueError(f"{what}: no scores")
+    if not np.isfinite(scores).all():
+        raise ValueError(f"{what}: {int((~np.isfinite(scores)).sum())} scores are NaN or inf")
+    return scores
+
+
+def auroc(id_scores: np.ndarray, ood_scores: np.ndarray) -> float:
+    """Probability that an ID sample outscores an OOD one, ties counted half."""
+    pos, neg = _check(id_scores, "ID scores"), _check(ood_scores, "OOD scores")
+    ranks = rankdata(np.concatenate([pos, neg]))  # average ranks handle ties
+    u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2.0
+    return float(u / (len(pos) * len(neg)))
+
+
+def fpr_at_tpr(positives: np.ndarray, negatives: np.ndarray, tpr: float = 0.95) -> float:
+    """Fraction of ``negatives`` with score ≥ t, where t is the highest threshold accepting
+    at least ``tpr`` of ``positives`` (everything tied with t is accepted)."""
+    pos, neg = _check(positives, "positive scores"), _check(negatives, "negative scores")
+    if not 0.0 < tpr <= 1.0:
+        raise ValueError(f"tpr must be in (0, 1], got {tpr}")
+    # The ceil(tpr·n)-th largest positive is the highest threshold reaching the target.
+    needed = int(np.ceil(tpr * len(pos) - 1e-9))
+    threshold = np.sort(pos)[::-1][max(needed, 1) - 1]
+    return float(np.mean(neg >= threshold))
+
+
+def fpr95(
+    id_scores: np.ndarray, ood_scores: np.ndarray, convention: str = "clip"
+) -> float:
+    if convention == "clip":
+        return fpr_at_tpr(id_scores, ood_scores, 0.95)
+    if convention == "openood":
+        return fpr_at_tpr(-np.asarray(ood_scores), -np.asarray(id_scores), 0.95)
+    raise ValueError(f"fpr convention must be one of {FPR_CONVENTIONS}, got {convention!r}")
+
+
+def evaluate_benchmarks(
+    id_scores: np.ndarray,
+    benchmarks: Mapping[str, np.ndarray],
+    convention: str = "clip",
+) -> dict[str, Any]:
+    """``{"benchmarks": {name: {auroc, fpr95, n_id, n_ood}}, "mean": {auroc, fpr95}}``."""
+    if not benchmarks:
+        raise ValueError("no OOD benchmarks to evaluate")
+    per = {}
+    for name, ood in benchmarks.items():
+        per[name] = {
+            "auroc": auroc(id_scores, ood),
+            "fpr95": fpr95(id_scores, ood, convention),
+            "n_id": int(len(id_scores)),
+            "n_ood": int(len(ood)),
+        }
+    mean = {k: float(np.mean([m[k] for m in per.values()])) for k in ("auroc", "fpr95")}
+    return {"benchmarks": per, "mean": mean}
