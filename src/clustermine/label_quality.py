@@ -5,7 +5,7 @@
 - top1_text_sim: mean over mined labels of their highest text-text cosine to a Y_GT name;
 - wordnet_hops: mean over mined labels of the WordNet shortest-path distance (nltk's
   ``shortest_path_distance``: edges up to a common hypernym) to the nearest Y_GT synset, from
-  the text file's ``synset`` column; ``None`` when synsets are unavailable.
+  the text files' ``synset`` column; ``None`` when synsets are unavailable.
 """
 
 from __future__ import annotations
@@ -107,43 +107,41 @@ def wordnet_hops(
 
 
 def label_quality(
-    pos_idx: np.ndarray,
+    pos_names: Sequence[str],
+    pos_emb: np.ndarray,
     n_neg: int,
-    corpus_names: Sequence[str],
-    corpus_emb: np.ndarray,
-    gt_idx: np.ndarray | None,
-    corpus_synsets: Sequence[str] | None = None,
+    n_corpus: int,
+    gt_names: Sequence[str] | None = None,
+    gt_emb: np.ndarray | None = None,
+    pos_synsets: Sequence[str | None] | None = None,
+    gt_synsets: Sequence[str | None] | None = None,
+    wordnet=None,
 ) -> dict[str, Any]:
     """The ``label_quality`` block of a metrics file.
 
-    ``gt_idx`` are the corpus rows of Y_GT (``None`` when the ID set has no class names: the
-    Y_GT-relative numbers are then ``None``).
+    Without Y_GT (an ID set without class names) the Y_GT-relative numbers are ``None``;
+    without synsets for both sides, ``wordnet_hops`` is.
     """
-    pos_idx = np.asarray(pos_idx, dtype=np.int64)
     out: dict[str, Any] = {
-        "n_pos": int(len(pos_idx)),
+        "n_pos": int(len(pos_names)),
         "n_neg": int(n_neg),
-        "n_corpus": int(len(corpus_names)),
+        "n_corpus": int(n_corpus),
         "overlap": None,
         "f1": None,
         "top1_text_sim": None,
         "wordnet_hops": None,
     }
-    if gt_idx is None or not len(gt_idx) or not len(pos_idx):
+    if not gt_names or not len(pos_names):
         return out
-    gt_idx = np.asarray(gt_idx, dtype=np.int64)
-    out["overlap"], out["f1"] = set_overlap(
-        [corpus_names[i] for i in pos_idx], [corpus_names[i] for i in gt_idx]
-    )
-    out["top1_text_sim"] = top1_text_similarity(corpus_emb[pos_idx], corpus_emb[gt_idx])
-    if corpus_synsets is None:
-        log.info("label quality: the corpus has no synset column; WordNet hops skipped")
+    out["overlap"], out["f1"] = set_overlap(pos_names, gt_names)
+    if gt_emb is not None and len(gt_emb):
+        out["top1_text_sim"] = top1_text_similarity(pos_emb, gt_emb)
+    if not pos_synsets or not gt_synsets or not any(gt_synsets):
+        log.info("label quality: no synsets for the labels; WordNet hops skipped")
         return out
     try:
-        hops = wordnet_hops(
-            [corpus_synsets[i] for i in pos_idx], [corpus_synsets[i] for i in gt_idx]
-        )
-    except Exception as err:  # noqa: BLE001 - WordNet missing or a synset it does not know
+        hops = wordnet_hops(pos_synsets, gt_synsets, wordnet)
+    except Exception as err:  # noqa: BLE001 - WordNet unavailable is not a failure here
         log.warning("label quality: WordNet hops skipped (%s)", err)
         return out
     if hops is not None:

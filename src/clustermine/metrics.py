@@ -75,3 +75,39 @@ def evaluate_benchmarks(
         }
     mean = {k: float(np.mean([m[k] for m in per.values()])) for k in ("auroc", "fpr95")}
     return {"benchmarks": per, "mean": mean}
+
+
+def metrics_record(
+    *,
+    model: str,
+    idset: str,
+    method: str,
+    testset: str,
+    detector: Mapping[str, Any],
+    id_scores: np.ndarray,
+    benchmarks: Mapping[str, np.ndarray],
+    convention: str = "clip",
+    label_quality: Mapping[str, Any] | None = None,
+    cluster_analysis: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One metrics file: ID test set ``testset`` against every OOD benchmark.
+
+    ``detector`` is what the score files record about the detector (``score``, ``labels``,
+    ``params``, ``tau``). AUROC and FPR95 are fractions in [0, 1].
+    """
+    result = evaluate_benchmarks(id_scores, benchmarks, convention)
+    return {
+        "model": model,
+        "idset": idset,
+        "method": method,
+        "testset": testset,
+        "score": detector.get("score"),
+        "labels": detector.get("labels"),
+        "params": dict(detector.get("params") or {}),
+        "tau": detector.get("tau"),
+        "fpr_convention": convention,
+        "benchmarks": result["benchmarks"],
+        "mean": result["mean"],
+        "label_quality": dict(label_quality) if label_quality is not None else None,
+        "cluster_analysis": dict(cluster_analysis) if cluster_analysis is not None else None,
+    }

@@ -3,7 +3,6 @@ import os
 
 from snakemake.utils import validate
 
-
 validate(config, workflow.source_path("../schemas/config.schema.yaml"))
 
 SLUG = "[A-Za-z0-9_-]+"
@@ -52,7 +51,9 @@ def _check_references():
         if spec["type"] == "embeddings":
             for model in spec.get("paths", {}):
                 if model not in MODELS:
-                    raise ValueError(f"config: datasets.{ds}.paths names unknown model '{model}'")
+                    raise ValueError(
+                        f"config: datasets.{ds}.paths names unknown model '{model}'"
+                    )
 
 
 _check_references()
@@ -73,8 +74,11 @@ def model_checkpoint(wildcards):
 
 def model_params(wildcards):
     spec = MODELS[wildcards.model]
-    return {"arch": spec["arch"], "pretrained": spec.get("pretrained"),
-            "precision": spec.get("precision", "auto")}
+    return {
+        "arch": spec["arch"],
+        "pretrained": spec.get("pretrained"),
+        "precision": spec.get("precision", "auto"),
+    }
 
 
 def model_batch_size(wildcards):
@@ -126,10 +130,15 @@ def embedding_targets():
     for model in MODELS:
         targets += [image_embeddings(model, ds) for ds in used_datasets()]
         for idset, spec in IDSETS.items():
-            targets.append(text_embeddings(model, spec["corpus"], spec.get("prompts", "simple")))
+            targets.append(
+                text_embeddings(model, spec["corpus"], spec.get("prompts", "simple"))
+            )
         if not IDSETS:
             for corpus in CORPORA:
-                targets += [text_embeddings(model, corpus, p) for p in config.get("prompts", ["simple"])]
+                targets += [
+                    text_embeddings(model, corpus, p)
+                    for p in config.get("prompts", ["simple"])
+                ]
     return sorted(set(targets))
 
 
@@ -154,3 +163,56 @@ def demo_outputs_for(dataset_spec):
     data_root = os.path.normpath(dataset_spec.get("root", ""))
     inside = data_root == root or data_root.startswith(root + os.sep)
     return [os.path.join(root, ".prepared")] if inside else []
+
+
+# --- image embeddings (rules/embed.smk)
+
+
+def dataset_spec(wildcards):
+    return DATASETS[wildcards.dataset]
+
+
+def dataset_prerequisites(wildcards):
+    """Image folders written by the workflow itself (the demo) must exist before indexing."""
+    return demo_outputs_for(DATASETS[wildcards.dataset])
+
+
+def num_shards(dataset):
+    return int(DATASETS[dataset].get("shards", 1))
+
+
+def image_shards(wildcards):
+    n = num_shards(wildcards.dataset)
+    return [
+        f"results/{wildcards.model}/images/shards/{wildcards.dataset}.{i}-of-{n}.h5"
+        for i in range(n)
+    ]
+
+
+def encode_settings(wildcards):
+    return {
+        "max_unreadable_fraction": ENCODE.get("max_unreadable_fraction", 0.01),
+        "seed": config.get("seed", 0),
+    }
+
+
+# --- text corpora (rules/corpus.smk)
+
+
+def corpus_spec(wildcards):
+    return CORPORA[wildcards.corpus]
+
+
+def corpus_inputs(wildcards):
+    """A word list file, and the indices of datasets whose class names join the corpus."""
+    spec = CORPORA[wildcards.corpus]
+    return {
+        "wordlist": [spec["path"]] if spec["type"] == "wordlist" else [],
+        "class_indices": [
+            f"resources/index/{ds}.tsv" for ds in spec.get("add_class_names_of", [])
+        ],
+    }
+
+
+def prompt_set(wildcards):
+    return wildcards.prompts

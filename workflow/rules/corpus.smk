@@ -1,32 +1,17 @@
 # Text corpora and their prompt-ensembled text embeddings.
 
 
-def corpus_spec(wildcards):
-    return CORPORA[wildcards.corpus]
-
-
-def corpus_inputs(wildcards):
-    """A word list file, and the indices of datasets whose class names join the corpus."""
-    spec = CORPORA[wildcards.corpus]
-    return {
-        "wordlist": [spec["path"]] if spec["type"] == "wordlist" else [],
-        "class_indices": [f"resources/index/{ds}.tsv" for ds in spec.get("add_class_names_of", [])],
-    }
-
-
-def prompt_set(wildcards):
-    return wildcards.prompts
-
-
 rule corpus_names:
     input:
         unpack(corpus_inputs),
     output:
         "resources/corpus/{corpus}.tsv",
-    params:
-        spec=corpus_spec,
     log:
         "logs/corpus/{corpus}.log",
+    conda:
+        "../envs/clustermine.yaml"
+    params:
+        spec=corpus_spec,
     script:
         "../scripts/corpus_names.py"
 
@@ -37,19 +22,21 @@ rule embed_text:
         checkpoint=model_checkpoint,
     output:
         "results/{model}/text/{corpus}.{prompts}.h5",
-    params:
-        model=model_params,
-        prompts=prompt_set,
-        source="corpus",
+    log:
+        "logs/{model}/text/{corpus}.{prompts}.log",
+    benchmark:
+        "benchmarks/{model}/text/{corpus}.{prompts}.tsv"
+    conda:
+        "../envs/clustermine.yaml"
     threads: 2
     resources:
         gpu=1,
         mem_mb=8000,
         runtime=120,
-    log:
-        "logs/{model}/text/{corpus}.{prompts}.log",
-    benchmark:
-        "benchmarks/{model}/text/{corpus}.{prompts}.tsv"
+    params:
+        model=model_params,
+        prompts=prompt_set,
+        source="corpus",
     script:
         "../scripts/embed_text.py"
 
@@ -60,16 +47,18 @@ rule embed_class_names:
         checkpoint=model_checkpoint,
     output:
         "results/{model}/text/classes/{dataset}.{prompts}.h5",
-    params:
-        model=model_params,
-        prompts=prompt_set,
-        source="class_names",
+    log:
+        "logs/{model}/text/classes/{dataset}.{prompts}.log",
+    conda:
+        "../envs/clustermine.yaml"
     threads: 1
     resources:
         gpu=1,
         mem_mb=4000,
         runtime=30,
-    log:
-        "logs/{model}/text/classes/{dataset}.{prompts}.log",
+    params:
+        model=model_params,
+        prompts=prompt_set,
+        source="class_names",
     script:
         "../scripts/embed_text.py"

@@ -1,44 +1,18 @@
 # Image embeddings: index a dataset once, encode it in shards (one job each), merge.
 
 
-def dataset_spec(wildcards):
-    return DATASETS[wildcards.dataset]
-
-
-def dataset_prerequisites(wildcards):
-    """Image folders written by the workflow itself (the demo) must exist before indexing."""
-    return demo_outputs_for(DATASETS[wildcards.dataset])
-
-
-def num_shards(dataset):
-    return int(DATASETS[dataset].get("shards", 1))
-
-
-def image_shards(wildcards):
-    n = num_shards(wildcards.dataset)
-    return [
-        f"results/{wildcards.model}/images/shards/{wildcards.dataset}.{i}-of-{n}.h5"
-        for i in range(n)
-    ]
-
-
-def encode_settings(wildcards):
-    return {
-        "max_unreadable_fraction": ENCODE.get("max_unreadable_fraction", 0.01),
-        "seed": config.get("seed", 0),
-    }
-
-
 rule index_dataset:
     input:
         dataset_prerequisites,
     output:
         "resources/index/{dataset}.tsv",
+    log:
+        "logs/index/{dataset}.log",
+    conda:
+        "../envs/clustermine.yaml"
     params:
         spec=dataset_spec,
         seed=config.get("seed", 0),
-    log:
-        "logs/index/{dataset}.log",
     script:
         "../scripts/index_dataset.py"
 
@@ -49,20 +23,22 @@ rule embed_images:
         checkpoint=model_checkpoint,
     output:
         temp("results/{model}/images/shards/{dataset}.{shard}-of-{nshards}.h5"),
-    params:
-        model=model_params,
-        encode=encode_settings,
-        batch_size=model_batch_size,
-        num_workers=ENCODE.get("num_workers", 4),
+    log:
+        "logs/{model}/images/shards/{dataset}.{shard}-of-{nshards}.log",
+    benchmark:
+        "benchmarks/{model}/images/shards/{dataset}.{shard}-of-{nshards}.tsv"
+    conda:
+        "../envs/clustermine.yaml"
     threads: ENCODE.get("num_workers", 4)
     resources:
         gpu=1,
         mem_mb=8000,
         runtime=240,
-    log:
-        "logs/{model}/images/shards/{dataset}.{shard}-of-{nshards}.log",
-    benchmark:
-        "benchmarks/{model}/images/shards/{dataset}.{shard}-of-{nshards}.tsv"
+    params:
+        model=model_params,
+        encode=encode_settings,
+        batch_size=model_batch_size,
+        num_workers=ENCODE.get("num_workers", 4),
     script:
         "../scripts/embed_images.py"
 
@@ -72,12 +48,14 @@ rule merge_image_shards:
         image_shards,
     output:
         "results/{model}/images/{dataset}.h5",
-    params:
-        max_unreadable_fraction=ENCODE.get("max_unreadable_fraction", 0.01),
+    log:
+        "logs/{model}/images/{dataset}.log",
+    conda:
+        "../envs/clustermine.yaml"
     resources:
         mem_mb=16000,
         runtime=60,
-    log:
-        "logs/{model}/images/{dataset}.log",
+    params:
+        max_unreadable_fraction=ENCODE.get("max_unreadable_fraction", 0.01),
     script:
         "../scripts/merge_image_shards.py"

@@ -39,6 +39,14 @@ class ClusterResult:
     def __post_init__(self) -> None:
         self.assignments = np.asarray(self.assignments, dtype=np.int64).reshape(-1)
         self.head_losses = np.asarray(self.head_losses, dtype=np.float64).reshape(-1)
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse assignments outside [0, C) and a best head that does not exist."""
+        if not 0 <= self.best_head < max(1, len(self.head_losses)):
+            raise ClusterConfigError(
+                f"best head {self.best_head} outside the {len(self.head_losses)} head losses"
+            )
         if len(self.assignments) and (
             self.assignments.min() < 0 or self.assignments.max() >= self.num_clusters
         ):

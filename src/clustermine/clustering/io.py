@@ -27,6 +27,7 @@ def write_clusters(
 ) -> None:
     """Atomically write ``result``; ``attrs`` (e.g. the image file's model attributes) go
     alongside the result's own attributes, which take precedence."""
+    result.validate()
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("assignments", data=result.assignments.astype(np.int64))
         f.create_dataset("head_losses", data=result.head_losses.astype(np.float64))

@@ -181,7 +181,7 @@ def lr_schedule(cfg: TEMIConfig, steps_per_epoch: int, batch_size: int) -> np.nd
     warm = min(total, cfg.warmup_epochs * steps_per_epoch)
     warmup = np.linspace(0.0, peak, warm, endpoint=False) + (peak / max(warm, 1))
     rest = np.arange(total - warm)
-    cosine = final + 0.5 * (peak - final) * (1 + np.cos(np.pi * rest / max(len(rest), 1)))
+    cosine = final + 0.5 * (peak - final) * (1 + np.cos(np.pi * rest / max(len(rest) - 1, 1)))
     return np.concatenate([warmup, cosine])
 
 

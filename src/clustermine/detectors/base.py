@@ -52,6 +52,8 @@ class Detector:
     defaults: ClassVar[dict[str, Any]] = {}
     needs_positives: ClassVar[bool] = True
     needs_negatives: ClassVar[bool] = False
+    # Whether ``fit`` uses the ID-train image embeddings (else they may be ``None``).
+    needs_train: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -134,7 +136,8 @@ class Detector:
     ) -> "Detector":
         det = cls(text_pos, text_neg, logit_scale, params, meta)
         det.set_runtime(device, budget_bytes)
-        x = None if train_image_emb is None else normalize(train_image_emb)
+        # Raw embeddings: each score normalises them in the precision it needs.
+        x = None if train_image_emb is None else np.asarray(train_image_emb)
         det._fit(x, None if train_labels is None else np.asarray(train_labels, np.int64))
         return det
 

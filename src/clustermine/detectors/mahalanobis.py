@@ -20,6 +20,7 @@ CLASS_SOURCES = ("zero_shot", "ground_truth")
 class MahalanobisDetector(Detector):
     name = "mahalanobis"
     defaults = {"class_source": "zero_shot", "inverse": "pinv"}
+    needs_train = True
 
     @property
     def needs_positives(self) -> bool:  # ground-truth class means need no label texts
@@ -84,7 +85,8 @@ class MahalanobisDetector(Detector):
 def class_gaussians(
     x: np.ndarray, y: np.ndarray, n_classes: int, budget_bytes: int, device
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Class means [C, D] and the mean of per-class covariances [D, D], float64, in chunks."""
+    """Class means [C, D] and the mean of per-class covariances [D, D] of the L2-normalised rows
+    of ``x``, float64, in chunks."""
     dev = torch.device(device) if device is not None else torch.device("cpu")
     n, d = x.shape
     rows = max(1, min(n, budget_bytes // (8 * 3 * d)))
@@ -92,7 +94,7 @@ def class_gaussians(
     counts = torch.bincount(yt, minlength=n_classes).double().to(dev)
     sums = torch.zeros((n_classes, d), dtype=torch.float64, device=dev)
     for r0 in range(0, n, rows):
-        xb = torch.as_tensor(x[r0 : r0 + rows], device=dev).double()
+        xb = _unit64(x[r0 : r0 + rows], dev)
         sums.index_add_(0, yt[r0 : r0 + rows].to(dev), xb)
     means = sums / counts[:, None]
     # Weight 1/(n_c · C) per sample turns one scatter sum into the mean of class covariances.
@@ -100,7 +102,7 @@ def class_gaussians(
     cov = torch.zeros((d, d), dtype=torch.float64, device=dev)
     for r0 in range(0, n, rows):
         yb = yt[r0 : r0 + rows].to(dev)
-        zb = (torch.as_tensor(x[r0 : r0 + rows], device=dev).double() - means[yb]) * weight[yb, None]
+        zb = (_unit64(x[r0 : r0 + rows], dev) - means[yb]) * weight[yb, None]
         cov += zb.T @ zb
     return means.cpu().numpy(), cov.cpu().numpy()
 
@@ -110,8 +112,6 @@ def min_mahalanobis(
 ) -> np.ndarray:
     """min_c (x − μ_c)ᵀ P (x − μ_c) for every row of ``x`` (normalised here), float64."""
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    x = np.asarray(x, np.float32)
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     mu = torch.as_tensor(means, dtype=torch.float64, device=dev)
     p = torch.as_tensor(precision, dtype=torch.float64, device=dev)
     mu_p = mu @ p
@@ -119,7 +119,12 @@ def min_mahalanobis(
     rows = max(1, min(len(x), budget_bytes // (8 * 3 * max(len(means), x.shape[1]))))
     out = np.empty(len(x))
     for r0 in range(0, len(x), rows):
-        xb = torch.as_tensor(x[r0 : r0 + rows], device=dev).double()
+        xb = _unit64(x[r0 : r0 + rows], dev)
         md = (xb @ p * xb).sum(dim=1, keepdim=True) - 2.0 * xb @ mu_p.T + mu_term[None, :]
         out[r0 : r0 + len(xb)] = md.min(dim=1).values.cpu().numpy()
     return out
+
+
+def _unit64(x: np.ndarray, dev: torch.device) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(x), device=dev).double()
+    return torch.nn.functional.normalize(t, dim=1, eps=1e-12)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from clustermine.detectors.base import Detector, DetectorConfigError
+from clustermine.h5io import normalize
 from clustermine.zeroshot import zero_shot_top1
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 
 class PLPDetector(Detector):
     name = "plp"
+    needs_train = True
     defaults = {
         "epochs": 100,
         "batch_size": 256,
@@ -39,6 +41,7 @@ class PLPDetector(Detector):
         if epochs < 1 or batch < 1:
             raise DetectorConfigError(f"{self.name}: epochs and batch_size must be >= 1")
         pseudo = zero_shot_top1(train, self.text_pos.embeddings, self.budget_bytes, self.device)
+        train = normalize(train)
         mean = train.mean(axis=0, dtype=np.float64)
         std = train.std(axis=0, dtype=np.float64)
         std = np.where(std > 1e-12, std, 1.0)

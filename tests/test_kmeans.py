@@ -1,0 +1,131 @@
+import h5py
+import numpy as np
+import pytest
+import torch
+from sklearn.cluster import KMeans
+from sklearn.metrics import normalized_mutual_info_score as nmi
+
+from clustermine.clustering import ClusterConfigError, ClusterResult, fit_clusters
+from clustermine.clustering.io import read_clusters, write_clusters
+from clustermine.clustering.kmeans import _Distances, fit_kmeans, kmeans_plus_plus
+
+
+def planted_clusters(n=1500, c=10, d=64, noise=0.05, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(c, d))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    y = rng.integers(c, size=n)
+    x = centres[y] + rng.normal(scale=noise, size=(n, d))
+    return (x * rng.uniform(0.5, 2.0, size=(n, 1))).astype(np.float32), y
+
+
+def blobs(n=1200, c=8, d=5, seed=0):
+    """Overlapping Gaussian blobs: k-means has real work to do."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=2.0, size=(c, d))
+    y = rng.integers(c, size=n)
+    return (centres[y] + rng.normal(size=(n, d))).astype(np.float32), y
+
+
+def test_spherical_kmeans_recovers_planted_clusters():
+    x, y = planted_clusters()
+    result = fit_kmeans(x, 10, device="cpu")
+    assert nmi(y, result.assignments) >= 0.9
+    assert result.clusterer == "kmeans" and result.head_losses.shape == (1,)
+    # Cosine inertia is Σ (1 - cos) to the assigned (normalised) centre.
+    u = x / np.linalg.norm(x, axis=1, keepdims=True)
+    centres = np.stack([u[result.assignments == c].sum(0) for c in range(10)])
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    inertia = (1 - (u * centres[result.assignments]).sum(1)).sum()
+    assert result.head_losses[0] == pytest.approx(inertia, rel=1e-4)
+
+
+def test_euclidean_kmeans_matches_scikit_learn():
+    x, _ = blobs()
+    ours = fit_kmeans(x, 8, {"metric": "euclidean", "n_init": 3, "max_iter": 300, "tol": 0},
+                      device="cpu")
+    ref = KMeans(8, n_init=10, random_state=0).fit(x)
+    assert ours.head_losses[0] <= ref.inertia_ * 1.02
+    assert nmi(ref.labels_, ours.assignments) >= 0.9
+    # Our inertia is the true sum of squared distances to the members' means.
+    centres = np.stack([x[ours.assignments == c].mean(0) for c in range(8)])
+    sse = ((x - centres[ours.assignments]) ** 2).sum()
+    assert ours.head_losses[0] == pytest.approx(sse, rel=1e-4)
+
+
+def test_spherical_matches_scikit_learn_on_normalised_rows():
+    x, _ = planted_clusters(noise=0.12, seed=3)
+    ref = KMeans(10, n_init=10, random_state=0).fit(x / np.linalg.norm(x, axis=1, keepdims=True))
+    ours = fit_kmeans(x, 10, {"n_init": 3}, device="cpu")
+    assert nmi(ref.labels_, ours.assignments) >= 0.95
+
+
+def test_chunking_and_seed_do_not_change_the_result():
+    x, _ = blobs(seed=1)
+    big = fit_kmeans(x, 8, {"metric": "euclidean", "seed": 4}, device="cpu")
+    small = fit_kmeans(x, 8, {"metric": "euclidean", "seed": 4}, device="cpu",
+                       budget_bytes=16 * 8 * 50)  # 50 rows per chunk
+    np.testing.assert_array_equal(big.assignments, small.assignments)
+    again = fit_kmeans(x, 8, {"metric": "euclidean", "seed": 4}, device="cpu")
+    np.testing.assert_array_equal(big.assignments, again.assignments)
+
+
+def test_kmeans_plus_plus_spreads_seeds():
+    x, y = planted_clusters(n=500, noise=0.02)
+    dist = _Distances(torch.nn.functional.normalize(torch.from_numpy(x), dim=1), "cosine", 2**20)
+    seeds = kmeans_plus_plus(dist, 10, torch.Generator().manual_seed(0), None)
+    assert len(set(y[seeds.numpy()])) == 10  # one seed in every planted cluster
+
+
+def test_duplicates_and_empty_clusters():
+    x = np.array([[1.0, 0.0]] * 8 + [[0.0, 1.0], [-1.0, 0.0]], dtype=np.float32)
+    result = fit_kmeans(x, 4, device="cpu")
+    assert result.assignments.min() >= 0 and result.assignments.max() < 4
+    assert result.head_losses[0] == pytest.approx(0.0, abs=1e-6)
+    assert len(set(result.assignments[:8])) == 1
+
+
+def test_bad_input():
+    with pytest.raises(ClusterConfigError, match="metric"):
+        fit_kmeans(np.zeros((5, 2), np.float32), 2, {"metric": "manhattan"})
+    with pytest.raises(ClusterConfigError, match="N >= C"):
+        fit_kmeans(np.zeros((3, 2), np.float32), 5)
+
+
+def test_registry_and_cluster_file_round_trip(tmp_path):
+    x, _ = planted_clusters(n=300)
+    result = fit_clusters("kmeans", x, 10, {"method": "kmeans", "seed": 2}, device="cpu")
+    assert result.params["seed"] == 2 and result.seed == 2
+    path = tmp_path / "clusters" / "d.kmeans-C10.h5"
+    model = {"model_arch": "ViT-B-32", "model_pretrained": "openai", "dataset": "d"}
+    write_clusters(path, result, {**model, "source": "images/d.h5"})
+    back = read_clusters(path)
+    np.testing.assert_array_equal(back.assignments, result.assignments)
+    np.testing.assert_array_equal(back.sizes, result.sizes)
+    np.testing.assert_array_equal(back.loss_history, result.loss_history)
+    assert (back.num_clusters, back.clusterer, back.best_head, back.seed) == (10, "kmeans", 0, 2)
+    assert back.params == result.params
+    assert back.attrs["model_arch"] == "ViT-B-32" and back.attrs["source"] == "images/d.h5"
+    with h5py.File(path, "r") as f:
+        assert f["assignments"].dtype == np.int64 and f["sizes"].shape == (10,)
+        assert f.attrs["clusterer"] == "kmeans" and f.attrs["num_clusters"] == 10
+    assert not list(path.parent.glob("*.tmp"))
+
+
+def test_cluster_file_is_not_written_on_failure(tmp_path):
+    path = tmp_path / "c.h5"
+    bad = ClusterResult(np.zeros(3), 2, "kmeans", np.zeros(1))
+    bad.assignments = np.array([0, 1, 7])  # corrupted after construction
+    with pytest.raises(ValueError):
+        write_clusters(path, bad)
+    assert not path.exists() and not list(tmp_path.glob("*.tmp"))
+    with pytest.raises(ValueError, match="out of range|must lie"):
+        ClusterResult(np.array([0, 3]), 2, "kmeans", np.zeros(1))
+
+
+def test_read_clusters_rejects_other_files(tmp_path):
+    path = tmp_path / "x.h5"
+    with h5py.File(path, "w") as f:
+        f["embeddings"] = np.zeros((2, 2))
+    with pytest.raises(ValueError, match="not a cluster file"):
+        read_clusters(path)

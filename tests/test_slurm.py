@@ -1,0 +1,241 @@
+"""The workflow through snakemake-executor-plugin-slurm on a real, local single-node SLURM cluster.
+
+tests/slurm/cluster.sh starts the cluster (partitions `cpu` and `gpu`, two fake GPUs); it needs
+root and the Debian packages slurmctld, slurmd, slurm-client and munge, else these tests skip.
+The runs use a copy of profiles/slurm edited the way docs/slurm.md tells users to edit it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import REPO, SNAKEFILE
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
+# Its own state directory and ports, so a cluster started by hand for debugging is left alone.
+STATE_DIR = Path(tempfile.gettempdir()) / "clustermine-slurm-test"
+PORT = "6927"
+CORES = "2"
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+# Test-only executor settings: poll soon after submitting, and keep the SLURM log of every job
+# (it names the rule and the job's resources) instead of only those of failed jobs.
+TEST_EXECUTOR_ARGS = ["--slurm-init-seconds-before-status-checks", "2",
+                      "--slurm-keep-successful-logs", "--max-threads", CORES, "--set-threads", "embed_images=1"]
+CANCEL_LOG = "logs/tiny-a/images/shards/id-train.0-of-1.log"
+CANCEL_OUTPUT = "results/tiny-a/images/shards/id-train.0-of-1.h5"
+COMPARED_TREES = ("results", "resources")
+
+
+@pytest.fixture(scope="module")
+def slurm_env():
+    """Environment for commands talking to a freshly started local cluster; stopped afterwards."""
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        pytest.skip("snakemake-executor-plugin-slurm is not installed")
+    env = {**os.environ, "CLUSTERMINE_SLURM_DIR": str(STATE_DIR),
+           "CLUSTERMINE_SLURM_PORT": PORT, "HF_HUB_OFFLINE": "1"}
+    check = subprocess.run([CLUSTER, "check"], env=env, capture_output=True, text=True)
+    if check.returncode != 0:
+        pytest.skip(f"no local SLURM cluster: {check.stdout.strip()}")
+    subprocess.run([CLUSTER, "down"], env=env, capture_output=True, text=True)
+    up = subprocess.run([CLUSTER, "up"], env=env, capture_output=True, text=True)
+    assert up.returncode == 0, f"cluster.sh up failed:\n{up.stderr}"
+    env["SLURM_CONF"] = str(STATE_DIR / "etc" / "slurm.conf")
+    env["PATH"] = f"{STATE_DIR / 'bin'}{os.pathsep}{env['PATH']}"
+    yield env
+    subprocess.run([CLUSTER, "down"], env=env, capture_output=True, text=True)
+
+
+def site_profile(dest: Path) -> Path:
+    """profiles/slurm copied and edited for this cluster, which has no accounting database."""
+    shutil.copytree(REPO / "profiles" / "slurm", dest)
+    profile = dest / "profile.yaml"
+    text, edits = re.subn(r"(?m)^slurm-status-command: sacct$", "slurm-status-command: squeue",
+                          profile.read_text())
+    assert edits == 1, "profiles/slurm/profile.yaml no longer sets slurm-status-command"
+    profile.write_text(text)
+    return dest
+
+
+def slurm_jobs(env) -> dict[str, dict[str, str]]:
+    """SLURM's record of every job it still holds (MinJobAge keeps finished ones), by job id."""
+    out = subprocess.run(["scontrol", "--oneliner", "show", "job"], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    jobs = {}
+    for line in out.splitlines():
+        fields = dict(item.split("=", 1) for item in line.split() if "=" in item)
+        if "JobId" in fields:
+            jobs[fields["JobId"]] = fields
+    return jobs
+
+
+def executor_logs(workdir: Path) -> dict[str, tuple[str, Path]]:
+    """SLURM job id -> (rule, log) from the executor's per-job logs, rule_<rule>/.../<id>.log."""
+    logs = {}
+    for log in (workdir / ".snakemake" / "slurm_logs").rglob("*.log"):
+        rule_dir = log.relative_to(workdir / ".snakemake" / "slurm_logs").parts[0]
+        logs[log.stem] = (rule_dir.removeprefix("rule_"), log)
+    return logs
+
+
+def declared_gpus(log: Path) -> int:
+    """The `gpu` resource of the job, as the job's own Snakemake printed it."""
+    match = re.search(r"^\s*resources: (.*)$", log.read_text(), flags=re.MULTILINE)
+    assert match, f"no resources line in {log}"
+    gpu = re.search(r"(?:^|, )gpu=(\d+)", match.group(1))
+    return int(gpu.group(1)) if gpu else 0
+
+
+def assert_placement(workdir: Path, env) -> set[str]:
+    """GPU jobs asked SLURM for GPUs and ran on `gpu`; the others asked for none, ran on `cpu`."""
+    records = slurm_jobs(env)
+    rules = set()
+    for jobid, (rule, log) in executor_logs(workdir).items():
+        record = records[jobid]
+        gpus = declared_gpus(log)
+        tres = record.get("TresPerJob", "")
+        if gpus:
+            assert record["Partition"] == "gpu", f"{rule} job {jobid}: {record['Partition']}"
+            assert tres == f"gres:gpu:{gpus}", f"{rule} job {jobid} asked SLURM for {tres!r}"
+        else:
+            assert record["Partition"] == "cpu", f"{rule} job {jobid}: {record['Partition']}"
+            assert "gpu" not in tres and "gpu" not in record.get("TresPerNode", ""), (
+                f"CPU rule {rule} job {jobid} asked SLURM for a GPU: {tres}")
+        rules.add(f"{rule}:{'gpu' if gpus else 'cpu'}")
+    return rules
+
+
+def test_profile_sends_gpu_rules_to_gpu_partition(slurm_env, tmp_path):
+    (tmp_path / "Snakefile").write_text(
+        "rule all:\n"
+        "    input: 'gpu.env', 'cpu.env'\n"
+        "rule on_gpu:\n"
+        "    output: 'gpu.env'\n"
+        "    resources: gpu=1\n"
+        "    shell: 'env > {output}'\n"
+        "rule on_cpu:\n"
+        "    output: 'cpu.env'\n"
+        "    shell: 'env > {output}'\n"
+    )
+    profile = site_profile(tmp_path / "profile")
+    run = subprocess.run([*SNAKEMAKE, "--workflow-profile", str(profile), *TEST_EXECUTOR_ARGS],
+                         cwd=tmp_path, env=slurm_env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    gpu_env = dict(line.split("=", 1) for line in (tmp_path / "gpu.env").read_text().splitlines()
+                   if "=" in line)
+    cpu_env = dict(line.split("=", 1) for line in (tmp_path / "cpu.env").read_text().splitlines()
+                   if "=" in line)
+    assert gpu_env["SLURM_JOB_PARTITION"] == "gpu" and gpu_env["CUDA_VISIBLE_DEVICES"] in "01"
+    assert cpu_env["SLURM_JOB_PARTITION"] == "cpu" and "CUDA_VISIBLE_DEVICES" not in cpu_env
+    assert assert_placement(tmp_path, slurm_env) == {"on_gpu:gpu", "on_cpu:cpu"}
+
+
+def tree_files(workdir: Path, trees=COMPARED_TREES) -> dict[str, int]:
+    """Relative path -> mtime of every file under the given trees of a work directory."""
+    return {str(p.relative_to(workdir)): p.stat().st_mtime_ns
+            for tree in trees if (workdir / tree).is_dir()
+            for p in sorted((workdir / tree).rglob("*")) if p.is_file()}
+
+
+def h5_items(path: Path) -> dict[str, np.ndarray]:
+    items = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: items.__setitem__(name, obj[()])
+                     if isinstance(obj, h5py.Dataset) else None)
+        items.update({f"@{k}": v for k, v in f.attrs.items()})
+    return items
+
+
+def assert_same_outputs(local: Path, remote: Path):
+    files = tree_files(local)
+    assert files.keys() == tree_files(remote).keys()
+    for rel in files:
+        a, b = local / rel, remote / rel
+        if a.suffix == ".h5":
+            ia, ib = h5_items(a), h5_items(b)
+            assert ia.keys() == ib.keys(), rel
+            for key, va in ia.items():
+                vb = ib[key]
+                if isinstance(va, np.ndarray) and va.dtype.kind == "f":
+                    np.testing.assert_allclose(vb, va, rtol=1e-5, atol=1e-6, err_msg=f"{rel}:{key}")
+                else:
+                    assert np.array_equal(np.asarray(va), np.asarray(vb)), f"{rel}:{key}"
+        elif a.suffix == ".json":
+            assert json.loads(a.read_text()) == json.loads(b.read_text()), rel
+        elif a.suffix in (".tsv", ".md", ".txt", ".csv"):
+            assert a.read_text() == b.read_text(), rel
+
+
+def wait_for(condition, proc, what: str, timeout: float = 240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (found := condition()):
+            return found
+        assert proc.poll() is None, f"the run ended before {what}"
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_workflow_on_slurm_matches_local_run_and_resumes_after_scancel(
+    slurm_env, tiny_project, tmp_path
+):
+    config = tiny_project / "config.yaml"
+    local, remote = tmp_path / "local", tmp_path / "slurm"
+    profile = site_profile(tmp_path / "profile")
+    common = [*SNAKEMAKE, "-s", str(SNAKEFILE), "--configfile", str(config)]
+    run_local = subprocess.run([*common, "--directory", str(local), "--cores", CORES],
+                               env=slurm_env, capture_output=True, text=True)
+    assert run_local.returncode == 0, run_local.stderr[-3000:]
+
+    # The SLURM run, with one GPU job cancelled once its script is running.
+    slurm_cmd = [*common, "--directory", str(remote), "--workflow-profile", str(profile),
+                 *TEST_EXECUTOR_ARGS]
+    with open(tmp_path / "slurm-run-1.log", "w") as out:
+        proc = subprocess.Popen(slurm_cmd, env=slurm_env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        wait_for(lambda: (remote / CANCEL_LOG).exists(), proc, "the job to cancel started")
+        jobid = wait_for(lambda: next((j for j, (rule, log) in executor_logs(remote).items()
+                                       if rule == "embed_images"
+                                       and "id-train" in log.parent.name), None),
+                         proc, "the job's SLURM log")
+        subprocess.run(["scancel", jobid], env=slurm_env, check=True)
+        proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    first = (tmp_path / "slurm-run-1.log").read_text()
+    assert proc.returncode != 0, "the run succeeded although one of its jobs was cancelled"
+    assert slurm_jobs(slurm_env)[jobid]["JobState"] == "CANCELLED", first[-3000:]
+    assert not (remote / CANCEL_OUTPUT).exists()
+    after_cancel = tree_files(remote)
+
+    # Rerunning the same command finishes the work without redoing what was complete.
+    rerun = subprocess.run(slurm_cmd, env=slurm_env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    after_rerun = tree_files(remote)
+    redone = sorted(p for p, t in after_cancel.items() if after_rerun.get(p, t) != t)
+    assert not redone, f"outputs complete before the rerun were rewritten: {redone}"
+    leftovers = [str(p.relative_to(remote)) for tree in COMPARED_TREES
+                 for p in (remote / tree).rglob("*.tmp")]
+    assert not leftovers, f"half-written files kept: {leftovers}"
+
+    assert_same_outputs(local, remote)
+    assert tree_files(local, ("logs",)).keys() == tree_files(remote, ("logs",)).keys()
+    placed = assert_placement(remote, slurm_env)
+    assert any(p.endswith(":gpu") for p in placed) and any(p.endswith(":cpu") for p in placed)
