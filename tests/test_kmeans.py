@@ -42,8 +42,9 @@ def test_spherical_kmeans_recovers_planted_clusters():
 
 def test_euclidean_kmeans_matches_scikit_learn():
     x, _ = blobs()
-    ours = fit_kmeans(x, 8, {"metric": "euclidean", "n_init": 3, "max_iter": 300, "tol": 0},
-                      device="cpu")
+    ours = fit_kmeans(
+        x, 8, {"metric": "euclidean", "n_init": 3, "max_iter": 300, "tol": 0}, device="cpu"
+    )
     ref = KMeans(8, n_init=10, random_state=0).fit(x)
     assert ours.head_losses[0] <= ref.inertia_ * 1.02
     assert nmi(ref.labels_, ours.assignments) >= 0.9
@@ -63,8 +64,9 @@ def test_spherical_matches_scikit_learn_on_normalised_rows():
 def test_chunking_and_seed_do_not_change_the_result():
     x, _ = blobs(seed=1)
     big = fit_kmeans(x, 8, {"metric": "euclidean", "seed": 4}, device="cpu")
-    small = fit_kmeans(x, 8, {"metric": "euclidean", "seed": 4}, device="cpu",
-                       budget_bytes=16 * 8 * 50)  # 50 rows per chunk
+    small = fit_kmeans(
+        x, 8, {"metric": "euclidean", "seed": 4}, device="cpu", budget_bytes=16 * 8 * 50
+    )  # 50 rows per chunk
     np.testing.assert_array_equal(big.assignments, small.assignments)
     again = fit_kmeans(x, 8, {"metric": "euclidean", "seed": 4}, device="cpu")
     np.testing.assert_array_equal(big.assignments, again.assignments)

@@ -51,8 +51,13 @@ def test_invalid_k():
 def test_knn_file_round_trip(tmp_path):
     rng = np.random.default_rng(2)
     nn = cosine_knn(rng.normal(size=(50, 4)).astype(np.float32), 3, device="cpu")
-    image_attrs = {"model_arch": "ViT-B-32", "model_pretrained": "openai", "dataset": "d",
-                   "logit_scale": 100.0, "preprocessing": "not copied"}
+    image_attrs = {
+        "model_arch": "ViT-B-32",
+        "model_pretrained": "openai",
+        "dataset": "d",
+        "logit_scale": 100.0,
+        "preprocessing": "not copied",
+    }
     path = tmp_path / "knn" / "d.k3.h5"
     write_knn(path, nn, {**inherited_attrs(image_attrs), "source": "images/d.h5"})
     back = read_knn(path)

@@ -89,9 +89,9 @@ def test_unknown_miner_and_parameter(corpus):
         mine_labels("nope", MiningInputs(names, emb))
     with pytest.raises(MinerConfigError, match="min_votes"):
         mine_labels("gt", MiningInputs(names, emb, class_names=["dog"]), {"min_votes": 3})
-    assert miner_params({"miner": "clustermine", "clusterer": "km", "C": 4, "negatives": "none"}) == {
-        "negatives": "none"
-    }
+    assert miner_params(
+        {"miner": "clustermine", "clusterer": "km", "C": 4, "negatives": "none"}
+    ) == {"negatives": "none"}
 
 
 def test_quantile_similarity_matches_numpy():

@@ -145,6 +145,34 @@ def test_profile_sends_gpu_rules_to_gpu_partition(slurm_env, tmp_path):
     assert assert_placement(tmp_path, slurm_env) == {"on_gpu:gpu", "on_cpu:cpu"}
 
 
+def test_scancel_while_writing_leaves_no_temporary_file(slurm_env, tmp_path):
+    """SLURM ends a cancelled (or timed-out, pre-empted) job with SIGTERM, then SIGKILL."""
+    (tmp_path / "job.py").write_text(
+        "import sys, time\n"
+        "from clustermine.h5io import atomic_path\n"
+        "from clustermine.logs import setup_logging\n"
+        "setup_logging('job.log')\n"
+        "with atomic_path('out.h5') as tmp:\n"
+        "    tmp.write_bytes(b'half')\n"
+        "    time.sleep(120)\n"
+    )
+    jobid = subprocess.run(
+        ["sbatch", "--parsable", "--output", "slurm.log", "--wrap", f"{sys.executable} job.py"],
+        cwd=tmp_path, env=slurm_env, capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.h5.*.tmp")):
+        assert time.monotonic() < deadline, (tmp_path / "slurm.log").read_text()
+        time.sleep(0.1)
+    subprocess.run(["scancel", jobid], env=slurm_env, check=True)
+    while slurm_jobs(slurm_env)[jobid]["JobState"] in ("RUNNING", "COMPLETING"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert slurm_jobs(slurm_env)[jobid]["JobState"] == "CANCELLED"
+    assert not (tmp_path / "out.h5").exists()
+    assert not list(tmp_path.glob(".out.h5.*")), "the cancelled job left its temporary file"
+
+
 def tree_files(workdir: Path, trees=COMPARED_TREES) -> dict[str, int]:
     """Relative path -> mtime of every file under the given trees of a work directory."""
     return {str(p.relative_to(workdir)): p.stat().st_mtime_ns
@@ -198,9 +226,10 @@ def test_workflow_on_slurm_matches_local_run_and_resumes_after_scancel(
     local, remote = tmp_path / "local", tmp_path / "slurm"
     profile = site_profile(tmp_path / "profile")
     common = [*SNAKEMAKE, "-s", str(SNAKEFILE), "--configfile", str(config)]
-    run_local = subprocess.run([*common, "--directory", str(local), "--cores", CORES],
-                               env=slurm_env, capture_output=True, text=True)
-    assert run_local.returncode == 0, run_local.stderr[-3000:]
+    # The local reference run shares the CPUs with the SLURM run, which mostly waits on polls.
+    with open(tmp_path / "local-run.log", "w") as out:
+        local_run = subprocess.Popen([*common, "--directory", str(local), "--cores", CORES],
+                                     env=slurm_env, stdout=out, stderr=subprocess.STDOUT)
 
     # The SLURM run, with one GPU job cancelled once its script is running.
     slurm_cmd = [*common, "--directory", str(remote), "--workflow-profile", str(profile),
@@ -216,9 +245,17 @@ def test_workflow_on_slurm_matches_local_run_and_resumes_after_scancel(
                          proc, "the job's SLURM log")
         subprocess.run(["scancel", jobid], env=slurm_env, check=True)
         proc.wait(timeout=300)
+        local_run.wait(timeout=300)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
+        if proc.poll() is None:  # a failed check: stop the run; SIGINT cancels its jobs
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        if local_run.poll() is None:
+            local_run.kill()
+    assert local_run.returncode == 0, (tmp_path / "local-run.log").read_text()[-3000:]
     first = (tmp_path / "slurm-run-1.log").read_text()
     assert proc.returncode != 0, "the run succeeded although one of its jobs was cancelled"
     assert slurm_jobs(slurm_env)[jobid]["JobState"] == "CANCELLED", first[-3000:]

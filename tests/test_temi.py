@@ -17,8 +17,17 @@ from clustermine.clustering.temi import (
 from clustermine.knn import cosine_knn
 
 # Small heads and a fast teacher so that a few CPU epochs converge; the code path is the same.
-FAST = dict(heads=3, epochs=12, batch_size=120, lr=2e-3, warmup_epochs=1, knn=10,
-            teacher_momentum=0.9, hidden_dim=128, bottleneck_dim=64)
+FAST = dict(
+    heads=3,
+    epochs=12,
+    batch_size=120,
+    lr=2e-3,
+    warmup_epochs=1,
+    knn=10,
+    teacher_momentum=0.9,
+    hidden_dim=128,
+    bottleneck_dim=64,
+)
 
 
 def planted_clusters(n=600, c=10, d=64, noise=0.05, seed=0):

@@ -190,7 +190,9 @@ def sweep_report(
     the statistic ``elbow_of`` (None when fewer than three C or the statistic is absent)."""
     rows = []
     for c in sorted(assignments_by_c):
-        rows.append({"C": int(c), **cluster_report(assignments_by_c[c], zero_shot, ground_truth, c)})
+        rows.append(
+            {"C": int(c), **cluster_report(assignments_by_c[c], zero_shot, ground_truth, c)}
+        )
     knee = None
     if len(rows) >= 3 and all(elbow_of in r for r in rows):
         knee = elbow([r["C"] for r in rows], [r[elbow_of] for r in rows])

@@ -267,7 +267,7 @@ def train_demo_model(
         "train_images": counts,
         "captions": len(data.classes),
         "caption_template": CAPTION,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
     }
     summary |= train_image_tower(model, data, text_features, normalize, settings)
     if eval_folder is not None:

@@ -25,8 +25,16 @@ from clustermine.zeroshot import DEFAULT_BUDGET_BYTES, as_unit_tensor, block_sha
 log = logging.getLogger(__name__)
 
 # Model/dataset attributes of the image file that travel into derived files.
-INHERITED_ATTRS = ("model_arch", "model_pretrained", "model", "dataset", "logit_scale",
-                   "random_weights", "embedding_dim", "num_samples")
+INHERITED_ATTRS = (
+    "model_arch",
+    "model_pretrained",
+    "model",
+    "dataset",
+    "logit_scale",
+    "random_weights",
+    "embedding_dim",
+    "num_samples",
+)
 
 
 @dataclass
@@ -50,14 +58,15 @@ def cosine_knn(
     k: int,
     *,
     device: str | torch.device | None = None,
-    budget_bytes: int = DEFAULT_BUDGET_BYTES,
+    budget_bytes: int | None = None,
     block: tuple[int, int] | None = None,
 ) -> Neighbors:
     """The ``k`` most cosine-similar other rows of every row of ``embeddings`` [N, D].
 
     Rows need not be normalised. The working memory beyond the embeddings themselves is
     bounded by ``budget_bytes`` whatever N is; ``block`` = (query rows, key rows) overrides
-    the block shape (tests use it to force many blocks).
+    the block shape (tests use it to force many blocks). The default budget is 1 GiB on a
+    GPU (bigger blocks keep it busy) and 256 MiB on the CPU.
     """
     n = len(embeddings)
     if np.ndim(embeddings) != 2:
@@ -65,6 +74,8 @@ def cosine_knn(
     if not 1 <= k < n:
         raise ValueError(f"kNN: k must be in [1, N-1] = [1, {n - 1}], got k={k}")
     dev = pick_device(device)
+    if budget_bytes is None:
+        budget_bytes = 4 * DEFAULT_BUDGET_BYTES if dev.type == "cuda" else DEFAULT_BUDGET_BYTES
     keys = as_unit_tensor(embeddings, dev)
     # Each query row's candidates are its current top-k plus one key block.
     rows, cols = block or block_shape(n, n, budget_bytes)
@@ -97,8 +108,14 @@ def cosine_knn(
         out_sim[r0:r1] = best_sim.cpu().numpy()
         if r0 == 0 or r1 == n or (r0 // rows) % 100 == 0:
             log.info("kNN: %d/%d queries (%.1fs)", r1, n, time.perf_counter() - start)
-    attrs = {"k": int(k), "metric": "cosine", "num_samples": int(n), "device": str(dev),
-             "block_rows": int(rows), "block_cols": int(cols)}
+    attrs = {
+        "k": int(k),
+        "metric": "cosine",
+        "num_samples": int(n),
+        "device": str(dev),
+        "block_rows": int(rows),
+        "block_cols": int(cols),
+    }
     return Neighbors(out_idx, out_sim, attrs)
 
 

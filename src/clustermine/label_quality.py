@@ -68,6 +68,7 @@ def wordnet_hops(
         from clustermine.wordnet import open_wordnet
 
         wordnet = open_wordnet()
+
     def lookup(name: str | None):
         if not name or name == "none":
             return None

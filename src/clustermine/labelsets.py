@@ -137,12 +137,17 @@ def write_label_set(
     tsv_path: str | os.PathLike, labels: LabelSet, extra: dict[str, Any] | None = None
 ) -> None:
     """Write the TSV and its JSON sidecar, each atomically."""
-    rows = [(i, labels.class_names[i], "pos", "classes", -1, math.nan)
-            for i in labels.class_positives]
-    rows += [(i, labels.names[i], "pos", "corpus", v, s)
-             for i, v, s in zip(labels.positives, labels.pos_votes, labels.pos_scores)]
-    rows += [(i, labels.names[i], "neg", "corpus", v, s)
-             for i, v, s in zip(labels.negatives, labels.neg_votes, labels.neg_scores)]
+    rows = [
+        (i, labels.class_names[i], "pos", "classes", -1, math.nan) for i in labels.class_positives
+    ]
+    rows += [
+        (i, labels.names[i], "pos", "corpus", v, s)
+        for i, v, s in zip(labels.positives, labels.pos_votes, labels.pos_scores)
+    ]
+    rows += [
+        (i, labels.names[i], "neg", "corpus", v, s)
+        for i, v, s in zip(labels.negatives, labels.neg_votes, labels.neg_scores)
+    ]
     with atomic_path(tsv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, delimiter="\t", lineterminator="\n")
         w.writerow(TSV_COLUMNS)
@@ -221,7 +226,16 @@ def read_label_set(
             cols[key][2].append(float(row["score"]))
     (pi, pv, ps), (ni, nv, ns), (ci, _, _) = cols["pos"], cols["neg"], cols["cls"]
     return LabelSet(
-        meta["miner"], list(corpus_names), pi, ni, pv, ps, nv, ns,
-        list(class_names) if class_names is not None else None, ci,
-        meta.get("params", {}), dict(meta.get("stats", {})),
+        meta["miner"],
+        list(corpus_names),
+        pi,
+        ni,
+        pv,
+        ps,
+        nv,
+        ns,
+        list(class_names) if class_names is not None else None,
+        ci,
+        meta.get("params", {}),
+        dict(meta.get("stats", {})),
     )

@@ -47,9 +47,7 @@ def fpr_at_tpr(positives: np.ndarray, negatives: np.ndarray, tpr: float = 0.95) 
     return float(np.mean(neg >= threshold))
 
 
-def fpr95(
-    id_scores: np.ndarray, ood_scores: np.ndarray, convention: str = "clip"
-) -> float:
+def fpr95(id_scores: np.ndarray, ood_scores: np.ndarray, convention: str = "clip") -> float:
     if convention == "clip":
         return fpr_at_tpr(id_scores, ood_scores, 0.95)
     if convention == "openood":
@@ -96,15 +94,19 @@ def metrics_record(
     ``params``, ``tau``). AUROC and FPR95 are fractions in [0, 1].
     """
     result = evaluate_benchmarks(id_scores, benchmarks, convention)
+    tau = detector.get("tau")
+    # HDF5 attributes store a missing value as "none".
+    tau = None if tau is None or tau == "none" else float(tau)
+    labels = detector.get("labels")
     return {
         "model": model,
         "idset": idset,
         "method": method,
         "testset": testset,
         "score": detector.get("score"),
-        "labels": detector.get("labels"),
+        "labels": None if labels == "none" else labels,
         "params": dict(detector.get("params") or {}),
-        "tau": detector.get("tau"),
+        "tau": tau,
         "fpr_convention": convention,
         "benchmarks": result["benchmarks"],
         "mean": result["mean"],

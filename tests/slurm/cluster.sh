@@ -55,18 +55,24 @@ check() {
         echo "missing ${missing[*]}: install the Debian packages slurmctld slurmd slurm-client munge"
         return 3
     fi
+    if ((${#SOCKET} > 100)); then  # unix socket paths are limited to 108 bytes
+        echo "state directory path too long for munge's socket: $DIR"
+        return 3
+    fi
     return 0
 }
 
-# Pid files hold pids this script started; a pid only counts while it is still that daemon.
+# Pid files hold pids this script started; a pid only counts while it is still that daemon
+# (its command line names the daemon and this state directory), never a reused pid.
 alive() {
-    local name="$1" pid
+    local name="$1" pid cmdline
     [[ -s "$DIR/pids/$name" ]] || return 1
     pid="$(<"$DIR/pids/$name")"
     [[ -r "/proc/$pid/stat" ]] || return 1
     # A daemon that died but is not yet reaped is a zombie (state Z) and no longer counts.
     [[ "$(awk '{print $3}' "/proc/$pid/stat")" != Z ]] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "$name" || return 1
+    cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline")"
+    [[ "$cmdline" == *"$name"* && "$cmdline" == *"$DIR/"* ]] || return 1
     echo "$pid"
 }
 
@@ -222,8 +228,12 @@ stop_daemons() {
 down() {
     if alive slurmctld >/dev/null; then
         # Every job on this private cluster was submitted to it; end them with the cluster.
-        scancel --quiet --full --state=PENDING 2>/dev/null || true
-        scancel --quiet --full 2>/dev/null || true
+        local jobs
+        jobs="$(squeue -h -t PENDING,RUNNING,SUSPENDED -o %i 2>/dev/null || true)"
+        if [[ -n "$jobs" ]]; then
+            # shellcheck disable=SC2086  # one job id per word
+            scancel --quiet $jobs 2>/dev/null || true
+        fi
         for _ in $(seq 50); do
             [[ -z "$(squeue -h -t RUNNING,COMPLETING -o %i 2>/dev/null)" ]] && break
             sleep 0.2

@@ -28,6 +28,9 @@ MODELS = config["models"]
 DATASETS = config["datasets"]
 CORPORA = config.get("corpora", {})
 IDSETS = config.get("idsets", {})
+for _spec in IDSETS.values():
+    # An ID set without a method list runs every declared method.
+    _spec.setdefault("methods", list(config.get("methods", {})))
 ENCODE = config.get("encode", {})
 
 
@@ -142,14 +145,14 @@ def embedding_targets():
     return sorted(set(targets))
 
 
-STAGE_TARGETS = [embedding_targets]
-
-
 def all_targets():
-    out = []
-    for stage in STAGE_TARGETS:
-        out += stage()
-    return out
+    """Everything the config enables (stage target functions live in their rule modules)."""
+    return (
+        embedding_targets()
+        + cluster_sweep_targets()
+        + metrics_targets()
+        + report_targets()
+    )
 
 
 DEMO = config.get("demo", {})

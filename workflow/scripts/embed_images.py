@@ -12,13 +12,21 @@ log.info("dataset %s shard %s/%s: rows %d-%d", wc.dataset, wc.shard, wc.nshards,
 loaded = load_model(params.model["arch"], params.model["pretrained"])
 log.info("model %s (%s) on %s", loaded.arch, loaded.pretrained, loaded.device)
 data = encode_images(
-    loaded, index, start, stop,
+    loaded,
+    index,
+    start,
+    stop,
     batch_size=params.batch_size,
     num_workers=params.num_workers,
     precision=params.model["precision"],
     max_unreadable_fraction=params.encode["max_unreadable_fraction"],
 )
 data.attrs.update(loaded.attrs())
-data.attrs.update(dataset=wc.dataset, model=wc.model, shard=int(wc.shard),
-                  dataset_params=index.params, root=index.root)
+data.attrs.update(
+    dataset=wc.dataset,
+    model=wc.model,
+    shard=int(wc.shard),
+    dataset_params=index.params,
+    root=index.root,
+)
 write_image_embeddings(snakemake.output[0], data)

@@ -18,9 +18,20 @@ else:
     corpus = read_corpus_tsv(snakemake.input.names)
     names, pos, synsets, source = corpus.names, corpus.pos, corpus.synsets, {"corpus": wc.corpus}
 loaded = load_model(params.model["arch"], params.model["pretrained"])
-log.info("encoding %d names x %d prompts (%s) with %s on %s", len(names), len(templates),
-         params.prompts, loaded.arch, loaded.device)
+log.info(
+    "encoding %d names x %d prompts (%s) with %s on %s",
+    len(names),
+    len(templates),
+    params.prompts,
+    loaded.arch,
+    loaded.device,
+)
 emb = encode_texts(loaded, names, templates, precision=params.model["precision"])
-attrs = {**loaded.attrs(), **source, "model": wc.model, "prompts": params.prompts,
-         "templates": list(templates)}
+attrs = {
+    **loaded.attrs(),
+    **source,
+    "model": wc.model,
+    "prompts": params.prompts,
+    "templates": list(templates),
+}
 write_text_embeddings(snakemake.output[0], TextEmbeddings(emb, list(names), pos, synsets, attrs))

@@ -8,6 +8,11 @@ bad = data.attrs["unreadable_files"]
 for path in bad:
     log.warning("unreadable image left out: %s", path)
 check_unreadable(len(bad), len(data) + len(bad), snakemake.params.max_unreadable_fraction, bad)
-log.info("%s: %d embeddings of dim %d from %d shards", snakemake.wildcards.dataset, len(data),
-         data.embeddings.shape[1] if len(data) else 0, data.attrs["num_shards"])
+log.info(
+    "%s: %d embeddings of dim %d from %d shards",
+    snakemake.wildcards.dataset,
+    len(data),
+    data.embeddings.shape[1] if len(data) else 0,
+    data.attrs["num_shards"],
+)
 write_image_embeddings(snakemake.output[0], data)

@@ -65,21 +65,30 @@ class ClusterResult:
 
 
 # The fit functions import torch lazily so that reading cluster files stays light.
-def _fit_temi(embeddings, num_clusters, params, *, neighbors=None, device=None):
+def _fit_temi(embeddings, num_clusters, params, *, neighbors=None, device=None, budget_bytes=None):
     from clustermine.clustering.temi import fit_temi
 
-    return fit_temi(embeddings, num_clusters, params, neighbors=neighbors, device=device)
+    return fit_temi(
+        embeddings,
+        num_clusters,
+        params,
+        neighbors=neighbors,
+        device=device,
+        budget_bytes=budget_bytes,
+    )
 
 
-def _fit_kmeans(embeddings, num_clusters, params, *, neighbors=None, device=None):
+def _fit_kmeans(
+    embeddings, num_clusters, params, *, neighbors=None, device=None, budget_bytes=None
+):
     from clustermine.clustering.kmeans import fit_kmeans
 
-    return fit_kmeans(embeddings, num_clusters, params, device=device)
+    return fit_kmeans(embeddings, num_clusters, params, device=device, budget_bytes=budget_bytes)
 
 
 FitFunction = Callable[..., ClusterResult]
 
-# name -> fit(embeddings, num_clusters, params, *, neighbors=None, device=None)
+# name -> fit(embeddings, num_clusters, params, *, neighbors=None, device=None, budget_bytes=None)
 CLUSTERERS: dict[str, FitFunction] = {"temi": _fit_temi, "kmeans": _fit_kmeans}
 
 # Methods trained on kNN pairs, with the default k (config key ``knn``).
@@ -101,15 +110,25 @@ def fit_clusters(
     *,
     neighbors=None,
     device: str | None = None,
+    budget_bytes: int | None = None,
 ) -> ClusterResult:
-    """Cluster ``embeddings`` with the clusterer registered as ``method``."""
+    """Cluster ``embeddings`` with the clusterer registered as ``method``.
+
+    ``device``: ``None``/``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda:1"``, ...;
+    ``budget_bytes`` bounds the working memory of chunked similarity blocks.
+    """
     if method not in CLUSTERERS:
         raise ClusterConfigError(
             f"unknown clustering method {method!r}; known: {sorted(CLUSTERERS)}"
         )
     params = {k: v for k, v in dict(params or {}).items() if k != "method"}
     return CLUSTERERS[method](
-        embeddings, int(num_clusters), params, neighbors=neighbors, device=device
+        embeddings,
+        int(num_clusters),
+        params,
+        neighbors=neighbors,
+        device=device,
+        budget_bytes=budget_bytes,
     )
 
 

@@ -122,8 +122,12 @@ def kmeans_plus_plus(
 
 
 def _update_centres(
-    data: torch.Tensor, labels: torch.Tensor, dist: torch.Tensor, num_clusters: int,
-    metric: str, rows: int,
+    data: torch.Tensor,
+    labels: torch.Tensor,
+    dist: torch.Tensor,
+    num_clusters: int,
+    metric: str,
+    rows: int,
 ) -> tuple[torch.Tensor, int]:
     """Means of the members (normalised for cosine); empty clusters take the farthest rows."""
     d = data.shape[1]
@@ -149,7 +153,8 @@ def lloyd(
     """Lloyd iterations from ``centres``; returns labels, centres and the inertia history."""
     history: list[float] = []
     prev = None
-    rows = dist.chunk_rows(1)
+    # Rows per chunk of the float64 centre sums.
+    rows = max(1, dist.budget_bytes // (8 * dist.data.shape[1]))
     for it in range(cfg.max_iter):
         labels, d = dist.nearest(centres)
         inertia = float(d.double().sum())
@@ -160,9 +165,7 @@ def lloyd(
             break
         if len(history) > 1 and history[-2] - inertia <= cfg.tol * abs(history[-2]):
             break
-        centres, n_empty = _update_centres(
-            dist.data, labels, d, cfg.num_clusters, cfg.metric, rows
-        )
+        centres, n_empty = _update_centres(dist.data, labels, d, cfg.num_clusters, cfg.metric, rows)
         if n_empty:
             log.info("kmeans iteration %d: %d empty clusters re-seeded", it + 1, n_empty)
         prev = labels
@@ -179,9 +182,13 @@ def fit_kmeans(
     params: Mapping[str, Any] | KMeansConfig | None = None,
     *,
     device: str | torch.device | None = None,
-    budget_bytes: int = DEFAULT_BUDGET_BYTES,
+    budget_bytes: int | None = None,
 ) -> ClusterResult:
-    """Cluster ``embeddings`` [N, D] into ``num_clusters`` with k-means++ and Lloyd."""
+    """Cluster ``embeddings`` [N, D] into ``num_clusters`` with k-means++ and Lloyd.
+
+    ``budget_bytes`` bounds the working memory beyond the data (default 1 GiB on a GPU,
+    256 MiB on the CPU).
+    """
     if isinstance(params, KMeansConfig):
         cfg = dataclasses.replace(params, num_clusters=int(num_clusters))
     else:
@@ -192,6 +199,8 @@ def fit_kmeans(
             f"kmeans needs embeddings [N >= C, D] with C={cfg.num_clusters}, got {x.shape}"
         )
     dev = pick_device(device)
+    if budget_bytes is None:
+        budget_bytes = 4 * DEFAULT_BUDGET_BYTES if dev.type == "cuda" else DEFAULT_BUDGET_BYTES
     data = torch.from_numpy(x).to(dev)
     if cfg.metric == "cosine":
         data = torch.nn.functional.normalize(data, dim=1)
@@ -204,8 +213,14 @@ def fit_kmeans(
         labels, _, history = lloyd(dist, data[init].clone(), cfg)
         log.info(
             "kmeans run %d/%d: %d iterations, inertia %.6g (%s, C=%d, N=%d, %.1fs)",
-            run + 1, cfg.n_init, len(history), history[-1], cfg.metric, cfg.num_clusters,
-            len(x), time.perf_counter() - start,
+            run + 1,
+            cfg.n_init,
+            len(history),
+            history[-1],
+            cfg.metric,
+            cfg.num_clusters,
+            len(x),
+            time.perf_counter() - start,
         )
         if best is None or history[-1] < best[1][-1]:
             best = (labels, history)

@@ -163,14 +163,17 @@ class BatchedHeads(nn.Module):
 
 
 def prepare_embeddings(embeddings: np.ndarray, zscore: bool) -> np.ndarray:
-    """L2-normalised rows, or z-scored dimensions when ``zscore``; float32."""
-    x = np.asarray(embeddings, dtype=np.float64)
+    """L2-normalised rows, or z-scored dimensions when ``zscore``; float32 (statistics in
+    float64, without a float64 copy of the data)."""
+    x = np.array(embeddings, dtype=np.float32)
     if zscore:
-        std = x.std(axis=0)
-        x = (x - x.mean(axis=0)) / np.where(std > 1e-12, std, 1.0)
+        mean = x.mean(axis=0, dtype=np.float64)
+        std = np.sqrt(np.maximum((x * x).mean(axis=0, dtype=np.float64) - mean**2, 0.0))
+        x -= mean.astype(np.float32)
+        x /= np.where(std > 1e-12, std, 1.0).astype(np.float32)
     else:
-        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    return x.astype(np.float32)
+        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return x
 
 
 def lr_schedule(cfg: TEMIConfig, steps_per_epoch: int, batch_size: int) -> np.ndarray:
@@ -193,7 +196,11 @@ class TEMITrainer:
         self.device = device
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.student = BatchedHeads(
-            cfg.heads, in_dim, cfg.num_clusters, cfg.hidden_dim, cfg.bottleneck_dim,
+            cfg.heads,
+            in_dim,
+            cfg.num_clusters,
+            cfg.hidden_dim,
+            cfg.bottleneck_dim,
             self.generator,
         ).to(device)
         self.teacher = BatchedHeads(
@@ -201,8 +208,9 @@ class TEMITrainer:
         ).to(device)
         self.teacher.load_state_dict(self.student.state_dict())
         self.teacher.requires_grad_(False)
-        self.prior = torch.full((cfg.heads, cfg.num_clusters), 1.0 / cfg.num_clusters,
-                                device=device)
+        self.prior = torch.full(
+            (cfg.heads, cfg.num_clusters), 1.0 / cfg.num_clusters, device=device
+        )
         self.optimizer = torch.optim.AdamW(
             [
                 {"params": self.student.decayed_parameters(), "weight_decay": cfg.weight_decay},
@@ -223,8 +231,12 @@ class TEMITrainer:
             self.prior.mul_(cfg.prior_momentum).add_(batch_mean, alpha=1 - cfg.prior_momentum)
         student_logp = F.log_softmax(self.student(xy) / cfg.student_temp, dim=-1)
         losses = temi_loss(
-            student_logp[:, :b], student_logp[:, b:], teacher_logp[:, :b], teacher_logp[:, b:],
-            self.prior, cfg.beta,
+            student_logp[:, :b],
+            student_logp[:, b:],
+            teacher_logp[:, :b],
+            teacher_logp[:, b:],
+            self.prior,
+            cfg.beta,
         )
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -267,7 +279,9 @@ class TEMITrainer:
                 idx = order[s * batch : (s + 1) * batch]
                 partner = neighbors[idx, pick[idx]]
                 total += self.step(
-                    data[idx], data[partner], float(schedule[epoch * steps + s]),
+                    data[idx],
+                    data[partner],
+                    float(schedule[epoch * steps + s]),
                     epoch < cfg.freeze_last_layer_epochs,
                 )
             history[epoch] = (total / steps).cpu().numpy()
@@ -279,15 +293,23 @@ class TEMITrainer:
             best = int(np.argmin(history[epoch]))
             log.info(
                 "temi epoch %d/%d: mean loss %.4f, best head %d (loss %.4f), lr %.2e, %.1fs",
-                epoch + 1, cfg.epochs, history[epoch].mean(), best, history[epoch][best],
-                schedule[(epoch + 1) * steps - 1], time.perf_counter() - start,
+                epoch + 1,
+                cfg.epochs,
+                history[epoch].mean(),
+                best,
+                history[epoch][best],
+                schedule[(epoch + 1) * steps - 1],
+                time.perf_counter() - start,
             )
         best = int(np.argmin(history[-1]))
         assignments = self.assign(data, best)
         seconds = time.perf_counter() - start
         log.info(
             "temi: best head %d, %d non-empty clusters of %d, %.1fs",
-            best, len(np.unique(assignments)), cfg.num_clusters, seconds,
+            best,
+            len(np.unique(assignments)),
+            cfg.num_clusters,
+            seconds,
         )
         return ClusterResult(
             assignments=assignments,
@@ -316,11 +338,13 @@ def fit_temi(
     *,
     neighbors: Neighbors | np.ndarray | None = None,
     device: str | torch.device | None = None,
+    budget_bytes: int | None = None,
 ) -> ClusterResult:
     """Train TEMI heads on ``embeddings`` [N, D] and assign every sample to a cluster.
 
     ``neighbors`` is the cached kNN graph (``Neighbors`` or an index array [N, ≥k]); its
-    first ``knn`` columns are used. Without it the graph is computed here.
+    first ``knn`` columns are used. Without it the graph is computed here (within
+    ``budget_bytes``).
     """
     if isinstance(params, TEMIConfig):
         cfg = dataclasses.replace(params, num_clusters=int(num_clusters))
@@ -332,7 +356,7 @@ def fit_temi(
     dev = pick_device(device)
     if neighbors is None:
         log.info("temi: computing the %d-NN graph of %d samples", cfg.knn, len(x))
-        neighbors = cosine_knn(x, min(cfg.knn, len(x) - 1), device=dev)
+        neighbors = cosine_knn(x, min(cfg.knn, len(x) - 1), device=dev, budget_bytes=budget_bytes)
     idx = neighbors.indices if isinstance(neighbors, Neighbors) else np.asarray(neighbors)
     if idx.ndim != 2 or len(idx) != len(x):
         raise ClusterConfigError(
@@ -348,9 +372,21 @@ def fit_temi(
     graph = torch.from_numpy(np.ascontiguousarray(idx, dtype=np.int64)).to(dev)
     log.info(
         "temi: N=%d D=%d C=%d heads=%d knn=%d epochs=%d batch=%d on %s",
-        len(x), x.shape[1], cfg.num_clusters, cfg.heads, cfg.knn, cfg.epochs,
-        min(cfg.batch_size, len(x)), dev,
+        len(x),
+        x.shape[1],
+        cfg.num_clusters,
+        cfg.heads,
+        cfg.knn,
+        cfg.epochs,
+        min(cfg.batch_size, len(x)),
+        dev,
     )
+    if cfg.warmup_epochs >= cfg.epochs:
+        log.warning(
+            "temi: warmup_epochs=%d >= epochs=%d: the learning rate never leaves its warm-up",
+            cfg.warmup_epochs,
+            cfg.epochs,
+        )
     if math.prod((cfg.heads, 2 * cfg.batch_size, cfg.num_clusters)) > 2**31:
         log.warning("temi: logits of one batch hold more than 2^31 values; lower batch_size")
     return TEMITrainer(cfg, x.shape[1], dev).fit(data, graph)

@@ -170,15 +170,12 @@ class Detector:
         return None
 
     def texts_on_device(self, which: str) -> torch.Tensor:
-        """Unit text rows (``"pos"``, ``"neg"`` or ``"all"`` = pos then neg) on the device."""
+        """Unit text rows (``"pos"`` or ``"neg"``) on the compute device; on the CPU the
+        tensor shares memory with the numpy array."""
         if which not in self._device_texts:
-            parts = {"pos": [self.text_pos], "neg": [self.text_neg]}.get(
-                which, [self.text_pos, self.text_neg]
-            )
-            arrays = [t.embeddings for t in parts if len(t.names)]
-            dim = self.embedding_dim or 0
-            emb = np.concatenate(arrays) if arrays else np.zeros((0, dim), np.float32)
-            self._device_texts[which] = torch.as_tensor(emb, device=self.device)
+            texts = {"pos": self.text_pos, "neg": self.text_neg}[which]
+            emb = np.ascontiguousarray(texts.embeddings, dtype=np.float32)
+            self._device_texts[which] = torch.as_tensor(emb).to(self.device)
         return self._device_texts[which]
 
     # --- file -----------------------------------------------------------------------------

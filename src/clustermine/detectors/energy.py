@@ -16,8 +16,7 @@ class EnergyDetector(Detector):
         t = float(self.params["temperature"])
         out = segment_reduce(
             image_emb,
-            self.texts_on_device("pos"),
-            [(0, len(self.text_pos.names))],
+            [self.texts_on_device("pos")],
             self.logit_scale / t,
             self.budget_bytes,
         )

@@ -30,11 +30,9 @@ class Eq1Detector(Detector):
         return tau
 
     def _score(self, image_emb: np.ndarray) -> np.ndarray:
-        n_pos, n_neg = len(self.text_pos.names), len(self.text_neg.names)
         lse = segment_reduce(
             image_emb,
-            self.texts_on_device("all"),
-            [(0, n_pos), (n_pos, n_pos + n_neg)],
+            [self.texts_on_device("pos"), self.texts_on_device("neg")],
             1.0 / self.tau,
             self.budget_bytes,
         )["lse"]

@@ -5,6 +5,7 @@ averaged. The average is taken in log space: log((1/G) Σ_g S_g)."""
 from __future__ import annotations
 
 import numpy as np
+import torch
 from scipy.special import logsumexp
 
 from clustermine.detectors.base import DetectorConfigError
@@ -29,18 +30,11 @@ class Eq1GroupedDetector(Eq1Detector):
     def _score(self, image_emb: np.ndarray) -> np.ndarray:
         if "permutation" not in self.state:
             raise DetectorConfigError(f"{self.name}: detector used before fit")
-        n_pos = len(self.text_pos.names)
-        texts = self._grouped_texts()
-        bounds = n_pos + np.r_[0, np.cumsum(self.state["group_sizes"])]
-        segments = [(0, n_pos)] + list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
-        lse = segment_reduce(image_emb, texts, segments, 1.0 / self.tau, self.budget_bytes)["lse"]
+        neg = self.texts_on_device("neg")
+        perm = torch.as_tensor(self.state["permutation"], device=neg.device)
+        bounds = np.r_[0, np.cumsum(self.state["group_sizes"])].tolist()
+        groups = [(neg, perm[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+        segments = [self.texts_on_device("pos"), *groups]
+        lse = segment_reduce(image_emb, segments, 1.0 / self.tau, self.budget_bytes)["lse"]
         log_s = log_positive_share(lse[:, :1], lse[:, 1:])
         return logsumexp(log_s, axis=1) - np.log(log_s.shape[1])
-
-    def _grouped_texts(self):
-        if "grouped" not in self._device_texts:
-            all_texts = self.texts_on_device("all")
-            n_pos = len(self.text_pos.names)
-            order = np.r_[np.arange(n_pos), n_pos + self.state["permutation"]]
-            self._device_texts["grouped"] = all_texts[order]
-        return self._device_texts["grouped"]

@@ -46,9 +46,7 @@ class MahalanobisDetector(Detector):
                     "ID-train image; this dataset has unknown labels (use zero_shot)"
                 )
             return labels
-        return zero_shot_top1(
-            train, self.text_pos.embeddings, self.budget_bytes, self.device
-        )
+        return zero_shot_top1(train, self.text_pos.embeddings, self.budget_bytes, self.device)
 
     def _fit(self, train: np.ndarray | None, labels: np.ndarray | None) -> None:
         if train is None or not len(train):

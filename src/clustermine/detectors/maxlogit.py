@@ -15,8 +15,7 @@ class MaxLogitDetector(Detector):
     def _score(self, image_emb: np.ndarray) -> np.ndarray:
         out = segment_reduce(
             image_emb,
-            self.texts_on_device("pos"),
-            [(0, len(self.text_pos.names))],
+            [self.texts_on_device("pos")],
             1.0,
             self.budget_bytes,
             ("max",),

@@ -17,8 +17,7 @@ class MCMDetector(Detector):
         t = float(self.params["temperature"])
         out = segment_reduce(
             image_emb,
-            self.texts_on_device("pos"),
-            [(0, len(self.text_pos.names))],
+            [self.texts_on_device("pos")],
             1.0 / t,
             self.budget_bytes,
             ("lse", "max"),

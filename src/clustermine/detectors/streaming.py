@@ -20,33 +20,35 @@ REDUCTIONS = ("lse", "max")
 
 def segment_reduce(
     images: np.ndarray,
-    texts: torch.Tensor,
-    segments: Sequence[tuple[int, int]],
+    segments: Sequence[torch.Tensor | tuple[torch.Tensor, torch.Tensor]],
     scale: float = 1.0,
     budget_bytes: int = 256 * 2**20,
     reductions: Sequence[str] = ("lse",),
 ) -> dict[str, np.ndarray]:
-    """Per image and segment ``[start, stop)`` of ``texts``: logsumexp of ``scale``·cosine
-    (``"lse"``) and/or the max cosine (``"max"``). Returns float64 arrays [N, len(segments)].
+    """Per image and segment of names: logsumexp of ``scale``·cosine (``"lse"``) and/or the
+    max cosine (``"max"``). Returns float64 arrays [N, len(segments)].
 
-    ``texts`` are unit rows already on the compute device; ``images`` are normalised here.
-    Empty segments reduce to -inf.
+    A segment is a tensor of unit text rows on the compute device, or ``(rows, index)`` to
+    use ``rows[index]`` without materialising it (e.g. a permuted group of negatives).
+    ``images`` are normalised here. Empty segments reduce to -inf.
     """
     bad = set(reductions) - set(REDUCTIONS)
     if bad:
         raise ValueError(f"unknown reductions {sorted(bad)}; known: {REDUCTIONS}")
-    dev = texts.device
-    n, n_seg = len(images), len(segments)
-    widest = max([stop - start for start, stop in segments] + [1])
-    rows, cols = block_shape(n, widest, budget_bytes)
-    out = {r: np.full((n, n_seg), -np.inf) for r in reductions}
-    for r0 in range(0, n, rows):
-        img = as_unit_tensor(images[r0 : r0 + rows], dev)
-        for j, (start, stop) in enumerate(segments):
+    parts = [s if isinstance(s, tuple) else (s, None) for s in segments]
+    sizes = [len(rows) if idx is None else len(idx) for rows, idx in parts]
+    dev = parts[0][0].device if parts else torch.device("cpu")
+    n = len(images)
+    rows_per_block, cols = block_shape(n, max(sizes + [1]), budget_bytes)
+    out = {r: np.full((n, len(parts)), -np.inf) for r in reductions}
+    for r0 in range(0, n, rows_per_block):
+        img = as_unit_tensor(images[r0 : r0 + rows_per_block], dev)
+        for j, ((rows, idx), size) in enumerate(zip(parts, sizes)):
             lse = torch.full((len(img),), -np.inf, dtype=torch.float64, device=dev)
             mx = torch.full((len(img),), -np.inf, dtype=torch.float64, device=dev)
-            for c0 in range(start, stop, cols):
-                sims = img @ texts[c0 : min(stop, c0 + cols)].T
+            for c0 in range(0, size, cols):
+                block = rows[c0 : c0 + cols] if idx is None else rows[idx[c0 : c0 + cols]]
+                sims = img @ block.T
                 if "max" in out:
                     mx = torch.maximum(mx, sims.max(dim=1).values.double())
                 if "lse" in out:

@@ -64,7 +64,8 @@ class MiningInputs:
                     "this miner needs the ID-train image embeddings or their zero-shot labels"
                 )
             log.info(
-                "zero-shot top-1 of %d images over %d names", len(self.image_emb),
+                "zero-shot top-1 of %d images over %d names",
+                len(self.image_emb),
                 len(self.corpus_names),
             )
             self.top1 = zero_shot_top1(
@@ -183,3 +184,14 @@ class GroundTruth:
         if self.from_classes:
             return {"positives": np.empty(0, np.int64), "class_positives": self.class_rows}
         return {"positives": self.corpus_rows, "class_positives": None}
+
+
+def read_class_names(image_file: str) -> list[str] | None:
+    """The ``class_names`` of an image-embedding file, without reading its embeddings."""
+    import h5py
+
+    with h5py.File(image_file, "r") as f:
+        if "class_names" not in f:
+            return None
+        names = [s.decode() if isinstance(s, bytes) else str(s) for s in f["class_names"][()]]
+    return names or None

@@ -38,9 +38,7 @@ def get_miner(name: str) -> Miner:
 
 def miner_defaults(name: str) -> dict[str, Any]:
     sig = inspect.signature(get_miner(name))
-    return {
-        p.name: p.default for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY
-    }
+    return {p.name: p.default for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY}
 
 
 def miner_params(label_set: Mapping[str, Any]) -> dict[str, Any]:
@@ -48,7 +46,9 @@ def miner_params(label_set: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in label_set.items() if k not in INPUT_KEYS}
 
 
-def mine_labels(name: str, inputs: MiningInputs, params: Mapping[str, Any] | None = None) -> LabelSet:
+def mine_labels(
+    name: str, inputs: MiningInputs, params: Mapping[str, Any] | None = None
+) -> LabelSet:
     """Run miner ``name`` with ``params`` (unknown keys are an error naming the accepted ones)."""
     params = dict(params or {})
     defaults = miner_defaults(name)

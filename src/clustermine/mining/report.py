@@ -42,7 +42,9 @@ def quality_of(labels: LabelSet, inputs: MiningInputs) -> dict[str, Any]:
 def cluster_summary(inputs: MiningInputs, num_clusters: int | None) -> dict[str, Any]:
     """``cluster_analysis`` of the metrics files: C, purity, entropy (nats), redundancy,
     |Y_pos|/C, from the clusters and the zero-shot labels the label set was mined from."""
-    report = cluster_report(inputs.cluster_assignments(), inputs.zero_shot_top1(), None, num_clusters)
+    report = cluster_report(
+        inputs.cluster_assignments(), inputs.zero_shot_top1(), None, num_clusters
+    )
     return {
         "C": report["num_clusters"],
         "purity": report["purity"],

@@ -1,0 +1,627 @@
+"""Paper-shaped result tables from the per-(model, ID set, method, ID test set) metrics files.
+
+Every table is built as a :class:`Table` (a DataFrame plus which columns are better high or
+low) and written three ways: TSV for programs, Markdown for pasting, HTML for the Snakemake
+report. AUROC, FPR95, overlap, F1 and drops are shown in percent. The best value of a column
+is marked within each group of rows (each model): **bold** in Markdown and HTML; in the TSV the
+numbers stay plain and a last column ``best`` lists the columns in which that row is best,
+separated by ``;`` (ties mark every tied row). A table the configuration cannot fill is still
+written, holding a single ``note`` column that says what it needs, so output names stay fixed.
+
+The registry :data:`TABLES` maps output names to builders; docs/results.md says which paper
+table each one mirrors.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from clustermine.h5io import atomic_path
+
+REQUIRED_KEYS = ("model", "idset", "method", "testset", "benchmarks")
+
+# Label-set keys that sweep one hyperparameter, with the spellings a config may use.
+SWEEP_KEYS: dict[str, tuple[str, ...]] = {
+    "K": ("num_negatives", "K"),
+    "M": ("min_votes", "M"),
+    "C": ("C",),
+}
+
+
+class MetricsFileError(ValueError):
+    """A metrics file is missing, not JSON, or lacks a key the tables need."""
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def read_metrics(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
+    """Load metrics JSON files, checking the keys every table relies on."""
+    records = []
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as f:
+                rec = json.load(f)
+        except FileNotFoundError as err:
+            raise MetricsFileError(f"{path}: metrics file does not exist") from err
+        except json.JSONDecodeError as err:
+            raise MetricsFileError(f"{path}: not valid JSON ({err}); rerun its metrics job") from err
+        missing = [k for k in REQUIRED_KEYS if k not in rec]
+        if missing or not isinstance(rec.get("benchmarks"), Mapping) or not rec["benchmarks"]:
+            raise MetricsFileError(
+                f"{path}: not a metrics file: missing {missing or ['benchmarks (empty)']}; "
+                "expected the keys written by the metrics stage (docs/results.md)"
+            )
+        for bench, vals in rec["benchmarks"].items():
+            if not {"auroc", "fpr95"} <= set(vals or {}):
+                raise MetricsFileError(f"{path}: benchmark {bench!r} lacks auroc/fpr95")
+        rec["_path"] = str(path)
+        records.append(rec)
+    return records
+
+
+def _num(value: Any) -> float:
+    return float(value) if value is not None else math.nan
+
+
+def benchmark_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Long format: one row per (model, idset, method, testset, benchmark)."""
+    rows = [
+        {
+            "model": r["model"], "idset": r["idset"], "method": r["method"],
+            "testset": r["testset"], "benchmark": bench,
+            "auroc": _num(v.get("auroc")), "fpr95": _num(v.get("fpr95")),
+            "n_id": v.get("n_id"), "n_ood": v.get("n_ood"),
+        }
+        for r in records
+        for bench, v in r["benchmarks"].items()
+    ]
+    cols = ["model", "idset", "method", "testset", "benchmark", "auroc", "fpr95", "n_id", "n_ood"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def record_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per metrics file: identifiers, the file's own means, label quality, clusters."""
+    rows = []
+    for r in records:
+        lq = r.get("label_quality") or {}
+        ca = r.get("cluster_analysis") or {}
+        mean = r.get("mean") or {}
+        rows.append({
+            "model": r["model"], "idset": r["idset"], "method": r["method"],
+            "testset": r["testset"], "score": r.get("score"), "labels": r.get("labels"),
+            "tau": _num(r.get("tau")),
+            "mean_auroc": _num(mean.get("auroc")), "mean_fpr95": _num(mean.get("fpr95")),
+            **{f"lq_{k}": _num(lq.get(k)) for k in
+               ("n_pos", "n_neg", "n_corpus", "overlap", "f1", "top1_text_sim", "wordnet_hops")},
+            **{f"ca_{k}": _num(ca.get(k)) for k in
+               ("C", "purity", "entropy", "redundancy", "ypos_over_C")},
+            "has_label_quality": bool(lq), "has_cluster_analysis": bool(ca),
+        })
+    return pd.DataFrame(rows)
+
+
+# --- what the configuration says ------------------------------------------------------------
+
+
+def _first_seen(values: Iterable[Any]) -> list[Any]:
+    return list(dict.fromkeys(values))
+
+
+@dataclass
+class ReportSettings:
+    """The part of the configuration the tables and plots need.
+
+    ``idsets``: slug → {train, test, corpus, prompts, benchmarks, extra_benchmarks, methods};
+    ``methods``: slug → the method's entry with its label set's entry under ``label_set``.
+    Missing pieces are inferred from the metrics records (order of appearance).
+    """
+
+    models: list[str] = field(default_factory=list)
+    idsets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    methods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    main_model: str | None = None
+    main_idset: str | None = None
+
+    @classmethod
+    def build(
+        cls, settings: Mapping[str, Any] | None, records: Sequence[Mapping[str, Any]]
+    ) -> "ReportSettings":
+        s = dict(settings or {})
+        models = list(s.get("models") or [])
+        models += [m for m in _first_seen(r["model"] for r in records) if m not in models]
+        idsets = {k: dict(v) for k, v in (s.get("idsets") or {}).items()}
+        for idset in _first_seen(r["idset"] for r in records):
+            spec = idsets.setdefault(idset, {})
+            seen = [r for r in records if r["idset"] == idset]
+            spec.setdefault("test", _first_seen(r["testset"] for r in seen))
+            spec.setdefault(
+                "benchmarks", _first_seen(b for r in seen for b in r["benchmarks"])
+            )
+            spec.setdefault("methods", _first_seen(r["method"] for r in seen))
+        methods = {k: dict(v) for k, v in (s.get("methods") or {}).items()}
+        for r in records:
+            methods.setdefault(r["method"], {"score": r.get("score"), "labels": r.get("labels")})
+        main_idset = s.get("main_idset") or (next(iter(idsets)) if idsets else None)
+        main_model = s.get("main_model") or (models[0] if models else None)
+        return cls(models, idsets, methods, main_model, main_idset)
+
+    def main_test(self, idset: str) -> str | None:
+        tests = self.idsets.get(idset, {}).get("test") or []
+        return tests[0] if tests else None
+
+    def main_benchmarks(self, idset: str) -> list[str]:
+        return list(self.idsets.get(idset, {}).get("benchmarks") or [])
+
+    def extra_benchmarks(self, idset: str) -> list[str]:
+        return list(self.idsets.get(idset, {}).get("extra_benchmarks") or [])
+
+    def method_order(self, methods: Iterable[str]) -> list[str]:
+        known = list(self.methods)
+        return sorted(set(methods), key=lambda m: (known.index(m) if m in known else len(known), m))
+
+    def model_order(self, models: Iterable[str]) -> list[str]:
+        return sorted(set(models), key=lambda m: (self.models.index(m)
+                                                  if m in self.models else len(self.models), m))
+
+    def setup_of(self, idset: str) -> dict[str, Any]:
+        """What makes two ID sets' numbers comparable: data, corpus, prompts, benchmarks."""
+        spec = self.idsets.get(idset, {})
+        return {
+            "train": spec.get("train"),
+            "test": self.main_test(idset),
+            "corpus": spec.get("corpus"),
+            "prompts": spec.get("prompts", "simple"),
+            "benchmarks": tuple(sorted(self.main_benchmarks(idset))),
+        }
+
+    def comparable_idsets(self, vary: str | None = None) -> list[str]:
+        """ID sets set up like the main one except, possibly, in ``vary`` (main first)."""
+        if self.main_idset is None:
+            return []
+        ref = self.setup_of(self.main_idset)
+        out = []
+        for idset in self.idsets:
+            other = self.setup_of(idset)
+            if all(other[k] == ref[k] for k in ref if k != vary):
+                out.append(idset)
+        return sorted(out, key=lambda i: i != self.main_idset)
+
+    def label_set(self, method: str) -> dict[str, Any]:
+        return dict(self.methods.get(method, {}).get("label_set") or {})
+
+    def sweep_value(self, method: str, key: str) -> Any:
+        """The method's value of sweep key ``key`` (K, M or C), None when it has none."""
+        ls = self.label_set(method)
+        for name in SWEEP_KEYS[key]:
+            if name in ls:
+                return ls[name]
+        return None
+
+    def settings_without(self, method: str, key: str) -> str:
+        """The method's settings minus sweep key ``key`` and slugs, as a comparable string."""
+        spec = {k: v for k, v in self.methods.get(method, {}).items()
+                if k not in ("labels", "label_set")}
+        ls = {k: v for k, v in self.label_set(method).items() if k not in SWEEP_KEYS[key]}
+        return json.dumps({"method": spec, "label_set": ls}, sort_keys=True, default=str)
+
+
+# --- tables --------------------------------------------------------------------------------
+
+
+@dataclass
+class Table:
+    """A result table: ``frame`` holds raw values (fractions for percent columns)."""
+
+    name: str
+    title: str
+    frame: pd.DataFrame
+    better: dict[str, str] = field(default_factory=dict)  # column → "max" | "min"
+    percent: tuple[str, ...] = ()
+    counts: tuple[str, ...] = ()
+    group_by: tuple[str, ...] = ("model",)
+    note: str | None = None
+    description: str = ""
+
+    def best_mask(self) -> pd.DataFrame:
+        """True where a value is the best of its column within its group (ties all marked)."""
+        mask = pd.DataFrame(False, index=self.frame.index, columns=self.frame.columns)
+        if self.note or self.frame.empty:
+            return mask
+        groups = [c for c in self.group_by if c in self.frame.columns]
+        parts = self.frame.groupby(groups, sort=False) if groups else [(None, self.frame)]
+        for _, part in parts:
+            for col, how in self.better.items():
+                if col not in part.columns:
+                    continue
+                vals = pd.to_numeric(part[col], errors="coerce")
+                if vals.notna().sum() < 2:  # a lone value is not "best" of anything
+                    continue
+                if vals.max() - vals.min() <= 1e-12:  # all tied: nothing stands out
+                    continue
+                target = vals.max() if how == "max" else vals.min()
+                hit = np.isclose(vals, target, rtol=0, atol=1e-12) & vals.notna()
+                mask.loc[part.index[hit.to_numpy()], col] = True
+        return mask
+
+
+def _no_data(name: str, title: str, why: str, description: str = "") -> Table:
+    return Table(name, title, pd.DataFrame(), note=why, description=description)
+
+
+def _per_benchmark(
+    bench: pd.DataFrame, benches: Sequence[str], index: Sequence[str]
+) -> pd.DataFrame:
+    """Rows ``index``, columns '<bench> AUROC', '<bench> FPR95' in ``benches`` order."""
+    wide = bench.pivot_table(index=list(index), columns="benchmark",
+                             values=["auroc", "fpr95"], aggfunc="first", sort=False)
+    out = pd.DataFrame(index=wide.index)
+    for b in benches:
+        for metric, label in (("auroc", "AUROC"), ("fpr95", "FPR95")):
+            out[f"{b} {label}"] = wide[(metric, b)] if (metric, b) in wide.columns else np.nan
+    return out
+
+
+def _order_rows(frame: pd.DataFrame, s: ReportSettings) -> pd.DataFrame:
+    """Models in config order, then methods in config order (stable otherwise)."""
+    orders = {}
+    if "model" in frame:
+        orders["model"] = s.model_order(frame["model"])
+    if "method" in frame:
+        orders["method"] = s.method_order(frame["method"])
+    return _sort_by(frame, orders)
+
+
+def _main_slice(bench: pd.DataFrame, s: ReportSettings) -> pd.DataFrame:
+    if s.main_idset is None:
+        return bench.iloc[0:0]
+    test = s.main_test(s.main_idset)
+    return bench[(bench.idset == s.main_idset) & (bench.testset == test)]
+
+
+def mean_metrics(bench: pd.DataFrame, s: ReportSettings, keys: Sequence[str]) -> pd.DataFrame:
+    """Mean AUROC/FPR95 over each ID set's main benchmarks (extra benchmarks left out)."""
+    main = {i: set(s.main_benchmarks(i)) for i in set(bench.idset)}
+    keep = [not main[i] or b in main[i] for i, b in zip(bench.idset, bench.benchmark)]
+    means = bench[keep].groupby(list(keys), sort=False)[["auroc", "fpr95"]].mean()
+    return means.rename(columns={"auroc": "mean AUROC", "fpr95": "mean FPR95"})
+
+
+def _sort_by(frame: pd.DataFrame, orders: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
+    """Stable sort on columns by the given value orders (unknown values last)."""
+    if frame.empty:
+        return frame
+    ranks = pd.DataFrame({
+        f"_r{i}": frame[col].map({v: j for j, v in enumerate(order)}).fillna(len(order))
+        for i, (col, order) in enumerate(orders.items())
+    }, index=frame.index)
+    idx = ranks.sort_values(list(ranks.columns), kind="stable").index
+    return frame.loc[idx].reset_index(drop=True)
+
+
+def table_ood_benchmarks(records, s: ReportSettings) -> Table:
+    """Paper Table 1: per-benchmark AUROC/FPR95 and their means, main ID set and test set."""
+    name, title = "ood_benchmarks", "OOD detection per benchmark (paper Table 1)"
+    bench = _main_slice(benchmark_frame(records), s)
+    if bench.empty:
+        return _no_data(name, title, "no metrics for the main ID set's main test set")
+    benches = [b for b in s.main_benchmarks(s.main_idset) if b in set(bench.benchmark)]
+    benches = benches or _first_seen(bench.benchmark)
+    keys = ["model", "method"]
+    wide = _per_benchmark(bench[bench.benchmark.isin(benches)], benches, keys)
+    wide = wide.join(mean_metrics(bench, s, keys)).reset_index()
+    cols = [c for c in wide.columns if c not in keys]
+    return Table(
+        name, title, _order_rows(wide, s),
+        better={c: ("max" if "AUROC" in c else "min") for c in cols},
+        percent=tuple(cols),
+        description=f"ID set {s.main_idset}, ID test set {s.main_test(s.main_idset)}; "
+                    "means over the ID set's main benchmarks.",
+    )
+
+
+def table_id_shift(records, s: ReportSettings) -> Table:
+    """Paper Tables 2 and 9: mean AUROC on every ID test set and the drop under shift."""
+    name, title = "id_shift", "Robustness to covariate shift of the ID test set (paper Tables 2, 9)"
+    if s.main_idset is None:
+        return _no_data(name, title, "no metrics")
+    tests = list(s.idsets[s.main_idset].get("test") or [])
+    bench = benchmark_frame(records)
+    bench = bench[(bench.idset == s.main_idset) & bench.testset.isin(tests)]
+    tests = [t for t in tests if t in set(bench.testset)]
+    if len(tests) < 2:
+        return _no_data(name, title, f"needs two or more ID test sets in idsets.{s.main_idset}."
+                        "test (the first is the reference); this configuration has "
+                        f"{len(tests)} with metrics")
+    means = mean_metrics(bench, s, ["model", "method", "testset"])["mean AUROC"].unstack("testset")
+    wide = means.reindex(columns=tests)
+    wide.columns = [f"{t} AUROC" for t in tests]
+    main, shifted = wide.iloc[:, 0], wide.iloc[:, 1:]
+    wide["shifted mean AUROC"] = shifted.mean(axis=1)
+    wide["relative drop"] = (main - wide["shifted mean AUROC"]) / main
+    wide = wide.reset_index()
+    cols = [c for c in wide.columns if c not in ("model", "method")]
+    better = {c: "max" for c in cols}
+    better["relative drop"] = "min"
+    return Table(
+        name, title, _order_rows(wide, s), better=better, percent=tuple(cols),
+        description=f"ID set {s.main_idset}; mean AUROC over its main benchmarks with each ID "
+                    f"test set as the in-distribution data; relative drop = (AUROC on {tests[0]}"
+                    " − shifted mean) / AUROC on " + tests[0] + ".",
+    )
+
+
+def _label_rows(records, s: ReportSettings, idsets: Sequence[str]) -> pd.DataFrame:
+    """Per (model, idset, method) on the main test set: label quality and mean metrics."""
+    rec = record_frame(records)
+    if rec.empty:
+        return rec
+    rec = rec[rec.idset.isin(idsets)]
+    rec = rec[[t == s.main_test(i) for i, t in zip(rec.idset, rec.testset)]]
+    rec = _sort_by(rec, {"idset": list(idsets)})  # the main ID set's row wins duplicates
+    bench = benchmark_frame([r for r in records if r["idset"] in idsets])
+    means = mean_metrics(bench, s, ["model", "idset", "method", "testset"]).reset_index()
+    return rec.drop(columns=["mean_auroc", "mean_fpr95"]).merge(
+        means, on=["model", "idset", "method", "testset"], how="left"
+    )
+
+
+def table_corpora(records, s: ReportSettings) -> Table:
+    """Paper Table 3: mined labels and AUROC per text corpus."""
+    name, title = "corpora", "Text corpora: mined labels and OOD detection (paper Table 3)"
+    idsets = s.comparable_idsets(vary="corpus")
+    rows = _label_rows(records, s, idsets)
+    rows = rows[rows.has_label_quality] if not rows.empty else rows
+    if rows.empty:
+        return _no_data(name, title, "no metrics with label quality for ID sets set up like "
+                        f"'{s.main_idset}' (add ID sets that differ only in corpus)")
+    rows = rows.assign(corpus=[s.idsets.get(i, {}).get("corpus", i) for i in rows.idset])
+    frame = rows[["model", "corpus", "method", "lq_n_corpus", "lq_n_pos", "mean AUROC",
+                  "mean FPR95", "lq_overlap", "lq_f1"]].rename(columns={
+        "lq_n_corpus": "|Y_corpus|", "lq_n_pos": "|Y_pos|", "lq_overlap": "overlap",
+        "lq_f1": "F1"})
+    frame = frame.drop_duplicates(["model", "corpus", "method"])
+    # With several corpora, a method run on one corpus only has nothing to compare.
+    spread = frame.groupby(["model", "method"]).corpus.transform("nunique")
+    per_model = frame.groupby("model").corpus.transform("nunique")
+    frame = frame[(per_model < 2) | (spread > 1)]
+    frame = _sort_by(frame, {
+        "model": s.model_order(frame.model),
+        "corpus": _first_seen(s.idsets.get(i, {}).get("corpus") for i in idsets),
+        "method": s.method_order(frame.method),
+    })
+    return Table(
+        name, title, frame,
+        better={"mean AUROC": "max", "mean FPR95": "min", "overlap": "max", "F1": "max"},
+        percent=("mean AUROC", "mean FPR95", "overlap", "F1"),
+        counts=("|Y_corpus|", "|Y_pos|"),
+        description=f"Corpora: {', '.join(_first_seen(frame.corpus))}; methods with label "
+                    "sets; overlap = |Y_GT ∩ Y_pos| / |Y_GT|, F1 between Y_pos and Y_GT.",
+    )
+
+
+def table_positives(records, s: ReportSettings) -> Table:
+    """Paper Table 4: label-set methods side by side with their number of positives."""
+    name, title = "positives", "Number of positive labels and OOD detection (paper Table 4)"
+    rows = _label_rows(records, s, s.comparable_idsets())
+    rows = rows[rows.has_label_quality] if not rows.empty else rows
+    if rows.empty:
+        return _no_data(name, title, "no metrics with label quality (methods with label sets) "
+                        f"for ID sets set up like '{s.main_idset}'")
+    frame = rows[["model", "method", "labels", "lq_n_pos", "lq_n_neg", "mean AUROC",
+                  "mean FPR95", "lq_overlap", "lq_f1", "lq_top1_text_sim"]].rename(columns={
+        "lq_n_pos": "|Y_pos|", "lq_n_neg": "|Y_neg|", "lq_overlap": "overlap", "lq_f1": "F1",
+        "lq_top1_text_sim": "top-1 sim"})
+    frame = frame.drop_duplicates(["model", "method"])
+    frame = _sort_by(frame, {
+        "model": s.model_order(frame.model),
+        "|Y_pos|": sorted(frame["|Y_pos|"].dropna().unique()),
+        "method": s.method_order(frame.method),
+    })
+    return Table(
+        name, title, frame,
+        better={"mean AUROC": "max", "mean FPR95": "min", "overlap": "max", "F1": "max",
+                "top-1 sim": "max"},
+        percent=("mean AUROC", "mean FPR95", "overlap", "F1"),
+        counts=("|Y_pos|", "|Y_neg|"),
+        description="Rows sorted by |Y_pos| so that methods with about equally many positives "
+                    "sit together; top-1 sim = mean highest text-text cosine of a mined label to "
+                    "Y_GT.",
+    )
+
+
+def table_all_benchmarks(records, s: ReportSettings) -> Table:
+    """Paper Table 7: every OOD benchmark scored, the extra ones included."""
+    name, title = "all_benchmarks", "All OOD benchmarks, extra ones included (paper Table 7)"
+    bench = _main_slice(benchmark_frame(records), s)
+    if bench.empty:
+        return _no_data(name, title, "no metrics for the main ID set's main test set")
+    main = s.main_benchmarks(s.main_idset)
+    extra = s.extra_benchmarks(s.main_idset)
+    seen = _first_seen(bench.benchmark)
+    benches = [b for b in main + extra if b in seen] + [b for b in seen if b not in main + extra]
+    keys = ["model", "method"]
+    wide = _per_benchmark(bench, benches, keys)
+    others = [b for b in benches if b not in main]
+    if others:
+        part = bench[bench.benchmark.isin(others)]
+        m = part.groupby(keys, sort=False)[["auroc", "fpr95"]].mean()
+        wide["extra mean AUROC"], wide["extra mean FPR95"] = m["auroc"], m["fpr95"]
+    wide = wide.reset_index()
+    cols = [c for c in wide.columns if c not in keys]
+    return Table(
+        name, title, _order_rows(wide, s),
+        better={c: ("max" if "AUROC" in c else "min") for c in cols}, percent=tuple(cols),
+        description=(f"Extra benchmarks: {', '.join(others)}." if others else
+                     "This configuration scores no benchmark beyond the main list, so this "
+                     "table repeats Table 1 without means."),
+    )
+
+
+def table_plp(records, s: ReportSettings) -> Table:
+    """Paper Table 8: pseudo-label probing on Y_GT and on mined labels ("+PLP")."""
+    name, title = "plp", "Pseudo-label probing on given and mined labels (paper Table 8)"
+    rows = _label_rows(records, s, [s.main_idset] if s.main_idset else [])
+    if rows.empty or not (rows.score == "plp").any():
+        return _no_data(name, title, "no method with score 'plp' in the main ID set")
+    plp_labels = set(rows.loc[rows.score == "plp", "labels"])
+    rows = rows[rows.labels.isin(plp_labels)]
+    frame = rows[["model", "labels", "method", "score", "lq_n_pos", "mean AUROC",
+                  "mean FPR95"]].rename(columns={"lq_n_pos": "|Y_pos|"})
+    plp_methods = s.method_order(frame.loc[frame.score == "plp", "method"])
+    labels_order = _first_seen(s.methods.get(m, {}).get("labels") for m in plp_methods)
+    frame = _sort_by(frame, {
+        "model": s.model_order(frame.model),
+        "labels": labels_order,
+        "method": s.method_order(frame.method),
+    })
+    return Table(
+        name, title, frame,
+        better={"mean AUROC": "max", "mean FPR95": "min"},
+        percent=("mean AUROC", "mean FPR95"),
+        counts=("|Y_pos|",),
+        description="Each PLP method next to the other methods that use the same label set.",
+    )
+
+
+TableBuilder = Callable[[Sequence[Mapping[str, Any]], ReportSettings], Table]
+
+TABLES: dict[str, TableBuilder] = {
+    "ood_benchmarks": table_ood_benchmarks,
+    "id_shift": table_id_shift,
+    "corpora": table_corpora,
+    "positives": table_positives,
+    "all_benchmarks": table_all_benchmarks,
+    "plp": table_plp,
+}
+
+FORMATS = ("tsv", "md", "html")
+
+
+def build_tables(
+    records: Sequence[Mapping[str, Any]], settings: Mapping[str, Any] | None = None
+) -> dict[str, Table]:
+    s = ReportSettings.build(settings, records)
+    return {name: builder(records, s) for name, builder in TABLES.items()}
+
+
+# --- writing -------------------------------------------------------------------------------
+
+
+def _formatted(table: Table, decimals: int) -> pd.DataFrame:
+    """Strings for people: percent columns ×100, counts as integers, '–' for missing."""
+    out = pd.DataFrame(index=table.frame.index)
+    for col in table.frame.columns:
+        vals = table.frame[col]
+        if col in table.percent:
+            out[col] = [("–" if pd.isna(v) else f"{100 * float(v):.{decimals}f}") for v in vals]
+        elif col in table.counts:
+            out[col] = ["–" if pd.isna(v) else str(int(round(float(v)))) for v in vals]
+        elif pd.api.types.is_numeric_dtype(vals):
+            out[col] = ["–" if pd.isna(v) else f"{float(v):.{decimals + 1}f}" for v in vals]
+        else:
+            out[col] = ["–" if v is None or (isinstance(v, float) and math.isnan(v))
+                        else str(v) for v in vals]
+    return out
+
+
+def table_tsv(table: Table) -> str:
+    if table.note:
+        return "note\n" + table.note.replace("\t", " ").replace("\n", " ") + "\n"
+    frame = table.frame.copy()
+    for col in table.percent:
+        frame[col] = frame[col].astype(float) * 100.0
+    for col in table.counts:
+        frame[col] = frame[col].round().astype("Int64")
+    mask = table.best_mask()
+    frame["best"] = [";".join(c for c in mask.columns if mask.at[i, c]) for i in mask.index]
+    return frame.to_csv(sep="\t", index=False, float_format="%.4f", na_rep="nan",
+                        lineterminator="\n")
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def table_markdown(table: Table) -> str:
+    lines = [f"### {table.title}", ""]
+    if table.note:
+        return "\n".join(lines + [f"_No data: {table.note}._", ""])
+    if table.description:
+        lines += [table.description + " Values in percent except counts; best per column "
+                  "(per model) in bold.", ""]
+    shown, mask = _formatted(table, 2), table.best_mask()
+    numeric = [pd.api.types.is_numeric_dtype(table.frame[c]) for c in shown.columns]
+    lines.append("| " + " | ".join(_md_cell(str(c)) for c in shown.columns) + " |")
+    lines.append("|" + "|".join("---:" if n else "---" for n in numeric) + "|")
+    for i in shown.index:
+        cells = [f"**{v}**" if mask.at[i, c] else v for c, v in shown.loc[i].items()]
+        lines.append("| " + " | ".join(_md_cell(x) for x in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+_HTML_STYLE = (
+    "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;font-size:90%}"
+    "th,td{border:1px solid #ccc;padding:3px 6px}td.n{text-align:right}"
+    "th{background:#f0f0f0}td.best{font-weight:bold;background:#e8f4e8}"
+)
+
+
+def table_html(table: Table) -> str:
+    esc = html.escape
+    head = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{esc(table.title)}"
+            f"</title><style>{_HTML_STYLE}</style></head><body>\n<h3>{esc(table.title)}</h3>\n")
+    if table.note:
+        return head + f"<p><em>No data: {esc(table.note)}.</em></p>\n</body></html>\n"
+    shown, mask = _formatted(table, 2), table.best_mask()
+    parts = [head]
+    if table.description:
+        parts.append(f"<p>{esc(table.description)} Values in percent except counts; best per "
+                     "column (per model) in bold.</p>\n")
+    parts.append("<table>\n<tr>" + "".join(f"<th>{esc(str(c))}</th>" for c in shown.columns)
+                 + "</tr>\n")
+    for i in shown.index:
+        cells = []
+        for c, v in shown.loc[i].items():
+            cls = ["n"] if pd.api.types.is_numeric_dtype(table.frame[c]) else []
+            cls += ["best"] if mask.at[i, c] else []
+            attr = f' class="{" ".join(cls)}"' if cls else ""
+            cells.append(f"<td{attr}>{esc(v)}</td>")
+        parts.append("<tr>" + "".join(cells) + "</tr>\n")
+    return "".join(parts) + "</table>\n</body></html>\n"
+
+
+RENDERERS: dict[str, Callable[[Table], str]] = {
+    "tsv": table_tsv, "md": table_markdown, "html": table_html,
+}
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_table(table: Table, paths: Mapping[str, str | os.PathLike]) -> None:
+    """Write ``table`` in each format named in ``paths`` (``tsv``, ``md``, ``html``)."""
+    for fmt, path in paths.items():
+        if fmt not in RENDERERS:
+            raise ValueError(f"unknown table format {fmt!r}; known: {sorted(RENDERERS)}")
+        write_text(path, RENDERERS[fmt](table))
+
+
+def write_long(records: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> None:
+    """Every number of every metrics file, one row per benchmark (fractions, not percent)."""
+    bench = benchmark_frame(records)
+    rec = record_frame(records).drop(columns=["mean_auroc", "mean_fpr95", "has_label_quality",
+                                              "has_cluster_analysis"], errors="ignore")
+    long = bench.merge(rec, on=["model", "idset", "method", "testset"], how="left")
+    write_text(path, long.to_csv(sep="\t", index=False, float_format="%.6g", na_rep="nan",
+                                 lineterminator="\n"))

@@ -1,0 +1,150 @@
+"""The paper grid (config/paper.yaml) on a stand-in data tree: build its DAG and count jobs.
+
+Used by tests/test_paper_dag.py and benchmarks/bench_dag.py. The stand-in tree has the
+folder layout docs/results.md asks for, with a few tiny images per dataset, so that a dry run
+sees the same inputs a real one would.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "workflow" / "Snakefile"
+PAPER_CONFIG = REPO / "config" / "paper.yaml"
+
+
+def load_paper_config() -> dict[str, Any]:
+    return yaml.safe_load(PAPER_CONFIG.read_text())
+
+
+def _png(path: Path, seed: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 255, (8, 8, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+
+
+def make_standin_tree(config: dict[str, Any], data_root: Path, per_class: int = 2) -> Path:
+    """Two classes of ``per_class`` images per image folder, three listed images per file list,
+    the class-name maps and a few words per word-list corpus, under ``data_root``."""
+    seed = 0
+    for spec in config["datasets"].values():
+        root = data_root / spec["root"]
+        if spec["type"] == "imagefolder":
+            for c in ("c0", "c1"):
+                for i in range(per_class):
+                    seed += 1
+                    _png(root / c / f"{i}.png", seed)
+            if "class_map" in spec:
+                (data_root / spec["class_map"]).write_text("c0 class zero\nc1 class one\n")
+        elif spec["type"] == "filelist":
+            names = [f"img{i}.png" for i in range(3)]
+            for name in names:
+                seed += 1
+                _png(root / name, seed)
+            listing = data_root / spec["list"]
+            listing.parent.mkdir(parents=True, exist_ok=True)
+            listing.write_text("".join(f"{n}\n" for n in names))
+    for spec in config.get("corpora", {}).values():
+        if spec["type"] == "wordlist":
+            path = data_root / spec["path"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("dog\ncat\nriver\nred\n")
+    return data_root
+
+
+def scale_models(config: dict[str, Any], factor: int) -> dict[str, Any]:
+    """The config with every model repeated ``factor`` times (slugs suffixed -r1, -r2, ...)."""
+    config = copy.deepcopy(config)
+    models = {}
+    for slug, spec in config["models"].items():
+        models[slug] = spec
+        for r in range(1, factor):
+            models[f"{slug}-r{r}"] = dict(spec)
+    config["models"] = models
+    return config
+
+
+def dag_job_counts(workdir: Path, configfile: Path, overrides: dict[str, Any] | None = None,
+                   targets: list[str] | None = None,
+                   snakefile: Path = SNAKEFILE) -> tuple[Counter, float]:
+    """Jobs per rule that a run would execute, and the seconds it took to build the DAG
+    (parsing the Snakefile included)."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.enums import Quietness
+    from snakemake.settings.types import (
+        ConfigSettings, DAGSettings, OutputSettings, ResourceSettings,
+    )
+
+    start = time.perf_counter()
+    with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+        workflow_api = api.workflow(
+            resource_settings=ResourceSettings(cores=1),
+            config_settings=ConfigSettings(configfiles=[configfile], config=overrides or {}),
+            snakefile=snakefile,
+            workdir=workdir,
+        )
+        dag_api = workflow_api.dag(dag_settings=DAGSettings(targets=set(targets or [])))
+        # The DAG API only exposes printing and execution; counting needs the built DAG.
+        workflow = dag_api.workflow_api._workflow
+        workflow._prepare_dag(forceall=False, ignore_incomplete=True, lock_warn_only=True,
+                              nolock=True)
+        workflow._build_dag()
+        counts = Counter(job.rule.name for job in workflow.dag.needrun_jobs())
+    return counts, time.perf_counter() - start
+
+
+def expected_job_counts(config: dict[str, Any]) -> Counter:
+    """Jobs per rule the grid must produce, enumerated from the config and the path layout
+    (one job per distinct output file), independently of the workflow's own target code."""
+    models = list(config["models"])
+    datasets, corpora = config["datasets"], config.get("corpora", {})
+    label_sets, methods = config.get("label_sets", {}), config.get("methods", {})
+    clusterers = config.get("clusterers", {})
+    files: dict[str, set] = {}
+
+    def add(rule: str, *key) -> None:
+        files.setdefault(rule, set()).add(key)
+
+    for idset, spec in config["idsets"].items():
+        prompts = spec.get("prompts", "simple")
+        used = [spec["train"], *spec.get("test", []), *spec.get("benchmarks", []),
+                *spec.get("extra_benchmarks", [])]
+        for model in spec.get("models", models):
+            for ds in used:
+                add("merge_image_shards", model, ds)
+                for shard in range(datasets[ds].get("shards", 1)):
+                    add("embed_images", model, ds, shard)
+            add("embed_text", model, spec["corpus"], prompts)
+            for method in spec.get("methods", list(methods)):
+                mspec = methods[method]
+                add("fit_detector", model, idset, method)
+                for ds in used[1:]:
+                    add("score_dataset", model, idset, method, ds)
+                for test in spec.get("test", []):
+                    add("evaluate", model, idset, method, test)
+                if "labels" not in mspec:
+                    continue
+                ls = label_sets[mspec["labels"]]
+                add("mine_labels", model, idset, mspec["labels"])
+                add("embed_class_names", model, spec["train"], prompts)
+                if ls["miner"] in ("posmine", "clustermine"):
+                    add("zero_shot_labels", model, spec["train"], spec["corpus"], prompts)
+                if ls["miner"] == "clustermine":
+                    add("cluster", model, spec["train"], ls["clusterer"], ls["C"])
+                    if clusterers[ls["clusterer"]]["method"] == "temi":
+                        add("knn", model, spec["train"], clusterers[ls["clusterer"]].get("knn", 50))
+        for ds in used:
+            add("index_dataset", ds)
+        add("corpus_names", spec["corpus"])
+    counts = Counter({rule: len(keys) for rule, keys in files.items()})
+    counts.update({"tables": 1, "plots": 1, "all": 1})
+    return counts

