@@ -32,6 +32,8 @@ setup: system-packages $(VENV)/.installed
 
 demo: setup
 	$(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default
+	$(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default --report report.html
+	@echo "Demo finished: tables in results/tables/, plots in results/plots/, report in report.html"
 
 report: setup
 	$(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default --report report.html

@@ -81,7 +81,10 @@ def dag_job_counts(workdir: Path, configfile: Path, overrides: dict[str, Any] | 
     from snakemake.api import SnakemakeApi
     from snakemake.settings.enums import Quietness
     from snakemake.settings.types import (
-        ConfigSettings, DAGSettings, OutputSettings, ResourceSettings,
+        ConfigSettings,
+        DAGSettings,
+        OutputSettings,
+        ResourceSettings,
     )
 
     start = time.perf_counter()
@@ -106,7 +109,7 @@ def expected_job_counts(config: dict[str, Any]) -> Counter:
     """Jobs per rule the grid must produce, enumerated from the config and the path layout
     (one job per distinct output file), independently of the workflow's own target code."""
     models = list(config["models"])
-    datasets, corpora = config["datasets"], config.get("corpora", {})
+    datasets = config["datasets"]
     label_sets, methods = config.get("label_sets", {}), config.get("methods", {})
     clusterers = config.get("clusterers", {})
     files: dict[str, set] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import io
 import json
 import re
 from pathlib import Path
@@ -129,14 +130,14 @@ def test_per_benchmark_table_cells_and_means():
     assert frame.loc[("m2", "cm"), "o2 FPR95"] == pytest.approx(1 - 0.51)
     # the mean covers the main benchmarks only: the extra x1 (0.30) is left out
     assert frame.loc[("m1", "mcm"), "mean AUROC"] == pytest.approx((0.60 + 0.40) / 2)
-    tsv = pd.read_csv(pd.io.common.StringIO(T.table_tsv(table)), sep="\t")
+    tsv = pd.read_csv(io.StringIO(T.table_tsv(table)), sep="\t")
     row = tsv[(tsv.model == "m2") & (tsv.method == "cm")].iloc[0]
     assert row["o1 AUROC"] == pytest.approx(71.0)  # percent in the files
 
 
 def test_best_value_marked_per_model_and_direction():
     table = T.build_tables(grid(), settings())["ood_benchmarks"]
-    tsv = pd.read_csv(pd.io.common.StringIO(T.table_tsv(table)), sep="\t",
+    tsv = pd.read_csv(io.StringIO(T.table_tsv(table)), sep="\t",
                       keep_default_na=False)
     best = dict(zip(zip(tsv.model, tsv.method), tsv.best))
     # cm-plp has the highest AUROC and lowest FPR95 for both models, mcm nothing
@@ -312,7 +313,11 @@ def test_report_rules_run_on_existing_metrics(tmp_path):
     from snakemake.api import SnakemakeApi
     from snakemake.settings.enums import Quietness
     from snakemake.settings.types import (
-        ConfigSettings, DAGSettings, ExecutionSettings, OutputSettings, ResourceSettings,
+        ConfigSettings,
+        DAGSettings,
+        ExecutionSettings,
+        OutputSettings,
+        ResourceSettings,
     )
 
     conf = settings()

@@ -12,14 +12,15 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -27,8 +28,8 @@ from clustermine.h5io import atomic_path  # noqa: E402
 from clustermine.tables import (  # noqa: E402
     SWEEP_KEYS,
     ReportSettings,
-    mean_metrics,
     benchmark_frame,
+    mean_metrics,
     record_frame,
 )
 
@@ -73,7 +74,7 @@ class PlotInputs:
 
     @classmethod
     def build(cls, records, settings: Mapping[str, Any] | None = None, label_tables=None,
-              sweeps=None) -> "PlotInputs":
+              sweeps=None) -> PlotInputs:
         return cls(records, ReportSettings.build(settings, records), dict(label_tables or {}),
                    dict(sweeps or {}))
 
@@ -235,7 +236,6 @@ def _per_label(frame: pd.DataFrame, what: str) -> np.ndarray | None:
 def plot_label_quality(inputs: PlotInputs, path) -> None:
     """Paper Fig. 5: how close mined labels are to Y_GT (main model and ID set)."""
     s, title = inputs.settings, "Quality of the positive labels"
-    methods = {m: spec.get("labels") for m, spec in s.methods.items()}
     rec = record_frame(inputs.records)
     if not rec.empty:
         rec = rec[(rec.model == s.main_model) & (rec.idset == s.main_idset)

@@ -18,8 +18,9 @@ import html
 import json
 import math
 import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -53,7 +54,9 @@ def read_metrics(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
         except FileNotFoundError as err:
             raise MetricsFileError(f"{path}: metrics file does not exist") from err
         except json.JSONDecodeError as err:
-            raise MetricsFileError(f"{path}: not valid JSON ({err}); rerun its metrics job") from err
+            raise MetricsFileError(
+                f"{path}: not valid JSON ({err}); delete it and rerun its metrics job"
+            ) from err
         missing = [k for k in REQUIRED_KEYS if k not in rec]
         if missing or not isinstance(rec.get("benchmarks"), Mapping) or not rec["benchmarks"]:
             raise MetricsFileError(
@@ -134,7 +137,7 @@ class ReportSettings:
     @classmethod
     def build(
         cls, settings: Mapping[str, Any] | None, records: Sequence[Mapping[str, Any]]
-    ) -> "ReportSettings":
+    ) -> ReportSettings:
         s = dict(settings or {})
         models = list(s.get("models") or [])
         models += [m for m in _first_seen(r["model"] for r in records) if m not in models]
@@ -524,7 +527,7 @@ def _formatted(table: Table, decimals: int) -> pd.DataFrame:
         if col in table.percent:
             out[col] = [("–" if pd.isna(v) else f"{100 * float(v):.{decimals}f}") for v in vals]
         elif col in table.counts:
-            out[col] = ["–" if pd.isna(v) else str(int(round(float(v)))) for v in vals]
+            out[col] = ["–" if pd.isna(v) else str(round(float(v))) for v in vals]
         elif pd.api.types.is_numeric_dtype(vals):
             out[col] = ["–" if pd.isna(v) else f"{float(v):.{decimals + 1}f}" for v in vals]
         else:

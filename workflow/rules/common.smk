@@ -32,12 +32,26 @@ for _spec in IDSETS.values():
     # An ID set without a method list runs every declared method.
     _spec.setdefault("methods", list(config.get("methods", {})))
 ENCODE = config.get("encode", {})
+DATA_ROOT = config.get("data_root", "")
+
+
+def _under_data_root(path):
+    return os.path.join(DATA_ROOT, path) if DATA_ROOT else path
+
+
+for _spec in DATASETS.values():
+    for _key in ("root", "list", "class_map", "class_names"):
+        if _key in _spec:
+            _spec[_key] = _under_data_root(_spec[_key])
+for _spec in CORPORA.values():
+    if "path" in _spec:
+        _spec["path"] = _under_data_root(_spec["path"])
 
 
 def _check_references():
     """Every slug an ID set names must be declared; say which key is wrong."""
     for idset, spec in IDSETS.items():
-        for key in ("train", "test", "benchmarks"):
+        for key in ("train", "test", "benchmarks", "extra_benchmarks"):
             value = spec.get(key, [])
             for ds in [value] if isinstance(value, str) else value:
                 if ds not in DATASETS:
@@ -119,24 +133,30 @@ def class_name_embeddings(model, dataset, prompts):
     return f"results/{model}/text/classes/{dataset}.{prompts}.h5"
 
 
+def idset_datasets(spec):
+    return [spec["train"], *spec.get("test", []), *spec.get("benchmarks", []),
+            *spec.get("extra_benchmarks", [])]
+
+
 def used_datasets():
     used = set()
     for spec in IDSETS.values():
-        used.add(spec["train"])
-        used.update(spec.get("test", []))
-        used.update(spec.get("benchmarks", []))
+        used.update(idset_datasets(spec))
     return sorted(used) if IDSETS else sorted(DATASETS)
 
 
 def embedding_targets():
     targets = []
     for model in MODELS:
-        targets += [image_embeddings(model, ds) for ds in used_datasets()]
         for idset, spec in IDSETS.items():
+            if model not in spec.get("models", MODELS):
+                continue
+            targets += [image_embeddings(model, ds) for ds in idset_datasets(spec)]
             targets.append(
                 text_embeddings(model, spec["corpus"], spec.get("prompts", "simple"))
             )
         if not IDSETS:
+            targets += [image_embeddings(model, ds) for ds in used_datasets()]
             for corpus in CORPORA:
                 targets += [
                     text_embeddings(model, corpus, p)

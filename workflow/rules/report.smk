@@ -47,14 +47,15 @@ def metric_files():
 
 
 def label_keys():
-    """(model, idset, label set) of every label set a method of an ID set uses."""
+    """(model, idset, label set) of the label sets the main model uses in the main ID set
+    (the label-quality figure shows those; other label sets are summarised by the metrics).
+    """
+    idset, model = report_main_idset(), report_main_model()
+    if idset is None:
+        return []
     methods = config.get("methods", {})
-    keys = []
-    for idset in IDSETS:
-        used = [methods.get(m, {}).get("labels") for m in idset_methods(idset)]
-        for model in idset_models(idset):
-            keys += [[model, idset, ls] for ls in dict.fromkeys(used) if ls]
-    return keys
+    used = [methods.get(m, {}).get("labels") for m in idset_methods(idset)]
+    return [[model, idset, ls] for ls in dict.fromkeys(used) if ls]
 
 
 def label_files():

@@ -67,7 +67,7 @@ def idset_benchmarks(wildcards):
     benchmarks = idset_spec(wildcards.idset).get("benchmarks", [])
     if not benchmarks:
         raise ValueError(f"config: idsets.{wildcards.idset} names no OOD benchmarks")
-    return list(benchmarks)
+    return list(benchmarks) + list(idset_spec(wildcards.idset).get("extra_benchmarks", []))
 
 
 def evaluate_inputs(wildcards):
@@ -91,8 +91,8 @@ def metrics_targets():
     """Every metrics file: each model, ID set, method of that ID set and ID test set."""
     return [
         f"results/{model}/metrics/{idset}.{method}.{testset}.json"
-        for model in MODELS
         for idset, spec in IDSETS.items()
+        for model in spec.get("models", MODELS)
         for method in spec.get("methods", [])
         for testset in spec.get("test", [])
     ]
