@@ -10,7 +10,8 @@ from PIL import Image
 from clustermine import demo_data as dd
 from clustermine import model_configs
 from clustermine.demo_model import (
-    DEMO_ARCH, ImageSet, TrainSettings, checkpoint_metadata, create_demo_model, encode_captions,
+    DEMO_ARCH, ImageSet, TrainSettings, caption_names, checkpoint_metadata, create_demo_model,
+    encode_captions, encode_class_prompts,
     encode_pixels, normalize_batch, read_image_set, split_normalize, train_demo_model, train_image_tower,
 )  # fmt: skip
 
@@ -68,6 +69,21 @@ def test_uint8_cache_is_lossless():
     img = Image.fromarray(torch.randint(0, 256, (28, 28), dtype=torch.uint8).numpy())
     pixels = (to_tensor(img) * 255).round().to(torch.uint8)
     assert torch.allclose(normalize_batch(pixels[None], normalize)[0], preprocess(img), atol=1e-6)
+
+
+def test_caption_names_add_wordnet_synonyms():
+    assert caption_names("sneaker") == ["sneaker", "gym shoe", "tennis shoe"]
+    assert caption_names("t-shirt", limit=2) == ["t-shirt", "jersey"]
+    assert caption_names("ankle boot") == ["ankle boot"]  # not in WordNet
+    assert caption_names("sneaker", limit=1) == ["sneaker"]
+
+
+def test_class_prompts_average_the_captions_of_each_name():
+    model, _, tokenizer = create_demo_model("clustermine-tiny")
+    got = encode_class_prompts(model, tokenizer, ["sneaker", "coat"], names_per_class=3)
+    each = encode_captions(model, tokenizer, ["sneaker", "gym shoe", "tennis shoe"])
+    assert torch.allclose(got[0], torch.nn.functional.normalize(each.mean(0), dim=0), atol=1e-6)
+    assert torch.allclose(got[1], encode_captions(model, tokenizer, ["coat"])[0], atol=1e-6)
 
 
 def test_training_is_seeded():

@@ -22,6 +22,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import yaml
 
 from conftest import REPO, SNAKEFILE
 
@@ -37,8 +38,9 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 # (it names the rule and the job's resources) instead of only those of failed jobs.
 TEST_EXECUTOR_ARGS = ["--slurm-init-seconds-before-status-checks", "2",
                       "--slurm-keep-successful-logs", "--max-threads", CORES, "--set-threads", "embed_images=1"]
-CANCEL_LOG = "logs/tiny-a/images/shards/id-train.0-of-1.log"
-CANCEL_OUTPUT = "results/tiny-a/images/shards/id-train.0-of-1.h5"
+# A late job, so that resuming reruns only a short tail of the workflow.
+CANCEL_RULE, CANCEL_WILDCARDS = "score_dataset", "tiny-a_tiny_clustermine_ood"
+CANCEL_OUTPUT = "results/tiny-a/scores/tiny.clustermine/ood.h5"
 COMPARED_TREES = ("results", "resources")
 
 
@@ -205,7 +207,7 @@ def assert_same_outputs(local: Path, remote: Path):
                     assert np.array_equal(np.asarray(va), np.asarray(vb)), f"{rel}:{key}"
         elif a.suffix == ".json":
             assert json.loads(a.read_text()) == json.loads(b.read_text()), rel
-        elif a.suffix in (".tsv", ".md", ".txt", ".csv"):
+        elif a.suffix in (".tsv", ".md", ".html", ".txt", ".csv"):
             assert a.read_text() == b.read_text(), rel
 
 
@@ -219,10 +221,24 @@ def wait_for(condition, proc, what: str, timeout: float = 240):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def small_config(project: Path) -> Path:
+    """The tiny project with two methods: a Y_GT baseline and ClusterMine on k-means."""
+    config = yaml.safe_load((project / "config.yaml").read_text())
+    config["clusterers"] = {"kmeans": {"method": "kmeans"}}
+    config["label_sets"] = {"gt": {"miner": "gt"},
+                            "clustermine": {"miner": "clustermine", "clusterer": "kmeans", "C": 3}}
+    config["methods"] = {"mcm": {"score": "mcm", "labels": "gt"},
+                         "clustermine": {"score": "eq1", "labels": "clustermine",
+                                         "tau_factor": 0.1}}
+    path = project / "config-slurm.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def test_workflow_on_slurm_matches_local_run_and_resumes_after_scancel(
     slurm_env, tiny_project, tmp_path
 ):
-    config = tiny_project / "config.yaml"
+    config = small_config(tiny_project)
     local, remote = tmp_path / "local", tmp_path / "slurm"
     profile = site_profile(tmp_path / "profile")
     common = [*SNAKEMAKE, "-s", str(SNAKEFILE), "--configfile", str(config)]
@@ -231,18 +247,20 @@ def test_workflow_on_slurm_matches_local_run_and_resumes_after_scancel(
         local_run = subprocess.Popen([*common, "--directory", str(local), "--cores", CORES],
                                      env=slurm_env, stdout=out, stderr=subprocess.STDOUT)
 
-    # The SLURM run, with one GPU job cancelled once its script is running.
+    # The SLURM run, with one GPU job cancelled while it runs.
     slurm_cmd = [*common, "--directory", str(remote), "--workflow-profile", str(profile),
                  *TEST_EXECUTOR_ARGS]
     with open(tmp_path / "slurm-run-1.log", "w") as out:
         proc = subprocess.Popen(slurm_cmd, env=slurm_env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
-        wait_for(lambda: (remote / CANCEL_LOG).exists(), proc, "the job to cancel started")
         jobid = wait_for(lambda: next((j for j, (rule, log) in executor_logs(remote).items()
-                                       if rule == "embed_images"
-                                       and "id-train" in log.parent.name), None),
-                         proc, "the job's SLURM log")
+                                       if rule == CANCEL_RULE
+                                       and log.parent.name == CANCEL_WILDCARDS), None),
+                         proc, f"the {CANCEL_RULE} job to be submitted", timeout=400)
+        state = wait_for(lambda: (s := slurm_jobs(slurm_env)[jobid]["JobState"]) != "PENDING"
+                         and s, proc, "the job to start")
+        assert state == "RUNNING", f"job {jobid} was {state} before it could be cancelled"
         subprocess.run(["scancel", jobid], env=slurm_env, check=True)
         proc.wait(timeout=300)
         local_run.wait(timeout=300)

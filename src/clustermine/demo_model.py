@@ -51,6 +51,9 @@ class TrainSettings:
     repeats: Mapping[str, int] = field(default_factory=lambda: {"tuxpaint-train": 8})
     # At most this many images per split (None: all); for short test runs.
     limit_per_split: int | None = None
+    # Name each class also by the other lemmas of its WordNet synset (at most this many names
+    # in all, 1 = the class name only); see `caption_names`.
+    names_per_class: int = 3
     seed: int = 0
     threads: int | None = None
     log_every: int = 50
@@ -128,6 +131,41 @@ def encode_captions(model, tokenizer, classes: Sequence[str], batch_size: int = 
         tokens = tokenizer([CAPTION.format(c) for c in classes[start : start + batch_size]])
         out.append(F.normalize(model.encode_text(tokens).float(), dim=-1))
     return torch.cat(out)
+
+
+def caption_names(name: str, limit: int = 3) -> list[str]:
+    """The class name, then the other lemmas of its first WordNet noun synset (``limit`` in all).
+
+    Web captions call one object by several names ("sneaker", "gym shoe", "tennis shoe"); a
+    real CLIP has seen them all. Training towards the mean of these captions gives the demo's
+    image tower the same breadth, so names mined from a corpus can be synonyms of the class
+    name, not only look-alike strings. Names that WordNet does not know stay alone.
+    """
+    if limit <= 1:
+        return [name]
+    from clustermine.wordnet import open_wordnet
+
+    synsets = open_wordnet().synsets(name.replace(" ", "_"), pos="n")
+    names = [name]
+    for lemma in synsets[0].lemma_names() if synsets else []:
+        lemma = lemma.replace("_", " ").lower()
+        if lemma not in names:
+            names.append(lemma)
+    return names[:limit]
+
+
+@torch.no_grad()
+def encode_class_prompts(model, tokenizer, classes: Sequence[str], names_per_class: int = 1) -> torch.Tensor:
+    """One normalised text embedding per class: the mean over the captions of its names."""
+    groups = [caption_names(c, names_per_class) for c in classes]
+    if names_per_class > 1:
+        log.info("%d of %d classes also named by WordNet synonyms", sum(len(g) > 1 for g in groups), len(groups))
+    flat = encode_captions(model, tokenizer, [n for g in groups for n in g])
+    out, start = [], 0
+    for g in groups:
+        out.append(F.normalize(flat[start : start + len(g)].mean(0), dim=-1))
+        start += len(g)
+    return torch.stack(out)
 
 
 @torch.no_grad()
@@ -259,7 +297,7 @@ def train_demo_model(
     data = read_image_set(train_folders, to_tensor, settings.limit_per_split, settings.seed, threads)
     counts = {s: data.sources.count(s) for s in train_folders}
     log.info("read %d training images %s in %.0f s", len(data), counts, time.perf_counter() - t0)
-    text_features = encode_captions(model, tokenizer, data.classes)
+    text_features = encode_class_prompts(model, tokenizer, data.classes, settings.names_per_class)
     torch.manual_seed(settings.seed)  # the image tower's initial weights do not depend on I/O
     summary = {
         "arch": arch,

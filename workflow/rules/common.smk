@@ -32,6 +32,7 @@ for _spec in IDSETS.values():
     # An ID set without a method list runs every declared method.
     _spec.setdefault("methods", list(config.get("methods", {})))
 ENCODE = config.get("encode", {})
+COMPUTE = config.get("compute", {})
 DATA_ROOT = config.get("data_root", "")
 
 
@@ -134,8 +135,12 @@ def class_name_embeddings(model, dataset, prompts):
 
 
 def idset_datasets(spec):
-    return [spec["train"], *spec.get("test", []), *spec.get("benchmarks", []),
-            *spec.get("extra_benchmarks", [])]
+    return [
+        spec["train"],
+        *spec.get("test", []),
+        *spec.get("benchmarks", []),
+        *spec.get("extra_benchmarks", []),
+    ]
 
 
 def used_datasets():
@@ -239,3 +244,522 @@ def corpus_inputs(wildcards):
 
 def prompt_set(wildcards):
     return wildcards.prompts
+
+
+# --- cluster stage (rules/cluster.smk)
+
+CLUSTERERS = config.get("clusterers", {})
+CLUSTER_SWEEP = config.get("cluster_sweep", {})
+# Methods trained on kNN pairs and their default k (as clustermine.clustering.KNN_DEFAULTS).
+KNN_DEFAULT_K = {"temi": 50}
+
+
+def clusterer_spec(clusterer):
+    if clusterer not in CLUSTERERS:
+        raise ValueError(
+            f"config: clusterer '{clusterer}' is not declared under clusterers "
+            f"(declared: {sorted(CLUSTERERS)})"
+        )
+    return CLUSTERERS[clusterer]
+
+
+def clusterer_knn_k(clusterer):
+    """k of the kNN graph a clusterer trains on, or None."""
+    spec = clusterer_spec(clusterer)
+    if spec["method"] not in KNN_DEFAULT_K:
+        return None
+    return int(spec.get("knn", KNN_DEFAULT_K[spec["method"]]))
+
+
+def knn_file(model, dataset, k):
+    return f"results/{model}/knn/{dataset}.k{k}.h5"
+
+
+def clusters_file(model, dataset, clusterer, C):
+    """Path of a cluster file; other stages name their inputs with it."""
+    return f"results/{model}/clusters/{dataset}.{clusterer}-C{C}.h5"
+
+
+def knn_image_input(wildcards):
+    return image_embeddings(wildcards.model, wildcards.dataset)
+
+
+def cluster_inputs(wildcards):
+    inputs = {"images": image_embeddings(wildcards.model, wildcards.dataset)}
+    k = clusterer_knn_k(wildcards.clusterer)
+    if k is not None:
+        inputs["knn"] = knn_file(wildcards.model, wildcards.dataset, k)
+    return inputs
+
+
+def clusterer_method(wildcards):
+    return clusterer_spec(wildcards.clusterer)["method"]
+
+
+def clusterer_params(wildcards):
+    """The clusterer's hyperparameters (without ``method``), seeded by the global seed unless
+    the clusterer sets its own."""
+    spec = dict(clusterer_spec(wildcards.clusterer))
+    spec.pop("method")
+    spec.setdefault("seed", config.get("seed", 0))
+    return spec
+
+
+def clustering_mem_mb(wildcards, input, attempt):
+    # Embeddings are held about three times (raw, prepared, on the device) plus the kNN graph
+    # and the similarity blocks.
+    budget_mb = COMPUTE.get("memory_budget_mb", 1024)
+    return int((4 * input.size_mb + budget_mb + 2000) * attempt)
+
+
+def sweep_idset(wildcards):
+    if wildcards.idset not in IDSETS:
+        raise ValueError(
+            f"config: unknown idset '{wildcards.idset}' in a cluster sweep target"
+        )
+    return IDSETS[wildcards.idset]
+
+
+def sweep_inputs(wildcards):
+    spec = sweep_idset(wildcards)
+    values = CLUSTER_SWEEP.get(wildcards.clusterer)
+    if not values:
+        raise ValueError(
+            f"config: cluster_sweep has no list of C for clusterer '{wildcards.clusterer}'"
+        )
+    return {
+        "images": image_embeddings(wildcards.model, spec["train"]),
+        # The zero-shot labels are cached by the mining stage (zero_shot_file, mine.smk).
+        "zeroshot": zero_shot_file(
+            wildcards.model,
+            spec["train"],
+            spec["corpus"],
+            spec.get("prompts", "simple"),
+        ),
+        "clusters": [
+            clusters_file(wildcards.model, spec["train"], wildcards.clusterer, c)
+            for c in sorted(values)
+        ],
+    }
+
+
+def cluster_sweep_targets():
+    """One sweep table per model, ID set and clusterer listed under cluster_sweep."""
+    return [
+        f"results/{model}/clusters/sweeps/{idset}.{clusterer}.tsv"
+        for model in MODELS
+        for idset in IDSETS
+        for clusterer in CLUSTER_SWEEP
+        if clusterer in CLUSTERERS
+    ]
+
+
+# --- mine stage (rules/mine.smk)
+
+LABEL_SETS = config.get("label_sets", {})
+# Miners reading the zero-shot labels / cluster assignments of the ID-train images (as
+# clustermine.mining.NEEDS_IMAGES / NEEDS_CLUSTERS; repeated so parsing never imports torch).
+ZERO_SHOT_MINERS = ("posmine", "clustermine")
+CLUSTER_MINERS = ("clustermine",)
+
+
+def idset_spec(idset):
+    if idset not in IDSETS:
+        raise ValueError(
+            f"config: unknown idset '{idset}' (declared: {sorted(IDSETS)})"
+        )
+    return IDSETS[idset]
+
+
+def idset_prompts(idset):
+    return idset_spec(idset).get("prompts", "simple")
+
+
+def label_set_spec(labelset):
+    if labelset not in LABEL_SETS:
+        raise ValueError(
+            f"config: label set '{labelset}' is not declared under label_sets "
+            f"(declared: {sorted(LABEL_SETS)})"
+        )
+    return LABEL_SETS[labelset]
+
+
+def has_class_names(dataset):
+    """Whether a dataset's class names can be encoded: image folders always have them, file
+    lists when they name a class-name file; precomputed embeddings have no index to encode
+    from (mining then matches their stored class names to the corpus)."""
+    spec = DATASETS[dataset]
+    if spec["type"] == "filelist":
+        return "class_names" in spec
+    return spec["type"] == "imagefolder"
+
+
+def class_names_input(model, dataset, prompts):
+    return (
+        [class_name_embeddings(model, dataset, prompts)]
+        if has_class_names(dataset)
+        else []
+    )
+
+
+def zero_shot_file(model, dataset, corpus, prompts):
+    return f"results/{model}/zeroshot/{dataset}.{corpus}.{prompts}.h5"
+
+
+def label_set_file(model, idset, labelset):
+    return f"results/{model}/labels/{idset}.{labelset}.tsv"
+
+
+def compute_device(wildcards):
+    return COMPUTE.get("device", "auto")
+
+
+def memory_budget_bytes(wildcards):
+    """Working memory of chunked similarity blocks (inputs come on top)."""
+    return int(COMPUTE.get("memory_budget_mb", 1024)) * 2**20
+
+
+def embeddings_mem_mb(wildcards, input, attempt):
+    # Inputs are read whole, plus the similarity blocks and some slack.
+    return int(
+        (2 * input.size_mb + COMPUTE.get("memory_budget_mb", 1024) + 2000) * attempt
+    )
+
+
+def zero_shot_inputs(wildcards):
+    return {
+        "images": image_embeddings(wildcards.model, wildcards.dataset),
+        "text": text_embeddings(wildcards.model, wildcards.corpus, wildcards.prompts),
+    }
+
+
+def mine_inputs(wildcards):
+    spec = idset_spec(wildcards.idset)
+    label_set = label_set_spec(wildcards.labelset)
+    miner, train, prompts = (
+        label_set["miner"],
+        spec["train"],
+        idset_prompts(wildcards.idset),
+    )
+    inputs = {
+        "images": image_embeddings(wildcards.model, train),
+        "text": text_embeddings(wildcards.model, spec["corpus"], prompts),
+        "classes": class_names_input(wildcards.model, train, prompts),
+    }
+    if miner in ZERO_SHOT_MINERS:
+        inputs["zeroshot"] = zero_shot_file(
+            wildcards.model, train, spec["corpus"], prompts
+        )
+    if miner in CLUSTER_MINERS:
+        missing = [k for k in ("clusterer", "C") if k not in label_set]
+        if missing:
+            raise ValueError(
+                f"config: label_sets.{wildcards.labelset} (miner {miner}) needs {missing}: "
+                "the clusterer slug and number of clusters whose assignments vote"
+            )
+        inputs["clusters"] = clusters_file(
+            wildcards.model, train, label_set["clusterer"], label_set["C"]
+        )
+    return inputs
+
+
+def label_set_miner(wildcards):
+    return label_set_spec(wildcards.labelset)["miner"]
+
+
+def label_set_params(wildcards):
+    """The miner's parameters (keys choosing inputs, such as clusterer and C, removed)."""
+    return {
+        k: v
+        for k, v in label_set_spec(wildcards.labelset).items()
+        if k not in ("miner", "clusterer", "C")
+    }
+
+
+def label_set_num_clusters(wildcards):
+    return label_set_spec(wildcards.labelset).get("C")
+
+
+# --- score stage (rules/score.smk)
+
+METHODS = config.get("methods", {})
+
+
+def method_spec(method):
+    if method not in METHODS:
+        raise ValueError(
+            f"config: method '{method}' is not declared under methods (declared: {sorted(METHODS)})"
+        )
+    return METHODS[method]
+
+
+def method_labels(wildcards):
+    """The label-set slug of a method, or None for methods without labels."""
+    return method_spec(wildcards.method).get("labels")
+
+
+def method_score(wildcards):
+    return method_spec(wildcards.method)["score"]
+
+
+def method_params(wildcards):
+    """The score's parameters (the keys choosing the score and labels removed)."""
+    return {
+        k: v
+        for k, v in method_spec(wildcards.method).items()
+        if k not in ("score", "labels")
+    }
+
+
+def detector_file(model, idset, method):
+    return f"results/{model}/detectors/{idset}.{method}.h5"
+
+
+def scores_file(model, idset, method, dataset):
+    return f"results/{model}/scores/{idset}.{method}/{dataset}.h5"
+
+
+def fit_detector_inputs(wildcards):
+    spec = idset_spec(wildcards.idset)
+    prompts = idset_prompts(wildcards.idset)
+    inputs = {
+        "train": image_embeddings(wildcards.model, spec["train"]),
+        "text": text_embeddings(wildcards.model, spec["corpus"], prompts),
+        "labels": [],
+        "classes": [],
+    }
+    labels = method_labels(wildcards)
+    if labels:
+        label_set_spec(labels)
+        inputs["labels"] = [label_set_file(wildcards.model, wildcards.idset, labels)]
+        inputs["classes"] = class_names_input(wildcards.model, spec["train"], prompts)
+    return inputs
+
+
+def score_dataset_inputs(wildcards):
+    return {
+        "detector": detector_file(wildcards.model, wildcards.idset, wildcards.method),
+        "images": image_embeddings(wildcards.model, wildcards.dataset),
+    }
+
+
+def idset_benchmarks(wildcards):
+    benchmarks = idset_spec(wildcards.idset).get("benchmarks", [])
+    if not benchmarks:
+        raise ValueError(f"config: idsets.{wildcards.idset} names no OOD benchmarks")
+    return list(benchmarks) + list(
+        idset_spec(wildcards.idset).get("extra_benchmarks", [])
+    )
+
+
+def idset_main_benchmarks(wildcards):
+    """The OOD sets averaged in the metrics' mean (extra benchmarks are reported only)."""
+    return list(idset_spec(wildcards.idset)["benchmarks"])
+
+
+def evaluate_inputs(wildcards):
+    args = (wildcards.model, wildcards.idset, wildcards.method)
+    inputs = {
+        "id": scores_file(*args, wildcards.testset),
+        "ood": [scores_file(*args, b) for b in idset_benchmarks(wildcards)],
+        "labels": [],
+    }
+    labels = method_labels(wildcards)
+    if labels:
+        inputs["labels"] = [label_set_file(wildcards.model, wildcards.idset, labels)]
+    return inputs
+
+
+def fpr_convention(wildcards):
+    return idset_spec(wildcards.idset).get("fpr_convention", "clip")
+
+
+def metrics_targets():
+    """Every metrics file: each model, ID set, method of that ID set and ID test set."""
+    return [
+        f"results/{model}/metrics/{idset}.{method}.{testset}.json"
+        for idset, spec in IDSETS.items()
+        for model in spec.get("models", MODELS)
+        for method in spec.get("methods", [])
+        for testset in spec.get("test", [])
+    ]
+
+
+# --- report stage (rules/report.smk)
+
+REPORT = config.get("report", {})
+# As clustermine.tables.TABLES and clustermine.plots.PLOTS (repeated so that parsing the
+# workflow never imports pandas or matplotlib; a unit test keeps them equal).
+TABLE_NAMES = [
+    "ood_benchmarks",
+    "id_shift",
+    "corpora",
+    "positives",
+    "all_benchmarks",
+    "plp",
+]
+PLOT_NAMES = [
+    "auroc_by_model",
+    "id_shift",
+    "label_quality",
+    "sensitivity",
+    "cluster_analysis",
+    "prompts",
+]
+TABLE_FORMATS = ["tsv", "md", "html"]
+
+
+def idset_models(idset):
+    """Models an ID set runs for: its `models` list, else every model."""
+    return list(IDSETS[idset].get("models", MODELS))
+
+
+def idset_methods(idset):
+    """Methods an ID set runs: its `methods` list, else every method."""
+    return list(IDSETS[idset].get("methods", config.get("methods", {})))
+
+
+def metric_files():
+    """results/{model}/metrics/{idset}.{method}.{testset}.json for everything enabled."""
+    return [
+        f"results/{model}/metrics/{idset}.{method}.{testset}.json"
+        for idset, spec in IDSETS.items()
+        for model in idset_models(idset)
+        for method in idset_methods(idset)
+        for testset in spec.get("test", [])
+    ]
+
+
+def label_keys():
+    """(model, idset, label set) of the label sets the main model uses in the main ID set
+    (the label-quality figure shows those; other label sets are summarised by the metrics).
+    """
+    idset, model = report_main_idset(), report_main_model()
+    if idset is None:
+        return []
+    methods = config.get("methods", {})
+    used = [methods.get(m, {}).get("labels") for m in idset_methods(idset)]
+    return [[model, idset, ls] for ls in dict.fromkeys(used) if ls]
+
+
+def label_files():
+    return [f"results/{m}/labels/{i}.{ls}.tsv" for m, i, ls in label_keys()]
+
+
+def report_main_idset():
+    main = REPORT.get("main_idset", next(iter(IDSETS), None))
+    if main is not None and main not in IDSETS:
+        raise ValueError(
+            f"config: report.main_idset '{main}' is not declared under idsets "
+            f"(declared: {sorted(IDSETS)})"
+        )
+    return main
+
+
+def report_main_model():
+    idset = report_main_idset()
+    models = idset_models(idset) if idset else list(MODELS)
+    main = REPORT.get("main_model", models[0] if models else None)
+    if main is not None and main not in MODELS:
+        raise ValueError(
+            f"config: report.main_model '{main}' is not declared under models "
+            f"(declared: {sorted(MODELS)})"
+        )
+    return main
+
+
+def sweep_keys():
+    """(model, idset, clusterer) of the cluster sweeps of the main ID set (cluster_sweep)."""
+    idset = report_main_idset()
+    if idset is None:
+        return []
+    clusterers = config.get("clusterers", {})
+    return [
+        [model, idset, c]
+        for model in idset_models(idset)
+        for c in config.get("cluster_sweep", {})
+        if c in clusterers
+    ]
+
+
+def sweep_files():
+    return [f"results/{m}/clusters/sweeps/{i}.{c}.tsv" for m, i, c in sweep_keys()]
+
+
+def report_settings(wildcards):
+    """What the tables and figures need to know of the config (changes rerun them)."""
+    label_sets = config.get("label_sets", {})
+    methods = {}
+    for slug, spec in config.get("methods", {}).items():
+        methods[slug] = {
+            **spec,
+            "label_set": dict(label_sets.get(spec.get("labels"), {})),
+        }
+    idsets = {
+        slug: {
+            "train": spec["train"],
+            "test": list(spec.get("test", [])),
+            "corpus": spec["corpus"],
+            "prompts": spec.get("prompts", "simple"),
+            "benchmarks": list(spec.get("benchmarks", [])),
+            "extra_benchmarks": list(spec.get("extra_benchmarks", [])),
+            "methods": idset_methods(slug),
+            "models": idset_models(slug),
+        }
+        for slug, spec in IDSETS.items()
+    }
+    return {
+        "models": list(MODELS),
+        "main_model": report_main_model(),
+        "main_idset": report_main_idset(),
+        "idsets": idsets,
+        "methods": methods,
+    }
+
+
+def report_label_keys(wildcards):
+    return label_keys()
+
+
+def report_sweep_keys(wildcards):
+    return sweep_keys()
+
+
+def table_outputs():
+    outputs = {}
+    for name in TABLE_NAMES:
+        for fmt in TABLE_FORMATS:
+            path = f"results/tables/{name}.{fmt}"
+            if fmt == "md":
+                outputs[f"{name}_{fmt}"] = path
+                continue
+            outputs[f"{name}_{fmt}"] = report(
+                path,
+                caption=f"../report/table_{name}.rst",
+                category="Tables",
+                subcategory="TSV downloads" if fmt == "tsv" else "Tables",
+                labels={"table": name, "format": fmt},
+            )
+    return outputs
+
+
+def plot_outputs():
+    return {
+        name: report(
+            f"results/plots/{name}.png",
+            caption=f"../report/plot_{name}.rst",
+            category="Figures",
+            labels={"figure": name},
+        )
+        for name in PLOT_NAMES
+    }
+
+
+def report_targets():
+    if not IDSETS:
+        return []
+    return (
+        [f"results/tables/{n}.{f}" for n in TABLE_NAMES for f in TABLE_FORMATS]
+        + ["results/tables/metrics_long.tsv"]
+        + [f"results/plots/{n}.png" for n in PLOT_NAMES]
+    )

@@ -21,7 +21,16 @@ def demo_data_params(wildcards):
         "digits_train": train.get("digits_train", 4000),
         "tuxpaint_train_categories": train.get(
             "tuxpaint_train_categories",
-            ["animals", "food", "hobbies", "household", "medical", "military", "people", "plants"],
+            [
+                "animals",
+                "food",
+                "hobbies",
+                "household",
+                "medical",
+                "military",
+                "people",
+                "plants",
+            ],
         ),
     }
 

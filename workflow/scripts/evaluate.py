@@ -22,6 +22,7 @@ record = metrics_record(
     id_scores=id_file.scores,
     benchmarks=ood,
     convention=params.convention,
+    main_benchmarks=params.main_benchmarks,
     label_quality=label_meta.get("label_quality"),
     cluster_analysis=label_meta.get("cluster_analysis"),
 )
