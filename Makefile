@@ -4,10 +4,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= $(shell nproc)
-DEBIAN_PACKAGES := wordnet-base dataset-fashion-mnist tuxpaint-stamps-default
+# Debian packages: the demo's offline data, and (for the tests) a local SLURM cluster.
+DEMO_PACKAGES := wordnet-base dataset-fashion-mnist tuxpaint-stamps-default
+TEST_PACKAGES := $(DEMO_PACKAGES) slurmctld slurmd slurm-client munge
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test setup system-packages report lint clean
+.PHONY: demo test setup test-setup system-packages report lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,9 +19,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 
-# Debian packages holding the demo's offline data; installed when run as root.
+# Installs the Debian packages named in PACKAGES that are missing, when run as root.
 system-packages:
-	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	@missing=$$(for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -28,7 +30,11 @@ system-packages:
 	  fi; \
 	fi
 
-setup: system-packages $(VENV)/.installed
+setup: $(VENV)/.installed
+	@$(MAKE) --no-print-directory system-packages PACKAGES="$(DEMO_PACKAGES)"
+
+test-setup: $(VENV)/.installed
+	@$(MAKE) --no-print-directory system-packages PACKAGES="$(TEST_PACKAGES)"
 
 demo: setup
 	$(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default
@@ -38,7 +44,7 @@ demo: setup
 report: setup
 	$(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default --report report.html
 
-test: setup
+test: test-setup
 	$(BIN)/python -m pytest -q
 
 lint: setup

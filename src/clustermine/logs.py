@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
+
+
+def _exit_on_sigterm(signum, frame):
+    # SLURM (scancel, time limit, pre-emption) and Snakemake end jobs with SIGTERM. Raising
+    # SystemExit unwinds the stack, so `atomic_path` removes its temporary file; the default
+    # action would end the process without running any cleanup.
+    raise SystemExit(128 + signum)
 
 
 def setup_logging(log_file: str | None = None, level: int = logging.INFO) -> logging.Logger:
+    """Log to stderr and ``log_file``; also make SIGTERM a clean exit (see _exit_on_sigterm)."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:
         handlers.append(logging.FileHandler(log_file, mode="w"))
@@ -17,4 +27,6 @@ def setup_logging(log_file: str | None = None, level: int = logging.INFO) -> log
         force=True,
     )
     logging.captureWarnings(True)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     return logging.getLogger("clustermine")
