@@ -4,6 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= $(shell nproc)
+# GPU-tagged jobs run at most one per GPU; a machine without a GPU runs them on its cores.
+GPUS ?= $(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+GPU_SLOTS := $(if $(filter-out 0,$(GPUS)),$(GPUS),$(CORES))
+SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default \
+	--resources gpu=$(GPU_SLOTS)
 # Debian packages: the demo's offline data, and (for the tests) a local SLURM cluster.
 DEMO_PACKAGES := wordnet-base dataset-fashion-mnist tuxpaint-stamps-default
 TEST_PACKAGES := $(DEMO_PACKAGES) slurmctld slurmd slurm-client munge
@@ -37,12 +42,13 @@ test-setup: $(VENV)/.installed
 	@$(MAKE) --no-print-directory system-packages PACKAGES="$(TEST_PACKAGES)"
 
 demo: setup
-	$(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default
-	$(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default --report report.html
-	@echo "Demo finished: tables in results/tables/, plots in results/plots/, report in report.html"
+	$(SNAKEMAKE)
+	$(SNAKEMAKE) --report results/report.html
+	@cat results/demo/summary.md
+	@echo "Demo finished: tables in results/tables/, plots in results/plots/, report in results/report.html"
 
 report: setup
-	$(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default --report report.html
+	$(SNAKEMAKE) --report results/report.html
 
 test: test-setup
 	$(BIN)/python -m pytest -q
@@ -51,4 +57,4 @@ lint: setup
 	$(BIN)/snakemake --lint
 
 clean:
-	rm -rf results logs benchmarks/*/ .snakemake report.html
+	rm -rf results logs benchmarks/*/ .snakemake

@@ -79,7 +79,8 @@ def run_workflow(workdir: Path, targets: list[str] | None = None, cores: int = 2
 
     with SnakemakeApi(OutputSettings(quiet={Quietness.PROGRESS}, show_failed_logs=True)) as api:
         workflow_api = api.workflow(
-            resource_settings=ResourceSettings(cores=cores, resources={"gpu": 1}),
+            # No GPU here: GPU-tagged jobs may run side by side on the cores (as `make demo`).
+            resource_settings=ResourceSettings(cores=cores, resources={"gpu": cores}),
             config_settings=ConfigSettings(configfiles=[workdir / configfile]),
             snakefile=SNAKEFILE,
             workdir=workdir,

@@ -70,6 +70,7 @@ def test_prompt_sets():
     assert len(get_prompts("openai")) == 80 and len(set(get_prompts("openai"))) == 80
     assert len(get_prompts("ming")) == 5
     assert get_prompts("basic") == ("An image of a {}.",) and get_prompts("nice") == ("the nice {}",)
+    assert get_prompts("photo") == ("a photo of a {}.",)
     assert all("{}" in t for ts in PROMPT_SETS.values() for t in ts)
     with pytest.raises(KeyError, match="unknown prompt set 'simpel'"):
         get_prompts("simpel")

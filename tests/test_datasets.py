@@ -3,10 +3,12 @@ import pytest
 import torch
 
 from clustermine.datasets import (
-    DatasetError, build_index, index_filelist, index_imagefolder, read_index, subsample,
-    write_index,
+    DatasetError, build_index, class_names_available, index_filelist, index_imagefolder,
+    read_index, subsample, write_index,
 )
-from clustermine.encode import TooManyUnreadable, encode_images, encode_texts, merge_shards
+from clustermine.encode import (
+    TooManyUnreadable, encode_images, encode_texts, masked_padding_id, merge_shards,
+)
 from clustermine.h5io import ImageEmbeddings, read_image_embeddings, write_image_embeddings
 from clustermine.models import RANDOM_WEIGHTS, load_model
 
@@ -49,6 +51,30 @@ def test_filelist_labels(tmp_path):
     assert idx.class_names == ["cat", "dog"] and list(idx.labels) == [1, 0, 1]
     (tmp_path / "plain.txt").write_text("x.jpg\n")
     assert list(index_filelist(tmp_path / "plain.txt", tmp_path).labels) == [-1]
+
+
+def test_class_names_available_agrees_with_the_index(folder, tmp_path):
+    """The workflow's parse-time answer matches what indexing the dataset later finds."""
+    lists = {"ints": "# a comment\na/1.jpg 3\n", "names": "x.jpg dog\n", "plain": "x.jpg\n"}
+    for name, text in lists.items():
+        (tmp_path / f"{name}.txt").write_text(text)
+        spec = {"type": "filelist", "root": str(tmp_path), "list": str(tmp_path / f"{name}.txt")}
+        expected = index_filelist(spec["list"], tmp_path).class_names is not None
+        assert class_names_available(spec) is expected, name
+    (tmp_path / "classes.txt").write_text("a\nb\nc\nd\n")
+    spec = {"type": "filelist", "root": str(tmp_path), "list": str(tmp_path / "ints.txt"),
+            "class_names": str(tmp_path / "classes.txt")}
+    assert class_names_available(spec) is True
+    assert class_names_available({"type": "imagefolder", "root": str(folder)}) is True
+    missing = {"type": "filelist", "root": str(tmp_path), "list": str(tmp_path / "none.txt")}
+    assert class_names_available(missing) is None  # not there yet: cannot tell
+    data = ImageEmbeddings(np.ones((2, 4), np.float32), np.array([0, 1]), ["a", "b"])
+    write_image_embeddings(tmp_path / "bare.h5", data)
+    data.class_names = ["cat", "dog"]
+    write_image_embeddings(tmp_path / "named.h5", data)
+    for file, expected in [("bare.h5", False), ("named.h5", True), ("absent.h5", None)]:
+        spec = {"type": "embeddings", "paths": {"m": str(tmp_path / file)}}
+        assert class_names_available(spec) is expected, file
 
 
 def test_subsample_is_seeded_and_ordered(folder, tmp_path):
@@ -117,6 +143,22 @@ def test_prompt_ensemble(tiny_model):
         f = torch.nn.functional.normalize(tiny_model.model.encode_text(tok).float(), dim=-1)
         ref = torch.nn.functional.normalize(f.mean(0), dim=-1).numpy()
     np.testing.assert_allclose(emb[1], ref, rtol=1e-4, atol=1e-5)
+
+
+def test_length_batched_text_encoding_equals_padded(tiny_model):
+    """A text tower that masks its padding (MiniLM) is encoded in length-sorted, trimmed
+    batches; chunking, sorting and trimming leave every embedding as the padded pass gives."""
+    loaded = load_model("clustermine-demo-minilm", None, device="cpu")
+    assert masked_padding_id(loaded.model) == 0 and masked_padding_id(tiny_model.model) is None
+    names = ["cat", "gym shoe", "x", "bird of paradise flower", "ankle boot", "dog", "t-shirt"]
+    templates = ["a photo of a {}.", "itap of a {}."]
+    emb = encode_texts(loaded, names, templates, batch_size=3, chunk_texts=6)
+    with torch.inference_mode():
+        tok = loaded.tokenizer([t.format(n) for n in names for t in templates])
+        assert (tok == 0).any()  # the reference pass really holds padding
+        ref = torch.nn.functional.normalize(loaded.model.encode_text(tok).float(), dim=-1)
+        ref = torch.nn.functional.normalize(ref.view(len(names), 2, -1).mean(1), dim=-1)
+    np.testing.assert_allclose(emb, ref.numpy(), atol=1e-5)
 
 
 def test_unknown_model_and_missing_checkpoint():

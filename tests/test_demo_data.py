@@ -145,6 +145,14 @@ def test_textures_are_seeded_crops():
     assert all(np.array_equal(x, y) for x, y in zip(crops, again))
 
 
+def test_unseen_digits_are_scikit_learn_digits_upscaled():
+    images, labels = dd.read_unseen_digits()
+    assert images.shape == (1797, 28, 28) and images.dtype == np.uint8
+    assert images.max() == 255 and set(labels.tolist()) == set(range(10))
+    items = dict(dd.split_items(splits=["unseen-digits"]))["unseen-digits"]
+    assert len(items) == 1797 and {it.label for it in items} == set(dd.DIGIT_CLASSES)
+
+
 def test_prepare_writes_image_folders(tmp_path):
     summary = dd.prepare_demo_data(
         tmp_path / "demo", splits=["digits-heldout", "textures"], seed=0, digits_train=4900
@@ -172,3 +180,19 @@ def test_write_image_folder_rejects_bad_class_names(tmp_path):
     assert not (tmp_path / "x").exists()
     with pytest.raises(FileNotFoundError, match="prepare_demo_data"):
         dd.list_image_folder(tmp_path / "x")
+
+
+def test_workflow_lists_the_demo_splits():
+    """workflow/rules/common.smk repeats the split names (parsing imports nothing heavy)."""
+    import ast
+    import re
+
+    from conftest import REPO
+
+    source = (REPO / "workflow/rules/common.smk").read_text()
+
+    def listed(name):
+        return ast.literal_eval(re.search(rf"^{name} = (\[.*?\])", source, re.S | re.M).group(1))
+
+    assert listed("DEMO_SPLITS") == list(dd.SPLITS)
+    assert listed("DEMO_TRAINING_SPLITS") == list(dd.TRAINING_SPLITS)

@@ -79,6 +79,18 @@ def test_kmeans_plus_plus_spreads_seeds():
     assert len(set(y[seeds.numpy()])) == 10  # one seed in every planted cluster
 
 
+def test_seeding_from_a_sample_of_rows():
+    """k-means++ on a seeded sample (what keeps C = 4000 on 1.28M rows fast), Lloyd on all."""
+    x, y = planted_clusters(n=3000, seed=5)
+    sampled = fit_kmeans(x, 10, {"init_size": 200, "seed": 2}, device="cpu")
+    assert nmi(y, sampled.assignments) >= 0.9 and len(sampled) == 3000
+    again = fit_kmeans(x, 10, {"init_size": 200, "seed": 2}, device="cpu")
+    np.testing.assert_array_equal(sampled.assignments, again.assignments)
+    assert sampled.params["init_size"] == 200
+    with pytest.raises(ClusterConfigError, match="init_size"):
+        fit_kmeans(x, 10, {"init_size": 5}, device="cpu")
+
+
 def test_duplicates_and_empty_clusters():
     x = np.array([[1.0, 0.0]] * 8 + [[0.0, 1.0], [-1.0, 0.0]], dtype=np.float32)
     result = fit_kmeans(x, 4, device="cpu")

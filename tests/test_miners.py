@@ -151,6 +151,13 @@ def test_clustermine_majority_vote(corpus):
     assert summary["ypos_over_C"] == pytest.approx(3 / 5)
     assert summary["redundancy"] == pytest.approx(1 / 3)
     assert summary["purity"] == pytest.approx(6 / 9)
+    assert "nmi" not in summary  # no ground truth given
+    # Ground truth equal to the clusters (up to renaming; -1 unknown): perfect agreement.
+    truth = np.array([7, 7, 7, 4, 4, 4, 2, 2, 0, -1])
+    with_gt = cluster_summary(MiningInputs(names, emb, top1=top1, assignments=assign), 5, truth)
+    assert with_gt["nmi"] == pytest.approx(1.0) and with_gt["ari"] == pytest.approx(1.0)
+    assert with_gt["hungarian_accuracy"] == pytest.approx(1.0)
+    assert with_gt["purity"] == summary["purity"]
 
 
 def test_clustermine_dissimilar_negatives(corpus):

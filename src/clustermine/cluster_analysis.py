@@ -124,6 +124,18 @@ def ari(assignments: np.ndarray, ground_truth: np.ndarray) -> float:
     return float(adjusted_rand_score(y, a)) if len(a) else float("nan")
 
 
+def ground_truth_agreement(assignments: np.ndarray, ground_truth: np.ndarray) -> dict[str, float]:
+    """NMI, ARI and Hungarian accuracy against the classes; empty without any known label."""
+    y = np.asarray(ground_truth)
+    if not (y >= 0).any():
+        return {}
+    return {
+        "nmi": nmi(assignments, y),
+        "ari": ari(assignments, y),
+        "hungarian_accuracy": hungarian_accuracy(assignments, y),
+    }
+
+
 def cluster_report(
     assignments: np.ndarray,
     zero_shot: np.ndarray | None = None,
@@ -156,12 +168,7 @@ def cluster_report(
             redundancy=float(np.mean(votes > 1)) if len(votes) else float("nan"),
         )
     if ground_truth is not None and (np.asarray(ground_truth) >= 0).any():
-        out.update(
-            nmi=nmi(a, ground_truth),
-            ari=ari(a, ground_truth),
-            hungarian_accuracy=hungarian_accuracy(a, ground_truth),
-            gt_purity=purity(a, ground_truth),
-        )
+        out.update(ground_truth_agreement(a, ground_truth), gt_purity=purity(a, ground_truth))
     return out
 
 

@@ -1,4 +1,4 @@
-"""Image datasets declared in the config: image folders and file lists (docs/config.md).
+"""Image datasets declared in the config: image folders and file lists (config/README.md).
 
 A dataset is first turned into an *index* (relative paths, labels, class names, root), a
 small TSV that the encoding shards read, so big directory trees are scanned once.
@@ -135,6 +135,41 @@ def subsample(index: DatasetIndex, limit: int | None, seed: int) -> DatasetIndex
     return DatasetIndex(
         index.root, [index.paths[i] for i in keep], index.labels[keep], index.class_names, params
     )
+
+
+def class_names_available(spec: Mapping[str, Any]) -> bool | None:
+    """Whether a declared dataset will carry class names, cheaply (the workflow asks this when
+    it parses the config): None when that cannot be told without the data (a file list or
+    precomputed file not there yet). Image folders always name their classes; a file list
+    does with a class-name file or name labels (its first entry is looked at); a precomputed
+    embedding file does when it holds ``class_names``."""
+    kind = spec.get("type")
+    if kind == "imagefolder":
+        return True
+    if kind == "filelist":
+        if spec.get("class_names"):
+            return True
+        try:
+            with open(spec["list"], encoding="utf-8") as f:
+                for line in f:
+                    parts = line.split()
+                    if parts and not parts[0].startswith("#"):
+                        return len(parts) > 1 and not parts[1].lstrip("-").isdigit()
+        except OSError:
+            return None
+        return None
+    if kind == "embeddings":
+        import h5py
+
+        found = []
+        for path in spec.get("paths", {}).values():
+            try:
+                with h5py.File(path, "r") as f:
+                    found.append("class_names" in f)
+            except OSError:
+                return None
+        return all(found) if found else None
+    return None
 
 
 def build_index(spec: Mapping[str, Any], seed: int = 0) -> DatasetIndex:

@@ -50,7 +50,7 @@ TUXPAINT_EXCLUDED = ("clothes",)
 
 SPLITS = (
     "fmnist-train", "fmnist-test", "digits-train", "digits-heldout",
-    "tuxpaint-train", "tuxpaint-heldout", "textures",
+    "tuxpaint-train", "tuxpaint-heldout", "textures", "unseen-digits",
 )  # fmt: skip
 TRAINING_SPLITS = ("fmnist-train", "digits-train", "tuxpaint-train")
 
@@ -219,6 +219,20 @@ def read_textures(
     return crops, labels
 
 
+def read_unseen_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 8×8 handwritten digits (1,797, shipped with scikit-learn), upscaled to
+    28×28: digits of a style the demo's image tower never saw, unlike the MNIST digits it
+    trains on. They show the limit every CLIP shares on a domain it has not seen."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    pixels = np.clip(digits.images * (255.0 / 16.0), 0, 255).astype(np.uint8)
+    big = np.stack(
+        [np.asarray(Image.fromarray(p).resize((28, 28), Image.Resampling.BILINEAR)) for p in pixels]
+    )
+    return big, digits.target.astype(np.int64)
+
+
 # ---------------------------------------------------------------- splits
 
 
@@ -288,6 +302,9 @@ def split_items(
     if "textures" in splits:
         crops, labels = read_textures(seed=seed)
         yield "textures", _pixels(np.stack(crops), labels, range(len(crops)))
+    if "unseen-digits" in splits:
+        images, labels = read_unseen_digits()
+        yield "unseen-digits", _pixels(images, [DIGIT_CLASSES[k] for k in labels], range(len(images)))
 
 
 @contextlib.contextmanager

@@ -211,6 +211,15 @@ def read_text_embeddings(path: str | os.PathLike) -> TextEmbeddings:
     return TextEmbeddings(emb, names, pos, synsets, attrs)
 
 
+def read_image_labels(path: str | os.PathLike) -> np.ndarray:
+    """The ``labels`` of an image file (-1 where unknown) without reading its embeddings."""
+    path = Path(path)
+    with _open(path) as f:
+        if "labels" in f:
+            return f["labels"][()].astype(np.int64)
+        return np.full(len(_require(f, "embeddings", path)), -1, dtype=np.int64)
+
+
 def read_attributes(path: str | os.PathLike) -> dict[str, Any]:
     with _open(path) as f:
         return read_attrs(f)

@@ -53,6 +53,9 @@ PROMPT_SETS: dict[str, tuple[str, ...]] = {
     "ming": MING,
     "basic": ("An image of a {}.",),
     "nice": ("the nice {}",),
+    # CLIP's single default template; the offline demo model was trained on captions of this
+    # form (docs/demo.md).
+    "photo": ("a photo of a {}.",),
 }
 
 

@@ -62,6 +62,8 @@ rule cluster_sweep:
         ),
     log:
         "logs/{model}/clusters/sweeps/{idset}.{clusterer}.log",
+    benchmark:
+        "benchmarks/{model}/clusters/sweeps/{idset}.{clusterer}.tsv"
     conda:
         "../envs/clustermine.yaml"
     threads: 1

@@ -1,7 +1,10 @@
 # Config validation, wildcard constraints and the small named functions rules share.
+import functools
 import os
 
 from snakemake.utils import validate
+
+from clustermine.datasets import class_names_available
 
 validate(config, workflow.source_path("../schemas/config.schema.yaml"))
 
@@ -175,22 +178,130 @@ def all_targets():
     return (
         embedding_targets()
         + cluster_sweep_targets()
-        + metrics_targets()
+        + metric_files()
         + report_targets()
+        + demo_summary_targets()
     )
 
 
 DEMO = config.get("demo", {})
 
+# --- demo (rules/demo.smk)
+
+# As clustermine.demo_data.SPLITS and TRAINING_SPLITS (repeated so that parsing the workflow
+# imports nothing heavy; a unit test keeps them equal).
+DEMO_SPLITS = [
+    "fmnist-train",
+    "fmnist-test",
+    "digits-train",
+    "digits-heldout",
+    "tuxpaint-train",
+    "tuxpaint-heldout",
+    "textures",
+    "unseen-digits",
+]
+DEMO_TRAINING_SPLITS = ["fmnist-train", "digits-train", "tuxpaint-train"]
+# The split the demo model's zero-shot accuracy is measured on while it trains.
+DEMO_EVAL_SPLIT = "fmnist-test"
+DEMO_CHECKPOINT = "resources/models/demo-minilm.pt"
+DEMO_TRAINING_SUMMARY = "resources/models/demo-minilm.json"
+
+
+def demo_root():
+    return os.path.normpath(DEMO.get("root", "resources/demo"))
+
+
+def demo_split_marker(split):
+    return os.path.join(demo_root(), ".splits", f"{split}.json")
+
+
+def demo_train_settings():
+    return DEMO.get("train", {})
+
+
+def demo_split_params(wildcards):
+    """Only the settings a split depends on, so changing one reruns only the splits it shapes."""
+    train = demo_train_settings()
+    params = {"root": demo_root(), "split": wildcards.split, "seed": config.get("seed", 0)}
+    if wildcards.split.startswith("digits-"):
+        params["digits_train"] = train.get("digits_train", 4000)
+    if wildcards.split.startswith("tuxpaint-"):
+        params["tuxpaint_train_categories"] = train.get(
+            "tuxpaint_train_categories",
+            [
+                "animals",
+                "food",
+                "hobbies",
+                "household",
+                "medical",
+                "military",
+                "people",
+                "plants",
+            ],
+        )
+    return params
+
+
+def demo_train_params(wildcards):
+    train = demo_train_settings()
+    return {
+        "root": demo_root(),
+        "seed": config.get("seed", 0),
+        "epochs": train.get("epochs", 4),
+        "batch_size": train.get("batch_size", 256),
+        "lr": train.get("lr", 0.002),
+        "training_splits": DEMO_TRAINING_SPLITS,
+        "eval_split": DEMO_EVAL_SPLIT,
+    }
+
+
+# The demo's own numbers against its bars (docs/demo.md): the model that uses the trained
+# checkpoint, ClusterMine's label set in the main ID set and its AUROC against held-out digits.
+def demo_summary_spec():
+    spec = {"method": "clustermine", "benchmark": "digits-heldout", **DEMO.get("summary", {})}
+    models = [m for m, s in MODELS.items() if s.get("pretrained") == DEMO_CHECKPOINT]
+    idset = report_main_idset()
+    if not DEMO.get("enabled") or not models or idset is None:
+        return None
+    benchmarks = IDSETS[idset].get("benchmarks", []) + IDSETS[idset].get("extra_benchmarks", [])
+    if spec["method"] not in idset_methods(idset) or spec["benchmark"] not in benchmarks:
+        return None
+    return {**spec, "model": models[0], "idset": idset}
+
+
+def demo_summary_targets():
+    return ["results/demo/summary.md"] if demo_summary_spec() else []
+
+
+def demo_summary_inputs(wildcards):
+    spec = demo_summary_spec()
+    idset = IDSETS[spec["idset"]]
+    return {
+        "training": DEMO_TRAINING_SUMMARY,
+        "labels": label_set_file(
+            spec["model"], spec["idset"], METHODS[spec["method"]]["labels"]
+        ),
+        "metrics": f"results/{spec['model']}/metrics/{spec['idset']}.{spec['method']}."
+        f"{idset['test'][0]}.json",
+        "index": f"resources/index/{idset['train']}.tsv",
+    }
+
+
+def demo_summary_benchmark(wildcards):
+    return demo_summary_spec()["benchmark"]
+
+
 
 def demo_outputs_for(dataset_spec):
-    """The demo's marker file when a dataset lives in the demo's prepared folders."""
+    """The marker of the demo split a dataset lives in (rule prepare_demo_split), if any."""
     if not DEMO.get("enabled", False) or dataset_spec["type"] == "embeddings":
         return []
     root = os.path.normpath(DEMO.get("root", "resources/demo"))
-    data_root = os.path.normpath(dataset_spec.get("root", ""))
-    inside = data_root == root or data_root.startswith(root + os.sep)
-    return [os.path.join(root, ".prepared")] if inside else []
+    relative = os.path.relpath(os.path.normpath(dataset_spec.get("root", "")), root)
+    split = relative.split(os.sep)[0]
+    if relative.startswith(os.pardir) or split not in DEMO_SPLITS:
+        return []
+    return [demo_split_marker(split)]
 
 
 # --- image embeddings (rules/embed.smk)
@@ -215,6 +326,11 @@ def image_shards(wildcards):
         f"results/{wildcards.model}/images/shards/{wildcards.dataset}.{i}-of-{n}.h5"
         for i in range(n)
     ]
+
+
+def merge_mem_mb(wildcards, input, attempt):
+    # The shards and their concatenation are in memory at once.
+    return int((3 * input.size_mb + 1000) * attempt)
 
 
 def encode_settings(wildcards):
@@ -384,14 +500,13 @@ def label_set_spec(labelset):
     return LABEL_SETS[labelset]
 
 
+@functools.cache
 def has_class_names(dataset):
-    """Whether a dataset's class names can be encoded: image folders always have them, file
-    lists when they name a class-name file; precomputed embeddings have no index to encode
-    from (mining then matches their stored class names to the corpus)."""
+    """Whether a dataset's class names can be encoded from its index: image folders, file
+    lists with a class-name file or name labels. Precomputed embeddings have no index to
+    encode from (mining then matches the class names stored in them to the corpus)."""
     spec = DATASETS[dataset]
-    if spec["type"] == "filelist":
-        return "class_names" in spec
-    return spec["type"] == "imagefolder"
+    return spec["type"] != "embeddings" and bool(class_names_available(spec))
 
 
 def class_names_input(model, dataset, prompts):
@@ -511,6 +626,46 @@ def method_params(wildcards):
     }
 
 
+# Miners whose positives are Y_GT, the ID class names (as clustermine.mining.NEEDS_CLASS_NAMES).
+GROUND_TRUTH_MINERS = ("gt", "gt_aug", "neglabel")
+
+
+def _check_methods():
+    """Every method an ID set runs is declared, names a declared label set (whose clusterer is
+    declared), and needs Y_GT only where the ID-train set has class names."""
+    for idset in IDSETS:
+        for method in idset_methods(idset):
+            where = f"config: idsets.{idset}.methods"
+            if method not in METHODS:
+                raise ValueError(
+                    f"{where} names method '{method}', which is not declared under methods "
+                    f"(declared: {sorted(METHODS)})"
+                )
+            labelset = METHODS[method].get("labels")
+            if labelset is None:
+                continue
+            if labelset not in LABEL_SETS:
+                raise ValueError(
+                    f"config: methods.{method}.labels names label set '{labelset}', which is "
+                    f"not declared under label_sets (declared: {sorted(LABEL_SETS)})"
+                )
+            spec = LABEL_SETS[labelset]
+            if spec["miner"] == "clustermine":
+                clusterer_spec(spec["clusterer"])
+            train = IDSETS[idset]["train"]
+            if (
+                spec["miner"] in GROUND_TRUTH_MINERS
+                and class_names_available(DATASETS[train]) is False
+            ):
+                raise ValueError(
+                    f"config: method '{method}' of idset '{idset}' uses label set "
+                    f"'{labelset}' (miner {spec['miner']}), which needs the ID class names "
+                    f"(Y_GT), but the ID-train set '{train}' has none. Give the dataset its "
+                    "class names (imagefolder, or a filelist with class_names or name labels), "
+                    "or leave this method out of the ID set (label-free: posmine, clustermine)."
+                )
+
+
 def detector_file(model, idset, method):
     return f"results/{model}/detectors/{idset}.{method}.h5"
 
@@ -572,17 +727,6 @@ def evaluate_inputs(wildcards):
 
 def fpr_convention(wildcards):
     return idset_spec(wildcards.idset).get("fpr_convention", "clip")
-
-
-def metrics_targets():
-    """Every metrics file: each model, ID set, method of that ID set and ID test set."""
-    return [
-        f"results/{model}/metrics/{idset}.{method}.{testset}.json"
-        for idset, spec in IDSETS.items()
-        for model in spec.get("models", MODELS)
-        for method in spec.get("methods", [])
-        for testset in spec.get("test", [])
-    ]
 
 
 # --- report stage (rules/report.smk)
@@ -763,3 +907,6 @@ def report_targets():
         + ["results/tables/metrics_long.tsv"]
         + [f"results/plots/{n}.png" for n in PLOT_NAMES]
     )
+
+
+_check_methods()

@@ -49,6 +49,8 @@ rule embed_class_names:
         "results/{model}/text/classes/{dataset}.{prompts}.h5",
     log:
         "logs/{model}/text/classes/{dataset}.{prompts}.log",
+    benchmark:
+        "benchmarks/{model}/text/classes/{dataset}.{prompts}.tsv"
     conda:
         "../envs/clustermine.yaml"
     threads: 1

@@ -1,58 +1,19 @@
 # The offline demo: image folders from Debian/PyPI data, and the demo CLIP model trained on them
-# (docs/demo.md). prepare_demo_data writes one folder per split under demo.root; its declared
-# output is the marker file <root>/.prepared (the split counts, as JSON), written last, so a
-# half-written set of folders never counts as done. Rules that read the folders depend on the
-# marker (common.smk: demo_outputs_for).
+# (docs/demo.md). prepare_demo_split writes one folder per split under demo.root; its declared
+# output is a marker file (<root>/.splits/<split>.json, the class counts), written after the
+# folder is complete, so a half-written folder never counts as done. Rules that read a folder
+# depend on its marker (common.smk: demo_outputs_for), so adding or changing one split reruns
+# only what reads it.
 
-
-def demo_root():
-    return os.path.normpath(DEMO.get("root", "resources/demo"))
-
-
-def demo_train_settings():
-    return DEMO.get("train", {})
-
-
-def demo_data_params(wildcards):
-    train = demo_train_settings()
-    return {
-        "root": demo_root(),
-        "seed": config.get("seed", 0),
-        "digits_train": train.get("digits_train", 4000),
-        "tuxpaint_train_categories": train.get(
-            "tuxpaint_train_categories",
-            [
-                "animals",
-                "food",
-                "hobbies",
-                "household",
-                "medical",
-                "military",
-                "people",
-                "plants",
-            ],
-        ),
-    }
-
-
-def demo_train_params(wildcards):
-    train = demo_train_settings()
-    return {
-        "root": demo_root(),
-        "seed": config.get("seed", 0),
-        "epochs": train.get("epochs", 4),
-        "batch_size": train.get("batch_size", 256),
-        "lr": train.get("lr", 0.002),
-    }
-
-
-rule prepare_demo_data:
+rule prepare_demo_split:
     output:
-        os.path.join(demo_root(), ".prepared"),
+        os.path.join(demo_root(), ".splits", "{split}.json"),
     log:
-        "logs/demo/prepare_demo_data.log",
+        "logs/demo/prepare_demo_split/{split}.log",
     benchmark:
-        "benchmarks/demo/prepare_demo_data.tsv"
+        "benchmarks/demo/prepare_demo_split/{split}.tsv"
+    wildcard_constraints:
+        split="|".join(DEMO_SPLITS),
     conda:
         "../envs/clustermine.yaml"
     threads: 1
@@ -60,17 +21,17 @@ rule prepare_demo_data:
         mem_mb=2000,
         runtime=20,
     params:
-        demo=demo_data_params,
+        demo=demo_split_params,
     script:
         "../scripts/prepare_demo_data.py"
 
 
 rule train_demo_model:
     input:
-        os.path.join(demo_root(), ".prepared"),
+        [demo_split_marker(s) for s in DEMO_TRAINING_SPLITS + [DEMO_EVAL_SPLIT]],
     output:
-        checkpoint="resources/models/demo-minilm.pt",
-        summary="resources/models/demo-minilm.json",
+        checkpoint=DEMO_CHECKPOINT,
+        summary=DEMO_TRAINING_SUMMARY,
     log:
         "logs/models/demo-minilm.log",
     benchmark:
@@ -85,3 +46,26 @@ rule train_demo_model:
         train=demo_train_params,
     script:
         "../scripts/train_demo_model.py"
+
+
+rule demo_summary:
+    input:
+        unpack(demo_summary_inputs),
+    output:
+        md=report(
+            "results/demo/summary.md",
+            caption="../report/demo_summary.rst",
+            category="Demo",
+        ),
+        json="results/demo/summary.json",
+    log:
+        "logs/demo/summary.log",
+    conda:
+        "../envs/clustermine.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        benchmark=demo_summary_benchmark,
+    script:
+        "../scripts/demo_summary.py"

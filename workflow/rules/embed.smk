@@ -8,8 +8,15 @@ rule index_dataset:
         "resources/index/{dataset}.tsv",
     log:
         "logs/index/{dataset}.log",
+    benchmark:
+        "benchmarks/index/{dataset}.tsv"
     conda:
         "../envs/clustermine.yaml"
+    # Scans the dataset's folder tree or list once (1.28M files for ImageNet train).
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
     params:
         spec=dataset_spec,
         seed=config.get("seed", 0),
@@ -50,10 +57,13 @@ rule merge_image_shards:
         "results/{model}/images/{dataset}.h5",
     log:
         "logs/{model}/images/{dataset}.log",
+    benchmark:
+        "benchmarks/{model}/images/{dataset}.tsv"
     conda:
         "../envs/clustermine.yaml"
+    threads: 1
     resources:
-        mem_mb=16000,
+        mem_mb=merge_mem_mb,
         runtime=60,
     params:
         max_unreadable_fraction=ENCODE.get("max_unreadable_fraction", 0.01),

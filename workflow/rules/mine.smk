@@ -39,7 +39,7 @@ rule mine_labels:
         "benchmarks/{model}/labels/{idset}.{labelset}.tsv"
     conda:
         "../envs/clustermine.yaml"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
         mem_mb=embeddings_mem_mb,

@@ -14,7 +14,7 @@ rule fit_detector:
         "benchmarks/{model}/detectors/{idset}.{method}.tsv"
     conda:
         "../envs/clustermine.yaml"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
         mem_mb=embeddings_mem_mb,
@@ -41,7 +41,7 @@ rule score_dataset:
         "benchmarks/{model}/scores/{idset}.{method}/{dataset}.tsv"
     conda:
         "../envs/clustermine.yaml"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
         mem_mb=embeddings_mem_mb,

@@ -1,5 +1,6 @@
 import torch
 
+from clustermine.cluster_analysis import ground_truth_agreement
 from clustermine.clustering import ClusterConfigError, fit_clusters
 from clustermine.clustering.io import write_clusters
 from clustermine.h5io import EmbeddingFileError, check_same_model, read_image_embeddings
@@ -35,7 +36,13 @@ try:
     )
 except ClusterConfigError as err:
     raise ClusterConfigError(f"config: clusterers.{wc.clusterer}: {err}") from err
-write_clusters(snakemake.output[0], result, {**attrs, "clusterer_slug": wc.clusterer})
+# With ground-truth labels (e.g. ImageNet train), how well the clusters match the classes.
+agreement = ground_truth_agreement(result.assignments, images.labels)
+if agreement:
+    log.info("agreement with the ground-truth classes: %s", agreement)
+write_clusters(
+    snakemake.output[0], result, {**attrs, **agreement, "clusterer_slug": wc.clusterer}
+)
 log.info(
     "%s: %d clusters (%d non-empty), best head %d",
     snakemake.output[0],

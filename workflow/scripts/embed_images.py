@@ -19,7 +19,10 @@ data = encode_images(
     batch_size=params.batch_size,
     num_workers=params.num_workers,
     precision=params.model["precision"],
-    max_unreadable_fraction=params.encode["max_unreadable_fraction"],
+    # Several shards: the allowance holds for the whole dataset, checked when they are merged.
+    max_unreadable_fraction=(
+        params.encode["max_unreadable_fraction"] if int(wc.nshards) == 1 else 1.0
+    ),
 )
 data.attrs.update(loaded.attrs())
 data.attrs.update(

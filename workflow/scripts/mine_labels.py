@@ -7,6 +7,7 @@ from clustermine.h5io import (
     EmbeddingFileError,
     check_same_model,
     read_attributes,
+    read_image_labels,
     read_text_embeddings,
 )
 from clustermine.labelsets import write_label_set
@@ -75,7 +76,9 @@ extra = {
     "inputs": sources,
     "label_quality": quality_of(labels, inputs),
     "cluster_analysis": (
-        cluster_summary(inputs, params.num_clusters) if assignments is not None else None
+        cluster_summary(inputs, params.num_clusters, read_image_labels(inp.images))
+        if assignments is not None
+        else None
     ),
 }
 write_label_set(snakemake.output.tsv, labels, extra)

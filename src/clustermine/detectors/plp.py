@@ -41,12 +41,14 @@ class PLPDetector(Detector):
         if epochs < 1 or batch < 1:
             raise DetectorConfigError(f"{self.name}: epochs and batch_size must be >= 1")
         pseudo = zero_shot_top1(train, self.text_pos.embeddings, self.budget_bytes, self.device)
-        train = normalize(train)
+        train = normalize(train)  # a float32 copy, z-scored in place below
         mean = train.mean(axis=0, dtype=np.float64)
         std = train.std(axis=0, dtype=np.float64)
         std = np.where(std > 1e-12, std, 1.0)
+        train -= mean.astype(np.float32)
+        train /= std.astype(np.float32)
         weight, bias, stats = train_linear_probe(
-            (train - mean) / std,
+            train,
             pseudo,
             len(self.text_pos.names),
             epochs=epochs,
@@ -128,8 +130,13 @@ def train_linear_probe(
             loss_sum += loss.detach() * len(idx)
         if epoch == 0 or epoch + 1 == epochs or (epoch + 1) % 10 == 0:
             log.info("plp epoch %d/%d: loss %.4f", epoch + 1, epochs, loss_sum.item() / n)
-    with torch.no_grad():
-        acc = (layer(xt).argmax(dim=1) == yt).double().mean().item()
+    with torch.no_grad():  # in chunks: N × K logits would not fit for ImageNet and 4000 labels
+        rows = max(1, 2**28 // (4 * max(n_classes, d)))
+        hits = sum(
+            int((layer(xt[lo : lo + rows]).argmax(dim=1) == yt[lo : lo + rows]).sum())
+            for lo in range(0, n, rows)
+        )
+        acc = hits / n
     stats = {
         "final_epoch_loss": loss_sum.item() / n,
         "train_pseudo_accuracy": acc,

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
+
 from clustermine.cluster_analysis import cluster_report
 from clustermine.label_quality import label_quality
 from clustermine.labelsets import LabelSet
@@ -39,16 +41,21 @@ def quality_of(labels: LabelSet, inputs: MiningInputs) -> dict[str, Any]:
     )
 
 
-def cluster_summary(inputs: MiningInputs, num_clusters: int | None) -> dict[str, Any]:
+def cluster_summary(
+    inputs: MiningInputs, num_clusters: int | None, ground_truth: np.ndarray | None = None
+) -> dict[str, Any]:
     """``cluster_analysis`` of the metrics files: C, purity, entropy (nats), redundancy,
-    |Y_pos|/C, from the clusters and the zero-shot labels the label set was mined from."""
+    |Y_pos|/C, from the clusters and the zero-shot labels the label set was mined from; with
+    ground-truth labels of the ID-train images also NMI, ARI and Hungarian accuracy."""
     report = cluster_report(
-        inputs.cluster_assignments(), inputs.zero_shot_top1(), None, num_clusters
+        inputs.cluster_assignments(), inputs.zero_shot_top1(), ground_truth, num_clusters
     )
-    return {
+    summary = {
         "C": report["num_clusters"],
         "purity": report["purity"],
         "entropy": report["entropy_nats"],
         "redundancy": report["redundancy"],
         "ypos_over_C": report["ypos_per_cluster"],
     }
+    summary.update({k: report[k] for k in ("nmi", "ari", "hungarian_accuracy") if k in report})
+    return summary

@@ -1,0 +1,201 @@
+"""The whole workflow on tiny data: every miner, every score, both clusterers, a cluster sweep,
+a precomputed embedding file, tables, plots and the HTML report, through real Snakemake runs."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from clustermine.clustering.io import read_clusters
+from clustermine.labelsets import read_label_meta
+from clustermine.score_files import read_scores
+from conftest import SNAKEFILE, file_times, run_workflow
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--configfile", "config.yaml"]
+# One method per score, and one per miner (ClusterMine on both clusterers).
+METHODS = {
+    "mcm": {"score": "mcm", "labels": "gt"},
+    "maxlogit": {"score": "maxlogit", "labels": "gt"},
+    "energy": {"score": "energy", "labels": "gt"},
+    "mahalanobis": {"score": "mahalanobis", "labels": "gt"},
+    "rel-mahalanobis": {"score": "relative_mahalanobis", "labels": "gt"},
+    "plp": {"score": "plp", "labels": "gt", "epochs": 2},
+    "neglabel": {"score": "eq1", "labels": "neglabel", "tau": 0.01},
+    "neglabel-grouped": {"score": "eq1_grouped", "labels": "neglabel", "tau": 0.01, "groups": 2},
+    "gt-aug": {"score": "eq1", "labels": "gt-aug"},
+    "posmine": {"score": "eq1", "labels": "posmine"},
+    "clustermine": {"score": "eq1", "labels": "clustermine"},
+    "clustermine-temi": {"score": "eq1", "labels": "clustermine-temi"},
+}
+LABEL_SETS = {
+    "gt": {"miner": "gt"},
+    "gt-aug": {"miner": "gt_aug", "num_aug": 3},
+    "posmine": {"miner": "posmine", "min_votes": 2},
+    "clustermine": {"miner": "clustermine", "clusterer": "kmeans", "C": 3},
+    "clustermine-temi": {"miner": "clustermine", "clusterer": "temi", "C": 3},
+    "neglabel": {"miner": "neglabel", "num_negatives": 10},
+}
+
+
+def write_config(project: Path, edit=None) -> dict:
+    config = yaml.safe_load((project / "config.yaml").read_text())
+    config["datasets"]["ood-pre"] = {
+        "type": "embeddings", "paths": {"tiny-a": str(project / "data" / "ood-pre.h5")}
+    }
+    config["clusterers"] = {
+        "kmeans": {"method": "kmeans"},
+        "temi": {"method": "temi", "heads": 3, "knn": 5, "epochs": 3, "batch_size": 16,
+                 "warmup_epochs": 1},
+    }
+    config["cluster_sweep"] = {"kmeans": [2, 3, 4]}
+    config["label_sets"] = copy.deepcopy(LABEL_SETS)
+    config["methods"] = copy.deepcopy(METHODS)
+    config["idsets"]["tiny"]["extra_benchmarks"] = ["ood-pre"]
+    if edit:
+        edit(config)
+    (project / "config.yaml").write_text(yaml.safe_dump(config))
+    return config
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """The tiny project run end to end once (shared by the tests of this module)."""
+    from conftest import make_image_folder, tiny_config, TINY_WORDS
+
+    project = tmp_path_factory.mktemp("pipeline")
+    data = project / "data"
+    make_image_folder(data / "id-train", {"dog": 12, "cat": 12, "car": 12}, seed=1)
+    make_image_folder(data / "id-test", {"dog": 5, "cat": 5, "car": 5}, seed=2)
+    make_image_folder(data / "ood", {"tree": 6, "boat": 6}, seed=3)
+    (data / "words.txt").write_text("\n".join(TINY_WORDS) + "\n")
+    (project / "config.yaml").write_text(yaml.safe_dump(tiny_config(data)))
+    # A precomputed embedding file "made elsewhere": the OOD set encoded by the same model.
+    run_workflow(project, ["results/tiny-a/images/ood.h5"])
+    shutil.copy(project / "results/tiny-a/images/ood.h5", data / "ood-pre.h5")
+    write_config(project)
+    run_workflow(project)
+    return project
+
+
+def test_every_method_is_evaluated(pipeline):
+    for method in METHODS:
+        record = json.loads(
+            (pipeline / f"results/tiny-a/metrics/tiny.{method}.id-test.json").read_text()
+        )
+        assert set(record["benchmarks"]) == {"ood", "ood-pre"}, method
+        for bench in record["benchmarks"].values():
+            assert 0.0 <= bench["auroc"] <= 1.0 and 0.0 <= bench["fpr95"] <= 1.0, method
+        # The mean is over the main benchmarks only; the extra one is reported on its own.
+        assert record["mean"]["auroc"] == pytest.approx(record["benchmarks"]["ood"]["auroc"])
+        if record["score"] == "eq1" and "tau" not in METHODS[method]:
+            assert record["tau"] == pytest.approx(0.1 / read_scores(
+                pipeline / f"results/tiny-a/scores/tiny.{method}/id-test.h5").attrs["logit_scale"])
+
+
+def test_precomputed_embeddings_are_used_as_they_are(pipeline):
+    assert not (pipeline / "results/tiny-a/images/ood-pre.h5").exists()
+    assert not list((pipeline / "logs").rglob("*ood-pre*.log")) or all(
+        "scores" in p.parts for p in (pipeline / "logs").rglob("*ood-pre*.log")
+    )
+    # The same embeddings scored from either file give the same scores.
+    for method in ("clustermine", "mahalanobis"):
+        a = read_scores(pipeline / f"results/tiny-a/scores/tiny.{method}/ood.h5").scores
+        b = read_scores(pipeline / f"results/tiny-a/scores/tiny.{method}/ood-pre.h5").scores
+        np.testing.assert_array_equal(a, b)
+
+
+def test_clustering_outputs(pipeline):
+    with h5py.File(pipeline / "results/tiny-a/knn/id-train.k5.h5", "r") as f:
+        assert f["indices"].shape == (36, 5)
+    for name, c in [("kmeans-C2", 2), ("kmeans-C3", 3), ("kmeans-C4", 4), ("temi-C3", 3)]:
+        result = read_clusters(pipeline / f"results/tiny-a/clusters/id-train.{name}.h5")
+        assert len(result) == 36 and result.num_clusters == c
+        # The ID-train images have labels: agreement with the classes is recorded.
+        assert 0.0 <= result.attrs["nmi"] <= 1.0 and "hungarian_accuracy" in result.attrs
+    temi = read_clusters(pipeline / "results/tiny-a/clusters/id-train.temi-C3.h5")
+    assert len(temi.head_losses) == 3 and temi.params["heads"] == 3
+    sweep = (pipeline / "results/tiny-a/clusters/sweeps/tiny.kmeans.tsv").read_text().splitlines()
+    header = sweep[0].split("\t")
+    assert {"C", "purity", "num_ypos", "nmi", "elbow"} <= set(header)
+    assert [row.split("\t")[0] for row in sweep[1:]] == ["2", "3", "4"]
+
+
+def test_label_sets_record_quality_and_clusters(pipeline):
+    for labelset in LABEL_SETS:
+        tsv = pipeline / f"results/tiny-a/labels/tiny.{labelset}.tsv"
+        meta = read_label_meta(tsv)
+        assert meta["label_set"] == labelset and meta["label_quality"]["n_pos"] >= 1
+    meta = read_label_meta(pipeline / "results/tiny-a/labels/tiny.clustermine-temi.tsv")
+    assert meta["cluster_analysis"]["C"] == 3 and "nmi" in meta["cluster_analysis"]
+    gt = read_label_meta(pipeline / "results/tiny-a/labels/tiny.gt.tsv")["label_quality"]
+    assert gt["overlap"] == 1.0 and gt["f1"] == 1.0  # Y_GT against itself
+
+
+def test_tables_plots_and_report(pipeline):
+    table = (pipeline / "results/tables/ood_benchmarks.md").read_text()
+    for method in METHODS:
+        assert method in table
+    plots = list((pipeline / "results/plots").glob("*.png"))
+    assert len(plots) == 6 and all(p.stat().st_size > 1000 for p in plots)
+    out = subprocess.run([*SNAKEMAKE, "--report", "results/report.html", "--cores", "1"],
+                         cwd=pipeline, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    html = (pipeline / "results/report.html").read_text(errors="replace")
+    assert len(html) > 100_000 and "ood_benchmarks" in html
+
+
+def test_editing_one_method_reruns_only_its_files(pipeline):
+    before = file_times(pipeline / "results")
+    write_config(pipeline, lambda c: c["methods"]["plp"].update(epochs=3))
+    time.sleep(0.05)
+    run_workflow(pipeline)
+    after = file_times(pipeline / "results")
+    changed = {p for p in after if after[p] != before.get(p)}
+    method_files = {
+        "tiny-a/detectors/tiny.plp.h5",
+        "tiny-a/metrics/tiny.plp.id-test.json",
+        *(f"tiny-a/scores/tiny.plp/{d}.h5" for d in ("id-test", "ood", "ood-pre")),
+    }
+    report = {p for p in changed if p.startswith(("tables/", "plots/"))}
+    assert changed == method_files | report, sorted(changed - method_files - report)
+    assert report  # the tables show the new numbers
+
+
+def dry_run(project: Path):
+    return subprocess.run([*SNAKEMAKE, "-n", "--cores", "1"], cwd=project,
+                          capture_output=True, text=True)
+
+
+def test_misspelt_miner_parameter_is_named_at_start(tiny_project):
+    write_config(tiny_project, lambda c: c["label_sets"]["posmine"].update(M=2))
+    out = dry_run(tiny_project)
+    assert out.returncode != 0 and "'M' was unexpected" in out.stdout + out.stderr
+
+
+def test_ground_truth_method_without_class_names_is_a_config_error(tiny_project):
+    data = tiny_project / "data"
+    paths = sorted(p.relative_to(data / "id-train") for p in (data / "id-train").rglob("*.png"))
+    (data / "train.txt").write_text("".join(f"{p} 0\n" for p in paths))  # integer labels only
+
+    def edit(config):
+        config["datasets"]["id-train"] = {
+            "type": "filelist", "root": str(data / "id-train"), "list": str(data / "train.txt")
+        }
+        config["corpora"]["words"].pop("add_class_names_of")
+
+    write_config(tiny_project, edit)
+    out = dry_run(tiny_project)
+    message = out.stdout + out.stderr
+    assert out.returncode != 0
+    assert "of idset 'tiny' uses label set 'gt' (miner gt)" in message
+    assert "'id-train' has none" in message
