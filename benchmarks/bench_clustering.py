@@ -6,6 +6,8 @@
 2. Exact cosine kNN (clustermine.knn) against scikit-learn's brute-force
    NearestNeighbors(metric="cosine"): time and peak memory, each measured in a fresh process.
 3. How the kNN time grows with N.
+4. k-means++ seeding from a sample of rows (`init_size`, the default for large N) against
+   seeding from every row: time of the whole fit and its final inertia, same data and seed.
 
     python benchmarks/bench_clustering.py            # defaults: a few minutes on 2 CPU cores
     python benchmarks/bench_clustering.py --quick    # smaller sizes
@@ -258,6 +260,27 @@ def bench_growth(args: argparse.Namespace, device: str) -> list[dict]:
     return rows
 
 
+def bench_kmeans(args: argparse.Namespace, device: torch.device) -> dict:
+    from clustermine.clustering.kmeans import fit_kmeans
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(args.kmeans_c, args.growth_dim)).astype(np.float32)
+    x = centres[rng.integers(args.kmeans_c, size=args.kmeans_n)]
+    x += rng.normal(scale=0.5, size=x.shape).astype(np.float32)
+    out = {}
+    for name, init_size in (("all rows", args.kmeans_n), ("sample", args.kmeans_init)):
+        start = time.perf_counter()
+        result = fit_kmeans(x, args.kmeans_c, {"init_size": init_size, "max_iter": 20},
+                            device=device)
+        out[name] = {"seconds": time.perf_counter() - start, "inertia": result.head_losses[0]}
+        print(f"  k-means++ from {name} ({init_size} rows): {out[name]['seconds']:7.2f} s, "
+              f"inertia {out[name]['inertia']:.6g}", flush=True)
+    print(f"  seeding from a sample: time x{out['sample']['seconds'] / out['all rows']['seconds']:.2f}"
+          f", inertia x{out['sample']['inertia'] / out['all rows']['inertia']:.4f} (same run)",
+          flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smaller sizes for a smoke run")
@@ -272,7 +295,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--k", type=int, default=50)
     p.add_argument("--growth-n", type=int, nargs="+", default=[10000, 100000])
     p.add_argument("--growth-dim", type=int, default=64)
-    p.add_argument("--skip", nargs="*", default=[], choices=["temi", "knn", "growth"])
+    p.add_argument("--kmeans-n", type=int, default=50000)
+    p.add_argument("--kmeans-c", type=int, default=500)
+    p.add_argument("--kmeans-init", type=int, default=16000, help="rows k-means++ seeds from")
+    p.add_argument("--skip", nargs="*", default=[], choices=["temi", "knn", "growth", "kmeans"])
     p.add_argument("--knn-worker", nargs=5, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.knn_worker:
@@ -282,6 +308,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.temi_n, args.heads, args.knn_n = 256, 20, 5000
         args.growth_n = [5000, 20000]
+        args.kmeans_n, args.kmeans_c, args.kmeans_init = 10000, 100, 3200
     device = pick_device(args.device)
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
@@ -302,6 +329,10 @@ def main(argv: list[str] | None = None) -> None:
     if "growth" not in args.skip:
         print("kNN time growth:", flush=True)
         bench_growth(args, str(device))
+    if "kmeans" not in args.skip:
+        print(f"k-means: N={args.kmeans_n}, D={args.growth_dim}, C={args.kmeans_c}, "
+              "20 Lloyd iterations at most:", flush=True)
+        bench_kmeans(args, device)
 
 
 if __name__ == "__main__":

@@ -130,21 +130,33 @@ def expected_job_counts(config: dict[str, Any]) -> Counter:
             for method in spec.get("methods", list(methods)):
                 mspec = methods[method]
                 add("fit_detector", model, idset, method)
-                for ds in used[1:]:
-                    add("score_dataset", model, idset, method, ds)
+                add("score", model, idset, method)
                 for test in spec.get("test", []):
                     add("evaluate", model, idset, method, test)
                 if "labels" not in mspec:
                     continue
-                ls = label_sets[mspec["labels"]]
-                add("mine_labels", model, idset, mspec["labels"])
                 add("embed_class_names", model, spec["train"], prompts)
-                if ls["miner"] in ("posmine", "clustermine"):
-                    add("zero_shot_labels", model, spec["train"], spec["corpus"], prompts)
-                if ls["miner"] == "clustermine":
-                    add("cluster", model, spec["train"], ls["clusterer"], ls["C"])
-                    if clusterers[ls["clusterer"]]["method"] == "temi":
-                        add("knn", model, spec["train"], clusterers[ls["clusterer"]].get("knn", 50))
+                pending = [mspec["labels"]]
+                while pending:  # a label set and the one whose |Y_pos| it matches
+                    slug = pending.pop()
+                    ls = label_sets[slug]
+                    add("mine_labels", model, idset, slug)
+                    if ls["miner"] in ("posmine", "clustermine"):
+                        add("zero_shot_labels", model, spec["train"], spec["corpus"], prompts)
+                    if ls["miner"] == "clustermine":
+                        add("cluster", model, spec["train"], ls["clusterer"], ls["C"])
+                        if clusterers[ls["clusterer"]]["method"] == "temi":
+                            k = clusterers[ls["clusterer"]].get("knn", 50)
+                            add("knn", model, spec["train"], k)
+                    if "match_positives_of" in ls:
+                        pending.append(ls["match_positives_of"])
+            for clusterer, values in spec.get("cluster_sweep", {}).items():
+                add("cluster_sweep", model, idset, clusterer)
+                add("zero_shot_labels", model, spec["train"], spec["corpus"], prompts)
+                for c in values:
+                    add("cluster", model, spec["train"], clusterer, c)
+                if clusterers[clusterer]["method"] == "temi":
+                    add("knn", model, spec["train"], clusterers[clusterer].get("knn", 50))
         for ds in used:
             add("index_dataset", ds)
         add("corpus_names", spec["corpus"])

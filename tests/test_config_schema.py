@@ -40,8 +40,9 @@ def test_miner_parameters_match_the_library():
     assert set(allowed) == set(MINERS)
     for miner in MINERS:
         inputs = {"clusterer", "C"} if miner == "clustermine" else set()
+        inputs |= {"match_positives_of"} if miner == "posmine" else set()
         assert allowed[miner] == set(miner_defaults(miner)) | inputs, miner
-    assert set(INPUT_KEYS) == {"miner", "clusterer", "C"}
+    assert set(INPUT_KEYS) == {"miner", "clusterer", "C", "match_positives_of"}
 
 
 def test_score_parameters_match_the_library():

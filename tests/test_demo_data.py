@@ -9,16 +9,7 @@ from PIL import Image
 
 from clustermine import demo_data as dd
 
-TRAIN_CATEGORIES = [
-    "animals",
-    "food",
-    "hobbies",
-    "household",
-    "medical",
-    "military",
-    "people",
-    "plants",
-]
+TRAIN_CATEGORIES = list(dd.TUXPAINT_TRAIN_CATEGORIES)
 
 needs_fmnist = pytest.mark.skipif(
     not (dd.FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz").is_file(),
@@ -196,3 +187,5 @@ def test_workflow_lists_the_demo_splits():
 
     assert listed("DEMO_SPLITS") == list(dd.SPLITS)
     assert listed("DEMO_TRAINING_SPLITS") == list(dd.TRAINING_SPLITS)
+    defaults = re.search(r'"tuxpaint_train_categories",\s*(\[.*?\])', source, re.S).group(1)
+    assert ast.literal_eval(defaults) == list(dd.TUXPAINT_TRAIN_CATEGORIES)

@@ -149,6 +149,7 @@ def test_wordnet_hops_equal_nltk_pairwise_minimum():
     want = [min(wn.synset(p).shortest_path_distance(wn.synset(g)) for g in gt) for p in pos[:4]]
     assert got["mean"] == pytest.approx(np.mean(want))
     assert got["n_with_path"] == 4 and got["n_no_path"] == 1 and got["n_no_synset"] == 2
+    assert got["per_label"] == [*want, None, None, None]  # red.a.01: no path; then no synsets
 
 
 def test_label_quality_block():
@@ -163,5 +164,9 @@ def test_label_quality_block():
         "top1_text_sim": 0.5,
         "wordnet_hops": None,
     }
+    per_label = {}
+    label_quality(["a", "b"], emb[:2], 7, 30, ["a", "c"], emb[[0, 2]], per_label=per_label)
+    np.testing.assert_allclose(per_label["gt_sim"], [1.0, 0.0])
+    assert np.isnan(per_label["gt_hops"]).all()  # no synsets given
     none = label_quality(["a"], emb[:1], 3, 30)
     assert none["overlap"] is None and none["n_pos"] == 1

@@ -129,6 +129,19 @@ def test_posmine_counts_votes(corpus):
         mine_labels("posmine", MiningInputs(names, emb, top1=top1), {"min_votes": 6})
 
 
+def test_posmine_with_a_fixed_number_of_positives(corpus):
+    names, emb = corpus
+    top1 = np.array([0] * 5 + [3] * 3 + [4] * 5 + [9] + [7] * 3)
+    inputs = MiningInputs(names, emb, top1=top1)
+    # The most voted first; 3 and 7 tie on 3 votes: corpus order keeps 3.
+    labels = mine_labels("posmine", inputs, {"num_positives": 3})
+    assert labels.positives.tolist() == [0, 3, 4]
+    assert labels.params["num_positives"] == 3 and labels.params["min_votes"] is None
+    assert mine_labels("posmine", inputs, {"num_positives": 5}).positives.tolist() == [0, 3, 4, 7, 9]
+    with pytest.raises(MinerConfigError, match="num_positives must be in 1..5"):
+        mine_labels("posmine", inputs, {"num_positives": 6})
+
+
 def test_posmine_computes_zero_shot_from_images(corpus):
     names, emb = corpus
     images = np.repeat(emb[[2, 5]], 3, axis=0) * 3.0  # unnormalised on purpose
@@ -212,6 +225,19 @@ def test_label_set_file_round_trip(tmp_path, corpus):
     np.testing.assert_allclose(back.pos_scores, labels.pos_scores, rtol=1e-5)
     assert back.pos_names == labels.pos_names
     assert read_label_meta(path)["params"]["num_aug"] == 2
+    # With the per-positive quality columns: filled on positives, empty on negatives.
+    per_label = {}
+    quality_of(labels, inputs, per_label)
+    assert per_label["gt_sim"].shape == (labels.n_pos,)
+    np.testing.assert_allclose(per_label["gt_sim"][:2], 1.0, rtol=1e-5)  # Y_GT itself
+    write_label_set(path, labels, {}, per_label)
+    rows = [line.split("\t") for line in path.read_text().splitlines()]
+    assert rows[0][6:] == ["gt_sim", "gt_hops"]
+    pos = [r for r in rows[1:] if r[2] == "pos"]
+    assert all(r[6] for r in pos) and all(r[6] == r[7] == "" for r in rows[1:] if r[2] == "neg")
+    assert all(r[7] == "" for r in pos)  # no synsets in this corpus: no hops
+    again = read_label_set(path, names, ["cat", "zebra"])
+    np.testing.assert_array_equal(again.positives, labels.positives)
     with pytest.raises(LabelSetFileError, match="does not match"):
         read_label_set(path, names[::-1], ["cat", "zebra"])
     with pytest.raises(LabelSetFileError, match="class names"):

@@ -58,4 +58,6 @@ def test_paper_grid_dry_run_lists_every_job(tmp_path):
     assert counts["evaluate"] == models * 13 * 6 + ablation_evaluations
     assert counts["index_dataset"] == len(config["datasets"]) == 18
     assert counts["tables"] == counts["plots"] == 1
+    assert counts["cluster_sweep"] == 1  # the default model's sweep reuses its clusterings
+    assert counts["cluster"] == models + 4  # TEMI C = 4000 per model; C = 1k/2k/8k, k-means
     print(f"paper grid: {sum(counts.values())} jobs, DAG built in {seconds:.1f} s")

@@ -36,6 +36,7 @@ METHODS = {
     "posmine": {"score": "eq1", "labels": "posmine"},
     "clustermine": {"score": "eq1", "labels": "clustermine"},
     "clustermine-temi": {"score": "eq1", "labels": "clustermine-temi"},
+    "posmine-eq": {"score": "eq1", "labels": "posmine-eq"},
 }
 LABEL_SETS = {
     "gt": {"miner": "gt"},
@@ -44,6 +45,7 @@ LABEL_SETS = {
     "clustermine": {"miner": "clustermine", "clusterer": "kmeans", "C": 3},
     "clustermine-temi": {"miner": "clustermine", "clusterer": "temi", "C": 3},
     "neglabel": {"miner": "neglabel", "num_negatives": 10},
+    "posmine-eq": {"miner": "posmine", "match_positives_of": "clustermine"},
 }
 
 
@@ -57,10 +59,10 @@ def write_config(project: Path, edit=None) -> dict:
         "temi": {"method": "temi", "heads": 3, "knn": 5, "epochs": 3, "batch_size": 16,
                  "warmup_epochs": 1},
     }
-    config["cluster_sweep"] = {"kmeans": [2, 3, 4]}
     config["label_sets"] = copy.deepcopy(LABEL_SETS)
     config["methods"] = copy.deepcopy(METHODS)
     config["idsets"]["tiny"]["extra_benchmarks"] = ["ood-pre"]
+    config["idsets"]["tiny"]["cluster_sweep"] = {"kmeans": [2, 3, 4]}
     if edit:
         edit(config)
     (project / "config.yaml").write_text(yaml.safe_dump(config))
@@ -99,7 +101,8 @@ def test_every_method_is_evaluated(pipeline):
         assert record["mean"]["auroc"] == pytest.approx(record["benchmarks"]["ood"]["auroc"])
         if record["score"] == "eq1" and "tau" not in METHODS[method]:
             assert record["tau"] == pytest.approx(0.1 / read_scores(
-                pipeline / f"results/tiny-a/scores/tiny.{method}/id-test.h5").attrs["logit_scale"])
+                pipeline / f"results/tiny-a/scores/tiny.{method}.h5", "id-test"
+            ).attrs["logit_scale"])
 
 
 def test_precomputed_embeddings_are_used_as_they_are(pipeline):
@@ -109,9 +112,10 @@ def test_precomputed_embeddings_are_used_as_they_are(pipeline):
     )
     # The same embeddings scored from either file give the same scores.
     for method in ("clustermine", "mahalanobis"):
-        a = read_scores(pipeline / f"results/tiny-a/scores/tiny.{method}/ood.h5").scores
-        b = read_scores(pipeline / f"results/tiny-a/scores/tiny.{method}/ood-pre.h5").scores
-        np.testing.assert_array_equal(a, b)
+        path = pipeline / f"results/tiny-a/scores/tiny.{method}.h5"
+        a, b = read_scores(path, "ood"), read_scores(path, "ood-pre")
+        np.testing.assert_array_equal(a.scores, b.scores)
+        assert b.attrs["embeddings"].endswith("data/ood-pre.h5")
 
 
 def test_clustering_outputs(pipeline):
@@ -137,6 +141,16 @@ def test_label_sets_record_quality_and_clusters(pipeline):
         assert meta["label_set"] == labelset and meta["label_quality"]["n_pos"] >= 1
     meta = read_label_meta(pipeline / "results/tiny-a/labels/tiny.clustermine-temi.tsv")
     assert meta["cluster_analysis"]["C"] == 3 and "nmi" in meta["cluster_analysis"]
+    # Per-positive quality columns for the label-quality histograms (Y_GT is known here).
+    rows = [r.split("\t") for r in
+            (pipeline / "results/tiny-a/labels/tiny.clustermine.tsv").read_text().splitlines()]
+    assert rows[0][6:] == ["gt_sim", "gt_hops"]
+    assert all(-1.0 <= float(r[6]) <= 1.0 for r in rows[1:] if r[2] == "pos")
+    # PosMine matched to ClusterMine's number of positives.
+    equal = read_label_meta(pipeline / "results/tiny-a/labels/tiny.posmine-eq.tsv")
+    clustermine = read_label_meta(pipeline / "results/tiny-a/labels/tiny.clustermine.tsv")
+    assert equal["stats"]["n_pos"] == clustermine["stats"]["n_pos"]
+    assert equal["params"]["num_positives"] == clustermine["stats"]["n_pos"]
     gt = read_label_meta(pipeline / "results/tiny-a/labels/tiny.gt.tsv")["label_quality"]
     assert gt["overlap"] == 1.0 and gt["f1"] == 1.0  # Y_GT against itself
 
@@ -164,7 +178,7 @@ def test_editing_one_method_reruns_only_its_files(pipeline):
     method_files = {
         "tiny-a/detectors/tiny.plp.h5",
         "tiny-a/metrics/tiny.plp.id-test.json",
-        *(f"tiny-a/scores/tiny.plp/{d}.h5" for d in ("id-test", "ood", "ood-pre")),
+        "tiny-a/scores/tiny.plp.h5",
     }
     report = {p for p in changed if p.startswith(("tables/", "plots/"))}
     assert changed == method_files | report, sorted(changed - method_files - report)

@@ -39,8 +39,8 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TEST_EXECUTOR_ARGS = ["--slurm-init-seconds-before-status-checks", "2",
                       "--slurm-keep-successful-logs", "--max-threads", CORES, "--set-threads", "embed_images=1"]
 # A late job, so that resuming reruns only a short tail of the workflow.
-CANCEL_RULE, CANCEL_WILDCARDS = "score_dataset", "tiny-a_tiny_clustermine_ood"
-CANCEL_OUTPUT = "results/tiny-a/scores/tiny.clustermine/ood.h5"
+CANCEL_RULE, CANCEL_WILDCARDS = "score", "tiny-a_tiny_clustermine"
+CANCEL_OUTPUT = "results/tiny-a/scores/tiny.clustermine.h5"
 COMPARED_TREES = ("results", "resources")
 
 

@@ -45,6 +45,11 @@ DIGIT_CLASSES = tuple(
     for w in ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 )
 TEXTURES = ("brick", "grass", "gravel")
+# The Tux Paint categories the demo model trains on (config demo.train.tuxpaint_train_categories);
+# the others are its held-out OOD stamps.
+TUXPAINT_TRAIN_CATEGORIES = (
+    "animals", "food", "hobbies", "household", "medical", "military", "people", "plants",
+)  # fmt: skip
 # Clothing stamps would be in-distribution for Fashion-MNIST, so they are never OOD.
 TUXPAINT_EXCLUDED = ("clothes",)
 

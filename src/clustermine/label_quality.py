@@ -33,12 +33,16 @@ def set_overlap(pos_names: Sequence[str], gt_names: Sequence[str]) -> tuple[floa
     return hit / len(gt), f1
 
 
-def top1_text_similarity(pos_emb: np.ndarray, gt_emb: np.ndarray) -> float:
-    """Mean over mined labels of the highest cosine to any Y_GT text embedding."""
+def top1_text_similarities(pos_emb: np.ndarray, gt_emb: np.ndarray) -> np.ndarray:
+    """For every mined label, its highest cosine to any Y_GT text embedding."""
     if not len(pos_emb) or not len(gt_emb):
         raise ValueError("top-1 text similarity needs mined and Y_GT embeddings")
-    sims = normalize(pos_emb) @ normalize(gt_emb).T
-    return float(sims.max(axis=1).mean())
+    return (normalize(pos_emb) @ normalize(gt_emb).T).max(axis=1).astype(np.float64)
+
+
+def top1_text_similarity(pos_emb: np.ndarray, gt_emb: np.ndarray) -> float:
+    """Mean over mined labels of the highest cosine to any Y_GT text embedding."""
+    return float(top1_text_similarities(pos_emb, gt_emb).mean())
 
 
 def _ancestor_distances(synset) -> dict[Any, int]:
@@ -85,25 +89,26 @@ def wordnet_hops(
                 to_gt[anc] = d
     if not to_gt:
         return None
-    hops, no_path, no_synset = [], 0, 0
+    per_label, no_path, no_synset = [], 0, 0
     for name in pos_synsets:
         syn = lookup(name)
+        best = None
         if syn is None:
             no_synset += 1
-            continue
-        best = min(
-            (d + to_gt[a] for a, d in _ancestor_distances(syn).items() if a in to_gt),
-            default=None,
-        )
-        if best is None:
-            no_path += 1
         else:
-            hops.append(best)
+            best = min(
+                (d + to_gt[a] for a, d in _ancestor_distances(syn).items() if a in to_gt),
+                default=None,
+            )
+            no_path += best is None
+        per_label.append(best)
+    hops = [h for h in per_label if h is not None]
     return {
         "mean": float(np.mean(hops)) if hops else None,
         "n_with_path": len(hops),
         "n_no_path": no_path,
         "n_no_synset": no_synset,
+        "per_label": per_label,
     }
 
 
@@ -117,11 +122,14 @@ def label_quality(
     pos_synsets: Sequence[str | None] | None = None,
     gt_synsets: Sequence[str | None] | None = None,
     wordnet=None,
+    per_label: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """The ``label_quality`` block of a metrics file.
 
     Without Y_GT (an ID set without class names) the Y_GT-relative numbers are ``None``;
-    without synsets for both sides, ``wordnet_hops`` is.
+    without synsets for both sides, ``wordnet_hops`` is. A dict passed as ``per_label`` receives
+    the numbers of every mined label (``gt_sim``, ``gt_hops``: float arrays in the order of
+    ``pos_names``, NaN where undefined), which the label-set files keep for histograms.
     """
     out: dict[str, Any] = {
         "n_pos": int(len(pos_names)),
@@ -132,11 +140,15 @@ def label_quality(
         "top1_text_sim": None,
         "wordnet_hops": None,
     }
+    columns = per_label if per_label is not None else {}
+    columns["gt_sim"] = np.full(len(pos_names), np.nan)
+    columns["gt_hops"] = np.full(len(pos_names), np.nan)
     if not gt_names or not len(pos_names):
         return out
     out["overlap"], out["f1"] = set_overlap(pos_names, gt_names)
     if gt_emb is not None and len(gt_emb):
-        out["top1_text_sim"] = top1_text_similarity(pos_emb, gt_emb)
+        columns["gt_sim"] = top1_text_similarities(pos_emb, gt_emb)
+        out["top1_text_sim"] = float(columns["gt_sim"].mean())
     if not pos_synsets or not gt_synsets or not any(gt_synsets):
         log.info("label quality: no synsets for the labels; WordNet hops skipped")
         return out
@@ -146,6 +158,7 @@ def label_quality(
         log.warning("label quality: WordNet hops skipped (%s)", err)
         return out
     if hops is not None:
+        columns["gt_hops"] = np.array([np.nan if h is None else h for h in hops.pop("per_label")])
         out["wordnet_hops"] = hops["mean"]
         log.info("label quality: WordNet hops %s", hops)
     return out

@@ -23,6 +23,9 @@ import numpy as np
 from clustermine.h5io import atomic_path
 
 TSV_COLUMNS = ("index", "name", "role", "source", "votes", "score")
+# Optional per-positive quality columns (label_quality.label_quality): top-1 text cosine to
+# Y_GT and WordNet hops to the nearest Y_GT synset; empty where undefined and on negatives.
+QUALITY_COLUMNS = ("gt_sim", "gt_hops")
 
 
 class LabelSetFileError(ValueError):
@@ -134,9 +137,13 @@ def _fmt(x: float) -> str:
 
 
 def write_label_set(
-    tsv_path: str | os.PathLike, labels: LabelSet, extra: dict[str, Any] | None = None
+    tsv_path: str | os.PathLike,
+    labels: LabelSet,
+    extra: dict[str, Any] | None = None,
+    per_label: dict[str, np.ndarray] | None = None,
 ) -> None:
-    """Write the TSV and its JSON sidecar, each atomically."""
+    """Write the TSV and its JSON sidecar, each atomically. ``per_label`` holds the
+    :data:`QUALITY_COLUMNS` of the positives (in :attr:`LabelSet.pos_names` order), if any."""
     rows = [
         (i, labels.class_names[i], "pos", "classes", -1, math.nan) for i in labels.class_positives
     ]
@@ -148,11 +155,19 @@ def write_label_set(
         (i, labels.names[i], "neg", "corpus", v, s)
         for i, v, s in zip(labels.negatives, labels.neg_votes, labels.neg_scores)
     ]
+    quality = [c for c in QUALITY_COLUMNS if per_label is not None and c in per_label]
+    for col in quality:
+        if len(per_label[col]) != labels.n_pos:
+            raise LabelSetFileError(f"{col}: {len(per_label[col])} values for {labels.n_pos} positives")
     with atomic_path(tsv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, delimiter="\t", lineterminator="\n")
-        w.writerow(TSV_COLUMNS)
-        for i, name, role, source, v, s in rows:
-            w.writerow((int(i), name, role, source, "" if v < 0 else int(v), _fmt(float(s))))
+        w.writerow(TSV_COLUMNS + tuple(quality))
+        for row, (i, name, role, source, v, s) in enumerate(rows):
+            extra_cols = [
+                _fmt(float(per_label[c][row])) if row < labels.n_pos else "" for c in quality
+            ]
+            w.writerow((int(i), name, role, source, "" if v < 0 else int(v), _fmt(float(s)),
+                        *[x if x != "nan" else "" for x in extra_cols]))
     meta = {
         "miner": labels.miner,
         "params": labels.params,
@@ -199,9 +214,13 @@ def read_label_set(
     cols: dict[str, list[list]] = {k: [[], [], []] for k in ("pos", "neg", "cls")}
     with open(tsv_path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f, delimiter="\t")
-        if tuple(reader.fieldnames or ()) != TSV_COLUMNS:
+        fields = tuple(reader.fieldnames or ())
+        if fields[: len(TSV_COLUMNS)] != TSV_COLUMNS or not set(fields[6:]) <= set(
+            QUALITY_COLUMNS
+        ):
             raise LabelSetFileError(
-                f"{tsv_path}: expected columns {TSV_COLUMNS}, found {reader.fieldnames}"
+                f"{tsv_path}: expected columns {TSV_COLUMNS} (then optionally "
+                f"{QUALITY_COLUMNS}), found {reader.fieldnames}"
             )
         for line, row in enumerate(reader, start=2):
             role, source = row["role"], row["source"]

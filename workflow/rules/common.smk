@@ -365,7 +365,6 @@ def prompt_set(wildcards):
 # --- cluster stage (rules/cluster.smk)
 
 CLUSTERERS = config.get("clusterers", {})
-CLUSTER_SWEEP = config.get("cluster_sweep", {})
 # Methods trained on kNN pairs and their default k (as clustermine.clustering.KNN_DEFAULTS).
 KNN_DEFAULT_K = {"temi": 50}
 
@@ -438,10 +437,11 @@ def sweep_idset(wildcards):
 
 def sweep_inputs(wildcards):
     spec = sweep_idset(wildcards)
-    values = CLUSTER_SWEEP.get(wildcards.clusterer)
+    values = spec.get("cluster_sweep", {}).get(wildcards.clusterer)
     if not values:
         raise ValueError(
-            f"config: cluster_sweep has no list of C for clusterer '{wildcards.clusterer}'"
+            f"config: idsets.{wildcards.idset}.cluster_sweep has no list of C for clusterer "
+            f"'{wildcards.clusterer}'"
         )
     return {
         "images": image_embeddings(wildcards.model, spec["train"]),
@@ -459,15 +459,19 @@ def sweep_inputs(wildcards):
     }
 
 
+def sweep_keys():
+    """(model, idset, clusterer) of every cluster sweep: each ID set with a cluster_sweep, each
+    of its models and clusterers."""
+    keys = []
+    for idset, spec in IDSETS.items():
+        for clusterer in spec.get("cluster_sweep", {}):
+            clusterer_spec(clusterer)  # a declared clusterer, or a clear error
+            keys += [[model, idset, clusterer] for model in idset_models(idset)]
+    return keys
+
+
 def cluster_sweep_targets():
-    """One sweep table per model, ID set and clusterer listed under cluster_sweep."""
-    return [
-        f"results/{model}/clusters/sweeps/{idset}.{clusterer}.tsv"
-        for model in MODELS
-        for idset in IDSETS
-        for clusterer in CLUSTER_SWEEP
-        if clusterer in CLUSTERERS
-    ]
+    return [f"results/{m}/clusters/sweeps/{i}.{c}.tsv" for m, i, c in sweep_keys()]
 
 
 # --- mine stage (rules/mine.smk)
@@ -575,6 +579,12 @@ def mine_inputs(wildcards):
         inputs["clusters"] = clusters_file(
             wildcards.model, train, label_set["clusterer"], label_set["C"]
         )
+    if "match_positives_of" in label_set:
+        other = label_set["match_positives_of"]
+        label_set_spec(other)
+        if other == wildcards.labelset:
+            raise ValueError(f"config: label_sets.{other}.match_positives_of names itself")
+        inputs["match"] = label_set_file(wildcards.model, wildcards.idset, other)
     return inputs
 
 
@@ -587,7 +597,7 @@ def label_set_params(wildcards):
     return {
         k: v
         for k, v in label_set_spec(wildcards.labelset).items()
-        if k not in ("miner", "clusterer", "C")
+        if k not in ("miner", "clusterer", "C", "match_positives_of")
     }
 
 
@@ -670,8 +680,9 @@ def detector_file(model, idset, method):
     return f"results/{model}/detectors/{idset}.{method}.h5"
 
 
-def scores_file(model, idset, method, dataset):
-    return f"results/{model}/scores/{idset}.{method}/{dataset}.h5"
+def scores_file(model, idset, method):
+    """One file per detector: the scores of every ID test set and OOD benchmark of its ID set."""
+    return f"results/{model}/scores/{idset}.{method}.h5"
 
 
 def fit_detector_inputs(wildcards):
@@ -691,10 +702,15 @@ def fit_detector_inputs(wildcards):
     return inputs
 
 
-def score_dataset_inputs(wildcards):
+def scored_datasets(wildcards):
+    """The datasets a detector scores: its ID set's test sets, then its OOD benchmarks."""
+    return list(idset_spec(wildcards.idset).get("test", [])) + idset_benchmarks(wildcards)
+
+
+def score_inputs(wildcards):
     return {
         "detector": detector_file(wildcards.model, wildcards.idset, wildcards.method),
-        "images": image_embeddings(wildcards.model, wildcards.dataset),
+        "images": [image_embeddings(wildcards.model, d) for d in scored_datasets(wildcards)],
     }
 
 
@@ -713,10 +729,8 @@ def idset_main_benchmarks(wildcards):
 
 
 def evaluate_inputs(wildcards):
-    args = (wildcards.model, wildcards.idset, wildcards.method)
     inputs = {
-        "id": scores_file(*args, wildcards.testset),
-        "ood": [scores_file(*args, b) for b in idset_benchmarks(wildcards)],
+        "scores": scores_file(wildcards.model, wildcards.idset, wildcards.method),
         "labels": [],
     }
     labels = method_labels(wildcards)
@@ -812,22 +826,8 @@ def report_main_model():
     return main
 
 
-def sweep_keys():
-    """(model, idset, clusterer) of the cluster sweeps of the main ID set (cluster_sweep)."""
-    idset = report_main_idset()
-    if idset is None:
-        return []
-    clusterers = config.get("clusterers", {})
-    return [
-        [model, idset, c]
-        for model in idset_models(idset)
-        for c in config.get("cluster_sweep", {})
-        if c in clusterers
-    ]
-
-
 def sweep_files():
-    return [f"results/{m}/clusters/sweeps/{i}.{c}.tsv" for m, i, c in sweep_keys()]
+    return cluster_sweep_targets()
 
 
 def report_settings(wildcards):

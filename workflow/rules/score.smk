@@ -1,6 +1,6 @@
-# OOD detection: fit one detector per (ID set, method), score every dataset it is tested on,
-# and evaluate each ID test set against the ID set's OOD benchmarks. A method's settings reach
-# its jobs through params, so editing one method reruns only its files.
+# OOD detection: fit one detector per (ID set, method), score every dataset it is tested on in
+# one job (one file), and evaluate each ID test set against the ID set's OOD benchmarks. A
+# method's settings reach its jobs through params, so editing one method reruns only its files.
 
 
 rule fit_detector:
@@ -30,15 +30,15 @@ rule fit_detector:
         "../scripts/fit_detector.py"
 
 
-rule score_dataset:
+rule score:
     input:
-        unpack(score_dataset_inputs),
+        unpack(score_inputs),
     output:
-        "results/{model}/scores/{idset}.{method}/{dataset}.h5",
+        "results/{model}/scores/{idset}.{method}.h5",
     log:
-        "logs/{model}/scores/{idset}.{method}/{dataset}.log",
+        "logs/{model}/scores/{idset}.{method}.log",
     benchmark:
-        "benchmarks/{model}/scores/{idset}.{method}/{dataset}.tsv"
+        "benchmarks/{model}/scores/{idset}.{method}.tsv"
     conda:
         "../envs/clustermine.yaml"
     threads: 1
@@ -47,10 +47,11 @@ rule score_dataset:
         mem_mb=embeddings_mem_mb,
         runtime=60,
     params:
+        datasets=scored_datasets,
         device=compute_device,
         budget_bytes=memory_budget_bytes,
     script:
-        "../scripts/score_dataset.py"
+        "../scripts/score.py"
 
 
 rule evaluate:

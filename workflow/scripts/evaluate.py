@@ -10,8 +10,8 @@ from clustermine.score_files import read_scores
 
 log = setup_logging(snakemake.log[0])
 inp, params, wc = snakemake.input, snakemake.params, snakemake.wildcards
-id_file = read_scores(inp.id)
-ood = {name: read_scores(path).scores for name, path in zip(params.benchmarks, inp.ood)}
+id_file = read_scores(inp.scores, wc.testset)
+ood = {name: read_scores(inp.scores, name).scores for name in params.benchmarks}
 label_meta = read_label_meta(inp.labels[0]) if inp.labels else {}
 record = metrics_record(
     model=wc.model,

@@ -10,7 +10,7 @@ from clustermine.h5io import (
     read_image_labels,
     read_text_embeddings,
 )
-from clustermine.labelsets import write_label_set
+from clustermine.labelsets import read_label_meta, write_label_set
 from clustermine.logs import setup_logging
 from clustermine.mining import MinerConfigError, MiningInputs, mine_labels
 from clustermine.mining.inputs import read_class_names
@@ -62,11 +62,18 @@ inputs = MiningInputs(
     device=params.device,
     sources=sources,
 )
+miner_params = dict(params.miner_params)
+if "match" in inp.keys():
+    # As many positives as another label set has (equal-|Y_pos| comparisons, paper Table 4).
+    miner_params["num_positives"] = read_label_meta(inp.match)["stats"]["n_pos"]
+    sources["match_positives_of"] = str(inp.match)
+    log.info("matching the %d positives of %s", miner_params["num_positives"], inp.match)
 try:
-    labels = mine_labels(params.miner, inputs, params.miner_params)
+    labels = mine_labels(params.miner, inputs, miner_params)
 except MinerConfigError as err:
     raise MinerConfigError(f"config: label_sets.{wc.labelset} (idset {wc.idset}): {err}") from err
 log.info("%s: %d positives, %d negatives", params.miner, labels.n_pos, len(labels.negatives))
+per_label = {}  # filled by quality_of: per-positive columns of the TSV
 extra = {
     "label_set": wc.labelset,
     "idset": wc.idset,
@@ -74,11 +81,11 @@ extra = {
     "model_arch": image_attrs.get("model_arch"),
     "model_pretrained": image_attrs.get("model_pretrained"),
     "inputs": sources,
-    "label_quality": quality_of(labels, inputs),
+    "label_quality": quality_of(labels, inputs, per_label),
     "cluster_analysis": (
         cluster_summary(inputs, params.num_clusters, read_image_labels(inp.images))
         if assignments is not None
         else None
     ),
 }
-write_label_set(snakemake.output.tsv, labels, extra)
+write_label_set(snakemake.output.tsv, labels, extra, per_label)

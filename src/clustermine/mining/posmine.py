@@ -1,5 +1,9 @@
 """PosMine (ClusterMine paper's baseline): every corpus name that is the zero-shot top-1 of at
-least M ID-train images becomes a positive."""
+least M ID-train images becomes a positive.
+
+``num_positives`` instead keeps a fixed number of names, the most voted (for comparisons at an
+equal number of positives, paper Table 4; the workflow's ``match_positives_of`` sets it to
+another label set's |Y_pos|)."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ def mine_posmine(
     inputs: MiningInputs,
     *,
     min_votes: int = 100,
+    num_positives: int | None = None,
     negatives: str = "complement",
     num_negatives: int = 10000,
     quantile: float = 0.95,
@@ -23,7 +28,17 @@ def mine_posmine(
     if min_votes < 1:
         raise MinerConfigError(f"posmine: min_votes must be at least 1, got {min_votes}")
     counts = np.bincount(top1, minlength=len(inputs.corpus_names))
-    pos = np.flatnonzero(counts >= min_votes)
+    if num_positives is not None:
+        voted = int((counts > 0).sum())
+        if not 1 <= num_positives <= voted:
+            raise MinerConfigError(
+                f"posmine: num_positives must be in 1..{voted} (the names that are the top-1 of "
+                f"any ID-train image), got {num_positives}"
+            )
+        # Most votes first; equal votes in corpus order.
+        pos = np.sort(np.argsort(-counts, kind="stable")[:num_positives])
+    else:
+        pos = np.flatnonzero(counts >= min_votes)
     if not len(pos):
         raise MinerConfigError(
             f"posmine: no corpus name is the top-1 of {min_votes} or more of the {len(top1)} "
@@ -44,7 +59,8 @@ def mine_posmine(
         neg_votes=counts[neg],
         neg_scores=neg_scores if negatives == "dissimilar" else share[neg],
         params={
-            "min_votes": min_votes,
+            "min_votes": min_votes if num_positives is None else None,
+            "num_positives": num_positives,
             "negatives": negatives,
             "num_negatives": num_negatives,
             "quantile": quantile,

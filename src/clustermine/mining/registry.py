@@ -23,8 +23,9 @@ MINERS: dict[str, Miner] = {
     "gt_aug": mine_gt_aug,
 }
 
-# Label-set keys that choose inputs (which clustering) rather than miner parameters.
-INPUT_KEYS = ("miner", "clusterer", "C")
+# Label-set keys that choose inputs (which clustering; which label set's |Y_pos| to match)
+# rather than miner parameters.
+INPUT_KEYS = ("miner", "clusterer", "C", "match_positives_of")
 NEEDS_IMAGES = {"posmine", "clustermine"}
 NEEDS_CLUSTERS = {"clustermine"}
 NEEDS_CLASS_NAMES = {"gt", "neglabel", "gt_aug"}

@@ -16,8 +16,11 @@ from clustermine.mining.inputs import MinerConfigError, MiningInputs
 log = logging.getLogger(__name__)
 
 
-def quality_of(labels: LabelSet, inputs: MiningInputs) -> dict[str, Any]:
-    """``label_quality`` of the metrics files (Y_GT-relative numbers ``None`` without Y_GT)."""
+def quality_of(
+    labels: LabelSet, inputs: MiningInputs, per_label: dict[str, np.ndarray] | None = None
+) -> dict[str, Any]:
+    """``label_quality`` of the metrics files (Y_GT-relative numbers ``None`` without Y_GT);
+    ``per_label`` receives the per-positive columns of the label-set file."""
     gt = None
     if inputs.class_names:
         try:
@@ -38,6 +41,7 @@ def quality_of(labels: LabelSet, inputs: MiningInputs) -> dict[str, Any]:
         gt.embeddings if gt else None,
         pos_syn,
         gt.synsets if gt else None,
+        per_label=per_label,
     )
 
 
