@@ -74,7 +74,11 @@ def run_workflow(workdir: Path, targets: list[str] | None = None, cores: int = 2
     from snakemake.api import SnakemakeApi
     from snakemake.settings.enums import Quietness
     from snakemake.settings.types import (
-        ConfigSettings, DAGSettings, ExecutionSettings, OutputSettings, ResourceSettings,
+        ConfigSettings,
+        DAGSettings,
+        ExecutionSettings,
+        OutputSettings,
+        ResourceSettings,
     )
 
     with SnakemakeApi(OutputSettings(quiet={Quietness.PROGRESS}, show_failed_logs=True)) as api:

@@ -7,13 +7,13 @@ import dataclasses
 
 import pytest
 import yaml
+from conftest import REPO
 
 from clustermine.clustering.kmeans import KMeansConfig
 from clustermine.clustering.temi import TEMIConfig
 from clustermine.detectors.registry import DETECTORS
 from clustermine.mining import INPUT_KEYS, MINERS, miner_defaults
 from clustermine.prompts import PROMPT_SETS
-from conftest import REPO
 
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
 

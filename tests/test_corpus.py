@@ -11,7 +11,7 @@ from clustermine.corpus import (
     write_corpus_tsv,
 )
 from clustermine.prompts import PROMPT_SETS, get_prompts
-from clustermine.wordnet import install_debian_wordnet, lexnames_text, DEBIAN_WORDNET
+from clustermine.wordnet import DEBIAN_WORDNET, install_debian_wordnet, lexnames_text
 
 
 def test_wordnet_counts():

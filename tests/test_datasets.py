@@ -1,18 +1,27 @@
 import numpy as np
 import pytest
 import torch
+from conftest import make_image_folder
 
 from clustermine.datasets import (
-    DatasetError, build_index, class_names_available, index_filelist, index_imagefolder,
-    read_index, subsample, write_index,
+    DatasetError,
+    build_index,
+    class_names_available,
+    index_filelist,
+    index_imagefolder,
+    read_index,
+    subsample,
+    write_index,
 )
 from clustermine.encode import (
-    TooManyUnreadable, encode_images, encode_texts, masked_padding_id, merge_shards,
+    TooManyUnreadable,
+    encode_images,
+    encode_texts,
+    masked_padding_id,
+    merge_shards,
 )
-from clustermine.h5io import ImageEmbeddings, read_image_embeddings, write_image_embeddings
+from clustermine.h5io import ImageEmbeddings, write_image_embeddings
 from clustermine.models import RANDOM_WEIGHTS, load_model
-
-from conftest import make_image_folder
 
 
 @pytest.fixture(scope="module")

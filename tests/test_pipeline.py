@@ -15,11 +15,11 @@ import h5py
 import numpy as np
 import pytest
 import yaml
+from conftest import SNAKEFILE, file_times, run_workflow
 
 from clustermine.clustering.io import read_clusters
 from clustermine.labelsets import read_label_meta
 from clustermine.score_files import read_scores
-from conftest import SNAKEFILE, file_times, run_workflow
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--configfile", "config.yaml"]
 # One method per score, and one per miner (ClusterMine on both clusterers).
@@ -72,7 +72,7 @@ def write_config(project: Path, edit=None) -> dict:
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     """The tiny project run end to end once (shared by the tests of this module)."""
-    from conftest import make_image_folder, tiny_config, TINY_WORDS
+    from conftest import TINY_WORDS, make_image_folder, tiny_config
 
     project = tmp_path_factory.mktemp("pipeline")
     data = project / "data"

@@ -192,6 +192,10 @@ def test_id_shift_and_plp_tables():
     assert row["val AUROC"] == pytest.approx(0.50)
     assert row["shift AUROC"] == pytest.approx(0.45)
     assert row["relative drop"] == pytest.approx(0.05 / 0.50)
+    # FPR95 beside AUROC per ID test set (here FPR95 = 1 − AUROC per benchmark)
+    assert row["val FPR95"] == pytest.approx(0.50) and row["shift FPR95"] == pytest.approx(0.55)
+    assert row["shifted mean FPR95"] == pytest.approx(0.55)
+    assert list(shift.columns[:4]) == ["val AUROC", "val FPR95", "shift AUROC", "shift FPR95"]
     plp = tables["plp"].frame
     assert plp[plp.model == "m1"].method.tolist() == ["cm", "cm-plp"]  # same label set
     assert set(plp.labels) == {"cm"}

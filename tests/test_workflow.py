@@ -7,13 +7,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import pytest
 import yaml
+from conftest import SNAKEFILE, file_times, run_workflow
 
 from clustermine.h5io import read_image_embeddings, read_text_embeddings
-from conftest import SNAKEFILE, file_times, run_workflow
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 EMBED_TARGETS = [

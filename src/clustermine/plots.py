@@ -135,9 +135,12 @@ def _tidy_y(ax: plt.Axes) -> None:
 
 
 def _log_x(ax: plt.Axes, values: Sequence[float]) -> None:
-    vals = [v for v in values if v and v > 0]
+    vals = sorted({v for v in values if v and v > 0})
     if vals and max(vals) / min(vals) >= 8:
         ax.set_xscale("log")
+        # Ticks at the values themselves, written plainly (C = 500, 1000, ... not 5×10²).
+        ax.set_xticks(vals, [f"{v:g}" for v in vals])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
 
 
 # --- figures -------------------------------------------------------------------------------
@@ -290,10 +293,11 @@ def plot_label_quality(inputs: PlotInputs, path) -> None:
         else:
             bins = np.linspace(lo, hi if hi > lo else lo + 1e-3, 25)
         for ls, vals in data.items():
-            ax.hist(vals, bins=bins, histtype="step", lw=1.5, color=colors.get(ls),
-                    label=f"{ls} (n={len(vals)})")
+            # Shares, not counts: label sets of 10 and of 500 names on one scale.
+            ax.hist(vals, bins=bins, weights=np.full(len(vals), 1.0 / len(vals)),
+                    histtype="step", lw=1.5, color=colors.get(ls), label=f"{ls} (n={len(vals)})")
         ax.set_xlabel(xlabel, fontsize=9)
-        ax.set_ylabel("labels")
+        ax.set_ylabel("share of the label set's positives")
         ax.legend(fontsize=7, frameon=False)
     fig.suptitle(f"{title} ({s.main_model}, {s.main_idset})")
     fig.tight_layout()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from clustermine.mining.inputs import MiningInputs, MinerConfigError
+from clustermine.mining.inputs import MinerConfigError, MiningInputs
 from clustermine.zeroshot import pick_device
 
 NEGATIVE_MODES = ("complement", "dissimilar", "none")
