@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from clustermine.corpus import (
@@ -33,6 +34,28 @@ def test_cli_prints_wordnet(tmp_path):
         capture_output=True, text=True, check=True,
     ).stdout.splitlines()
     assert len(out) == 67186 and out[0] == "entity"
+
+
+def test_cli_info_describes_an_embedding_file(tmp_path):
+    from clustermine.h5io import ImageEmbeddings, write_image_embeddings
+
+    data = ImageEmbeddings(
+        np.ones((3, 4), np.float32), np.array([0, 1, -1]), ["a.png", "b.png", "c.png"],
+        class_names=["cat", "dog"],
+        attrs={"model_arch": "ViT-B-32", "model_pretrained": "openai", "dataset": "pets",
+               "unreadable_files": ["bad.png"], "kind": "images"},
+    )
+    write_image_embeddings(tmp_path / "pets.h5", data)
+    run = subprocess.run([sys.executable, "-m", "clustermine.cli", "info", str(tmp_path / "pets.h5")],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    out = run.stdout
+    assert "model:       ViT-B-32 (openai)" in out and "dataset:     pets" in out
+    assert "N x D:       3 x 4" in out and "unreadable:  1 files" in out and "bad.png" in out
+    (tmp_path / "broken.h5").write_bytes(b"not hdf5")
+    bad = subprocess.run([sys.executable, "-m", "clustermine.cli", "info", str(tmp_path / "broken.h5")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "cannot read" in bad.stderr
 
 
 @pytest.mark.skipif(not DEBIAN_WORDNET.joinpath("data.noun").exists(),

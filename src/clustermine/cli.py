@@ -28,9 +28,14 @@ def _describe_h5(path: str) -> dict:
 
     from .h5io import read_attrs
 
+    datasets = {}
+
+    def visit(name, obj):  # every dataset, in groups too (score files: one group per dataset)
+        if isinstance(obj, h5py.Dataset):
+            datasets[name] = {"shape": list(obj.shape), "dtype": str(obj.dtype)}
+
     with h5py.File(path, "r") as f:
-        datasets = {k: {"shape": list(f[k].shape), "dtype": str(f[k].dtype)}
-                    for k in f.keys() if isinstance(f[k], h5py.Dataset)}
+        f.visititems(visit)
         attrs = read_attrs(f)
     return {"file": path, "datasets": datasets, "attrs": attrs}
 
@@ -65,7 +70,7 @@ def _info(args: argparse.Namespace) -> int:
             print(f"  {f}")
     print("datasets:")
     for name, d in info["datasets"].items():
-        print(f"  {name:<14}{d['dtype']:<10}{d['shape']}")
+        print(f"  {name:<24}{d['dtype']:<10}{d['shape']}")
     print("attributes:")
     for key in sorted(attrs):
         if key != "unreadable_files":
