@@ -188,7 +188,7 @@ DEMO = config.get("demo", {})
 
 # --- demo (rules/demo.smk)
 
-# As clustermine.demo_data.SPLITS and TRAINING_SPLITS (repeated so that parsing the workflow
+# As clustermine.demo_data.SPLITS, TRAINING_SPLITS and TUXPAINT_TRAIN_CATEGORIES (repeated so that parsing the workflow
 # imports nothing heavy; a unit test keeps them equal).
 DEMO_SPLITS = [
     "fmnist-train",
@@ -201,6 +201,16 @@ DEMO_SPLITS = [
     "unseen-digits",
 ]
 DEMO_TRAINING_SPLITS = ["fmnist-train", "digits-train", "tuxpaint-train"]
+DEMO_TUXPAINT_TRAIN_CATEGORIES = [
+    "animals",
+    "food",
+    "hobbies",
+    "household",
+    "medical",
+    "military",
+    "people",
+    "plants",
+]
 # The split the demo model's zero-shot accuracy is measured on while it trains.
 DEMO_EVAL_SPLIT = "fmnist-test"
 DEMO_CHECKPOINT = "resources/models/demo-minilm.pt"
@@ -227,17 +237,7 @@ def demo_split_params(wildcards):
         params["digits_train"] = train.get("digits_train", 4000)
     if wildcards.split.startswith("tuxpaint-"):
         params["tuxpaint_train_categories"] = train.get(
-            "tuxpaint_train_categories",
-            [
-                "animals",
-                "food",
-                "hobbies",
-                "household",
-                "medical",
-                "military",
-                "people",
-                "plants",
-            ],
+            "tuxpaint_train_categories", DEMO_TUXPAINT_TRAIN_CATEGORIES
         )
     return params
 
@@ -291,13 +291,11 @@ def demo_summary_benchmark(wildcards):
     return demo_summary_spec()["benchmark"]
 
 
-
 def demo_outputs_for(dataset_spec):
     """The marker of the demo split a dataset lives in (rule prepare_demo_split), if any."""
     if not DEMO.get("enabled", False) or dataset_spec["type"] == "embeddings":
         return []
-    root = os.path.normpath(DEMO.get("root", "resources/demo"))
-    relative = os.path.relpath(os.path.normpath(dataset_spec.get("root", "")), root)
+    relative = os.path.relpath(os.path.normpath(dataset_spec.get("root", "")), demo_root())
     split = relative.split(os.sep)[0]
     if relative.startswith(os.pardir) or split not in DEMO_SPLITS:
         return []
