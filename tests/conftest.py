@@ -36,6 +36,16 @@ def make_image_folder(root: Path, classes: dict[str, int], seed: int, size: int 
     return root
 
 
+def planted_clusters(n=600, c=10, d=64, noise=0.05, seed=0):
+    """Well-separated clusters on the unit sphere, rows rescaled (cosine ignores the norm)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(c, d))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    y = rng.integers(c, size=n)
+    x = centres[y] + rng.normal(scale=noise, size=(n, d))
+    return (x * rng.uniform(0.5, 2.0, size=(n, 1))).astype(np.float32), y
+
+
 def tiny_config(data: Path, models: dict | None = None) -> dict:
     return {
         "seed": 0,

@@ -2,21 +2,13 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from conftest import planted_clusters
 from sklearn.cluster import KMeans
 from sklearn.metrics import normalized_mutual_info_score as nmi
 
 from clustermine.clustering import ClusterConfigError, ClusterResult, fit_clusters
 from clustermine.clustering.io import read_clusters, write_clusters
 from clustermine.clustering.kmeans import _Distances, fit_kmeans, kmeans_plus_plus
-
-
-def planted_clusters(n=1500, c=10, d=64, noise=0.05, seed=0):
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(c, d))
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    y = rng.integers(c, size=n)
-    x = centres[y] + rng.normal(scale=noise, size=(n, d))
-    return (x * rng.uniform(0.5, 2.0, size=(n, 1))).astype(np.float32), y
 
 
 def blobs(n=1200, c=8, d=5, seed=0):
@@ -28,7 +20,7 @@ def blobs(n=1200, c=8, d=5, seed=0):
 
 
 def test_spherical_kmeans_recovers_planted_clusters():
-    x, y = planted_clusters()
+    x, y = planted_clusters(n=1500)
     result = fit_kmeans(x, 10, device="cpu")
     assert nmi(y, result.assignments) >= 0.9
     assert result.clusterer == "kmeans" and result.head_losses.shape == (1,)
@@ -55,7 +47,7 @@ def test_euclidean_kmeans_matches_scikit_learn():
 
 
 def test_spherical_matches_scikit_learn_on_normalised_rows():
-    x, _ = planted_clusters(noise=0.12, seed=3)
+    x, _ = planted_clusters(n=1500, noise=0.12, seed=3)
     ref = KMeans(10, n_init=10, random_state=0).fit(x / np.linalg.norm(x, axis=1, keepdims=True))
     ours = fit_kmeans(x, 10, {"n_init": 3}, device="cpu")
     assert nmi(ref.labels_, ours.assignments) >= 0.95

@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import planted_clusters
 from sklearn.metrics import normalized_mutual_info_score
 
 from clustermine.clustering import ClusterConfigError, fit_clusters
@@ -28,16 +29,6 @@ FAST = dict(
     hidden_dim=128,
     bottleneck_dim=64,
 )
-
-
-def planted_clusters(n=600, c=10, d=64, noise=0.05, seed=0):
-    """Well-separated clusters on the unit sphere, rows rescaled (cosine ignores the norm)."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(c, d))
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    y = rng.integers(c, size=n)
-    x = centres[y] + rng.normal(scale=noise, size=(n, d))
-    return (x * rng.uniform(0.5, 2.0, size=(n, 1))).astype(np.float32), y
 
 
 def test_defaults_follow_the_design():
