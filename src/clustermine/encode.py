@@ -148,7 +148,7 @@ def encode_texts(
     loaded: LoadedModel,
     names: Sequence[str],
     templates: Sequence[str],
-    batch_size: int = 256,
+    batch_size: int | None = None,
     precision: str = "auto",
     progress_every: float = 30.0,
     chunk_texts: int = 65536,
@@ -157,8 +157,12 @@ def encode_texts(
 
     Prompts are encoded ``chunk_texts`` at a time. For text towers that mask their padding the
     prompts of a chunk are batched by token length and each batch cut to its longest prompt,
-    which on a CPU triples the speed of a MiniLM tower (the output is the same).
+    which on a CPU triples the speed of a MiniLM tower (the output is the same). ``batch_size``
+    (prompts per forward pass) defaults to 1024 on a GPU and 256 on a CPU, where smaller
+    length-sorted batches are cut shorter.
     """
+    if batch_size is None:
+        batch_size = 1024 if loaded.device.type == "cuda" else 256
     pad = masked_padding_id(loaded.model)
     per_chunk = max(1, chunk_texts // len(templates))
     out = []

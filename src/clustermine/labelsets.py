@@ -163,11 +163,10 @@ def write_label_set(
         w = csv.writer(f, delimiter="\t", lineterminator="\n")
         w.writerow(TSV_COLUMNS + tuple(quality))
         for row, (i, name, role, source, v, s) in enumerate(rows):
-            extra_cols = [
-                _fmt(float(per_label[c][row])) if row < labels.n_pos else "" for c in quality
-            ]
+            # Positives come first; undefined values and negatives stay empty.
+            values = [float(per_label[c][row]) if row < labels.n_pos else math.nan for c in quality]
             w.writerow((int(i), name, role, source, "" if v < 0 else int(v), _fmt(float(s)),
-                        *[x if x != "nan" else "" for x in extra_cols]))
+                        *["" if math.isnan(x) else _fmt(x) for x in values]))
     meta = {
         "miner": labels.miner,
         "params": labels.params,

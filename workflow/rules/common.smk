@@ -503,12 +503,17 @@ def label_set_spec(labelset):
 
 
 @functools.cache
+def dataset_class_names(dataset):
+    """clustermine.datasets.class_names_available, asked once per dataset (it may read a list
+    file's first line or open a precomputed file)."""
+    return class_names_available(DATASETS[dataset])
+
+
 def has_class_names(dataset):
     """Whether a dataset's class names can be encoded from its index: image folders, file
     lists with a class-name file or name labels. Precomputed embeddings have no index to
     encode from (mining then matches the class names stored in them to the corpus)."""
-    spec = DATASETS[dataset]
-    return spec["type"] != "embeddings" and bool(class_names_available(spec))
+    return DATASETS[dataset]["type"] != "embeddings" and bool(dataset_class_names(dataset))
 
 
 def class_names_input(model, dataset, prompts):
@@ -663,7 +668,7 @@ def _check_methods():
             train = IDSETS[idset]["train"]
             if (
                 spec["miner"] in GROUND_TRUTH_MINERS
-                and class_names_available(DATASETS[train]) is False
+                and dataset_class_names(train) is False
             ):
                 raise ValueError(
                     f"config: method '{method}' of idset '{idset}' uses label set "
