@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clustermine.clustering.temi import TEMIConfig, TEMITrainer, temi_loss
-from clustermine.zeroshot import pick_device
+from clustermine.compute import pick_device
 
 
 class LoopHead(nn.Module):

@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
@@ -24,8 +24,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from paper_grid import (  # noqa: E402
-    SNAKEFILE,
+from helpers.paper_grid import (  # noqa: E402
     dag_job_counts,
     load_paper_config,
     make_standin_tree,
@@ -33,17 +32,17 @@ from paper_grid import (  # noqa: E402
 )
 
 
-def one_run(factor: int, snakefile: Path) -> dict:
+def one_run(factor: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         config = scale_models(load_paper_config(), factor)
         data = make_standin_tree(config, tmp / "data")
         configfile = tmp / "paper.yaml"
         configfile.write_text(yaml.safe_dump(config, sort_keys=False))
-        cpu = time.process_time()
-        counts, seconds = dag_job_counts(tmp, configfile, {"data_root": str(data)},
-                                         snakefile=snakefile)
-        cpu = time.process_time() - cpu
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        counts, seconds = dag_job_counts(tmp, configfile, {"data_root": str(data)})
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     return {"factor": factor, "models": len(config["models"]), "jobs": sum(counts.values()),
             "seconds": seconds, "cpu_seconds": cpu}
 
@@ -52,20 +51,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--factors", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--snakefile", type=Path, default=SNAKEFILE)
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # child process
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.one:
-        print(json.dumps(one_run(args.one, args.snakefile.resolve())))
+        print(json.dumps(one_run(args.one)))
         return
     print(f"{'models':>7} {'jobs':>8} {'wall (s)':>9} {'CPU (s)':>8}   (cpus: {os.cpu_count()})")
     for factor in args.factors:
         runs = []
         for _ in range(args.repeats):
             out = subprocess.run(
-                [sys.executable, __file__, "--one", str(factor), "--snakefile",
-                 str(args.snakefile)],
+                [sys.executable, __file__, "--one", str(factor)],
                 check=True, capture_output=True, text=True,
             )
             runs.append(json.loads(out.stdout.strip().splitlines()[-1]))

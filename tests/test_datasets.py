@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import make_image_folder
+from helpers import make_image_folder
 
 from clustermine.datasets import (
     DatasetError,

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clustermine import demo_data as dd
+from clustermine import demo
+from clustermine.demo import data as dd
 
-TRAIN_CATEGORIES = list(dd.TUXPAINT_TRAIN_CATEGORIES)
+TRAIN_CATEGORIES = list(demo.TUXPAINT_TRAIN_CATEGORIES)
 
 needs_fmnist = pytest.mark.skipif(
     not (dd.FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz").is_file(),
@@ -171,20 +172,3 @@ def test_write_image_folder_rejects_bad_class_names(tmp_path):
     assert not (tmp_path / "x").exists()
     with pytest.raises(FileNotFoundError, match="prepare_demo_data"):
         dd.list_image_folder(tmp_path / "x")
-
-
-def test_workflow_lists_the_demo_splits():
-    """workflow/rules/common.smk repeats the split names (parsing imports nothing heavy)."""
-    import ast
-    import re
-
-    from conftest import REPO
-
-    source = (REPO / "workflow/rules/common.smk").read_text()
-
-    def listed(name):
-        return ast.literal_eval(re.search(rf"^{name} = (\[.*?\])", source, re.S | re.M).group(1))
-
-    assert listed("DEMO_SPLITS") == list(dd.SPLITS)
-    assert listed("DEMO_TRAINING_SPLITS") == list(dd.TRAINING_SPLITS)
-    assert listed("DEMO_TUXPAINT_TRAIN_CATEGORIES") == list(dd.TUXPAINT_TRAIN_CATEGORIES)

@@ -7,9 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from clustermine import demo_data as dd
+from clustermine import demo
+from clustermine.demo import data as dd
 from clustermine import model_configs
-from clustermine.demo_model import (
+from clustermine.demo.model import (
     DEMO_ARCH,
     ImageSet,
     TrainSettings,
@@ -26,7 +27,7 @@ from clustermine.demo_model import (
     train_image_tower,
 )  # fmt: skip
 
-TRAIN_CATEGORIES = list(dd.TUXPAINT_TRAIN_CATEGORIES)
+TRAIN_CATEGORIES = list(demo.TUXPAINT_TRAIN_CATEGORIES)
 SHORT = TrainSettings(
     epochs=3,
     batch_size=128,
@@ -60,7 +61,7 @@ def folders(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(folders, tmp_path_factory):
     checkpoint = tmp_path_factory.mktemp("model") / "demo.pt"
-    train = {s: folders / s for s in dd.TRAINING_SPLITS}
+    train = {s: folders / s for s in demo.TRAINING_SPLITS}
     model, summary = train_demo_model(train, checkpoint, SHORT, eval_folder=folders / "fmnist-test")
     return model, summary, checkpoint
 
@@ -203,7 +204,7 @@ def test_short_model_mines_clothing_names_and_separates_held_out_digits(loaded, 
     positives tells Fashion-MNIST test images from held-out digits."""
     from clustermine.clustering.kmeans import fit_kmeans
     from clustermine.corpus import wordnet_corpus
-    from clustermine.demo_report import class_coverage
+    from clustermine.demo.summary import class_coverage
     from clustermine.detectors.eq1 import Eq1Detector
     from clustermine.encode import encode_texts
     from clustermine.h5io import TextEmbeddings

@@ -7,13 +7,8 @@ import pytest
 import torch
 from scipy.special import logsumexp
 
-from clustermine.detectors import (
-    DETECTORS,
-    DetectorConfigError,
-    detector_params,
-    get_detector,
-    load_detector,
-)
+from clustermine import catalog
+from clustermine.detectors import DetectorConfigError, get_detector, load_detector
 from clustermine.h5io import TextEmbeddings
 
 
@@ -208,7 +203,7 @@ def test_plp_learns_pseudo_labels_and_is_seeded(setup):
     assert s[:40].mean() > s[40:].mean()  # ID images are confidently classified
 
 
-@pytest.mark.parametrize("name", sorted(DETECTORS))
+@pytest.mark.parametrize("name", sorted(catalog.SCORES))
 def test_save_load_round_trip(tmp_path, setup, name):
     params = {"plp": {"epochs": 2}, "eq1_grouped": {"groups": 5}}.get(name, {})
     det = get_detector(name).fit(
@@ -244,4 +239,3 @@ def test_configuration_errors(setup):
     det = get_detector("maxlogit").fit(None, setup["pos"], None, 100.0)
     with pytest.raises(ValueError, match="different models"):
         det.score(np.ones((2, 5), np.float32))
-    assert detector_params({"score": "eq1", "labels": "x", "tau": 0.01}) == {"tau": 0.01}

@@ -2,7 +2,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import planted_clusters
+from helpers import planted_clusters
 from sklearn.cluster import KMeans
 from sklearn.metrics import normalized_mutual_info_score as nmi
 

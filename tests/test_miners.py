@@ -7,20 +7,19 @@ import json
 import numpy as np
 import pytest
 
+from clustermine import catalog
+from clustermine.corpus import normalize_name
 from clustermine.labelsets import (
     LabelSetFileError,
-    normalize_name,
     read_label_meta,
     read_label_set,
     sidecar_path,
     write_label_set,
 )
 from clustermine.mining import (
-    MINERS,
     MinerConfigError,
     MiningInputs,
     mine_labels,
-    miner_params,
     quantile_similarity,
 )
 from clustermine.mining.report import cluster_summary, quality_of
@@ -89,7 +88,7 @@ def test_unknown_miner_and_parameter(corpus):
         mine_labels("nope", MiningInputs(names, emb))
     with pytest.raises(MinerConfigError, match="min_votes"):
         mine_labels("gt", MiningInputs(names, emb, class_names=["dog"]), {"min_votes": 3})
-    assert miner_params(
+    assert catalog.miner("clustermine").params_of(
         {"miner": "clustermine", "clusterer": "km", "C": 4, "negatives": "none"}
     ) == {"negatives": "none"}
 
@@ -242,7 +241,3 @@ def test_label_set_file_round_trip(tmp_path, corpus):
         read_label_set(path, names[::-1], ["cat", "zebra"])
     with pytest.raises(LabelSetFileError, match="class names"):
         read_label_set(path, names)
-
-
-def test_every_miner_is_registered():
-    assert set(MINERS) == {"gt", "posmine", "clustermine", "neglabel", "gt_aug"}

@@ -3,8 +3,11 @@ every expected job (a dry run: nothing is computed)."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
-from paper_grid import (
+from helpers import REPO, snakemake
+from helpers.paper_grid import (
     PAPER_CONFIG,
     dag_job_counts,
     expected_job_counts,
@@ -13,22 +16,14 @@ from paper_grid import (
 )
 
 
-def test_paper_config_uses_real_miners_scores_and_parameters():
-    from clustermine.detectors.registry import detector_params, get_detector
-    from clustermine.mining.registry import miner_defaults, miner_params
+def test_paper_config_is_valid_and_uses_the_paper_settings():
+    from clustermine.config import load_workflow_config
 
-    config = load_paper_config()
-    for slug, spec in config["label_sets"].items():
-        unknown = set(miner_params(spec)) - set(miner_defaults(spec["miner"]))
-        assert not unknown, f"label_sets.{slug}: unknown parameters {unknown}"
-        if spec["miner"] == "clustermine":
-            assert spec["clusterer"] in config["clusterers"]
-    for slug, spec in config["methods"].items():
-        get_detector(spec["score"]).resolve_params(detector_params(spec))
-        assert spec.get("labels") in config["label_sets"], slug
-    for idset, spec in config["idsets"].items():
-        assert set(spec["methods"]) <= set(config["methods"]), idset
-        assert set(spec.get("models", [])) <= set(config["models"]), idset
+    cfg = load_workflow_config(
+        [PAPER_CONFIG], REPO / "workflow/schemas/config.schema.yaml", {"data_root": "/data"}
+    )
+    config = cfg.raw
+    assert config["datasets"]["imagenet-train"]["root"] == "/data/imagenet/train"
     main = config["idsets"][config["report"]["main_idset"]]
     assert main["benchmarks"] == ["ninco", "imagenet-o", "openimage-o", "inaturalist",
                                   "imagenet-ood", "textures"]
@@ -44,7 +39,13 @@ def test_paper_config_uses_real_miners_scores_and_parameters():
 def test_paper_grid_dry_run_lists_every_job(tmp_path):
     config = load_paper_config()
     data = make_standin_tree(config, tmp_path / "data")
+    # Where users run it: beside the embedded demo config, which must not leak in.
+    shutil.copytree(REPO / "config", tmp_path / "config")
     counts, seconds = dag_job_counts(tmp_path, PAPER_CONFIG, {"data_root": str(data)})
+    assert not [rule for rule in counts if "demo" in rule]
+    full = snakemake(tmp_path, "-n", "--cores", "1", "--config", f"data_root={data}",
+                     configfiles=[PAPER_CONFIG], check=True)
+    assert "demo" not in full.stdout + full.stderr
     expected = expected_job_counts(config)
     assert dict(sorted(counts.items())) == dict(sorted(expected.items()))
     # Spot checks against hand-derived numbers, so that a shared mistake of the workflow and

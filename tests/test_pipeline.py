@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 import pytest
 import yaml
-from conftest import SNAKEFILE, file_times, run_workflow
+from helpers import SNAKEFILE, file_times, planned_jobs, run_workflow
 
 from clustermine.clustering.io import read_clusters
 from clustermine.labelsets import read_label_meta
@@ -72,7 +72,7 @@ def write_config(project: Path, edit=None) -> dict:
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     """The tiny project run end to end once (shared by the tests of this module)."""
-    from conftest import TINY_WORDS, make_image_folder, tiny_config
+    from helpers import TINY_WORDS, make_image_folder, tiny_config
 
     project = tmp_path_factory.mktemp("pipeline")
     data = project / "data"
@@ -183,6 +183,72 @@ def test_editing_one_method_reruns_only_its_files(pipeline):
     report = {p for p in changed if p.startswith(("tables/", "plots/"))}
     assert changed == method_files | report, sorted(changed - method_files - report)
     assert report  # the tables show the new numbers
+
+
+# Settings that change only how fast results are made, and one value of each to change to.
+SPEED_SETTINGS = {
+    "models.tiny-a.batch_size": 3,
+    "encode.num_workers": 1,
+    "encode.max_unreadable_fraction": 0.5,
+    "compute.device": "cpu",
+    "compute.memory_budget_mb": 64,
+}
+
+
+def set_key(config: dict, dotted: str, value) -> None:
+    *parents, key = dotted.split(".")
+    node = config
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[key] = value
+
+
+@pytest.fixture
+def finished(pipeline):
+    """The pipeline project with its own config, run to completion (earlier tests edit it)."""
+    write_config(pipeline)
+    run_workflow(pipeline)
+    yield pipeline
+    write_config(pipeline)
+
+
+@pytest.mark.parametrize("setting", sorted(SPEED_SETTINGS))
+def test_speed_settings_rerun_nothing(finished, setting):
+    write_config(finished, lambda c: set_key(c, setting, SPEED_SETTINGS[setting]))
+    assert planned_jobs(finished) == {}, setting
+
+
+@pytest.mark.parametrize(
+    "setting, value, expected",
+    [
+        # One method's temperature: its detector, scores and metrics, and the report.
+        ("methods.clustermine.tau_factor", 0.2,
+         {"fit_detector": 1, "score": 1, "evaluate": 1}),
+        # The number of clusters ClusterMine votes on: a clustering, its label set, the label
+        # set matched to it (posmine-eq), and their methods.
+        ("label_sets.clustermine-temi.C", 4,
+         {"cluster": 1, "mine_labels": 1, "fit_detector": 1, "score": 1, "evaluate": 1}),
+        # A miner parameter: that label set and its one method.
+        ("label_sets.posmine.min_votes", 1,
+         {"mine_labels": 1, "fit_detector": 1, "score": 1, "evaluate": 1}),
+        # A clusterer parameter: every clustering by that clusterer and what voted on it.
+        ("clusterers.temi.epochs", 2,
+         {"cluster": 1, "mine_labels": 1, "fit_detector": 1, "score": 1, "evaluate": 1}),
+    ],
+)
+def test_result_settings_rerun_exactly_their_branch(finished, setting, value, expected):
+    write_config(finished, lambda c: set_key(c, setting, value))
+    jobs = planned_jobs(finished)
+    assert jobs == {**expected, "tables": 1, "plots": 1, "all": 1}, setting
+
+
+def test_a_model_setting_reruns_that_model_only(finished):
+    """Mixed precision changes embeddings: the model's whole branch, nothing shared."""
+    write_config(finished, lambda c: c["models"]["tiny-a"].update(precision="fp32"))
+    jobs = planned_jobs(finished)
+    assert "index_dataset" not in jobs and "corpus_names" not in jobs
+    assert jobs["embed_images"] == 4 and jobs["merge_image_shards"] == 3  # 3 sets, one of 2 shards
+    assert jobs["evaluate"] == len(METHODS)
 
 
 def dry_run(project: Path):

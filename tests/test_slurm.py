@@ -23,7 +23,7 @@ import h5py
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO, SNAKEFILE
+from helpers import REPO, SNAKEFILE
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

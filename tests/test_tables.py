@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import io
 import json
 import re
@@ -14,6 +13,9 @@ import pytest
 import yaml
 from PIL import Image
 
+from clustermine import catalog
+from clustermine.labelsets import LabelSetFileError, read_label_table
+from clustermine import metrics as M
 from clustermine import plots as P
 from clustermine import tables as T
 
@@ -108,15 +110,15 @@ def write_records(tmp_path, recs):
 
 def test_read_metrics_checks_files(tmp_path):
     good = write_records(tmp_path, grid()[:2])
-    assert [r["method"] for r in T.read_metrics(good)] == ["mcm", "mcm"]
-    with pytest.raises(T.MetricsFileError, match="missing.json: metrics file does not exist"):
-        T.read_metrics([tmp_path / "missing.json"])
+    assert [r["method"] for r in M.read_metrics(good)] == ["mcm", "mcm"]
+    with pytest.raises(M.MetricsFileError, match="missing.json: metrics file does not exist"):
+        M.read_metrics([tmp_path / "missing.json"])
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(T.MetricsFileError, match="bad.json: not valid JSON"):
-        T.read_metrics([tmp_path / "bad.json"])
+    with pytest.raises(M.MetricsFileError, match="bad.json: not valid JSON"):
+        M.read_metrics([tmp_path / "bad.json"])
     (tmp_path / "short.json").write_text(json.dumps({"model": "m", "benchmarks": {}}))
-    with pytest.raises(T.MetricsFileError, match=r"short.json: not a metrics file.*idset"):
-        T.read_metrics([tmp_path / "short.json"])
+    with pytest.raises(M.MetricsFileError, match=r"short.json: not a metrics file.*idset"):
+        M.read_metrics([tmp_path / "short.json"])
 
 
 def test_per_benchmark_table_cells_and_means():
@@ -259,7 +261,7 @@ def _label_table(tmp_path, name, n):
     rows += [f"{i}\tword{i}\tpos\tcorpus\t{i + 1}\t0.5" for i in range(n)]
     rows += ["90\tnan\tneg\tcorpus\t\tnan", "91\tnull\tneg\tcorpus\t\tnan"]
     path.write_text("\n".join(rows) + "\n")
-    return P.read_label_table(path)
+    return read_label_table(path)
 
 
 @pytest.mark.parametrize("case", ["full", "one_model_one_method", "empty"])
@@ -288,20 +290,15 @@ def test_label_table_keeps_word_names(tmp_path):
     assert frame.name.tolist()[-2:] == ["nan", "null"]
     assert frame.votes.tolist()[:3] == [1, 2, 3] and frame.votes.isna().sum() == 2
     (tmp_path / "bad.tsv").write_text("index\tword\n0\tdog\n")
-    with pytest.raises(P.LabelTableError, match=r"bad.tsv: .*\['name', 'role'\]"):
-        P.read_label_table(tmp_path / "bad.tsv")
-
-
-def _smk_list(name):
-    source = (REPO / "workflow/rules/common.smk").read_text()
-    match = re.search(rf"^{name} = (\[.*?\])", source, re.S | re.M)
-    return ast.literal_eval(match.group(1))
+    with pytest.raises(LabelSetFileError, match=r"bad.tsv: .*\['name', 'role'\]"):
+        read_label_table(tmp_path / "bad.tsv")
 
 
 def test_report_rules_name_every_table_plot_and_caption():
-    assert _smk_list("TABLE_NAMES") == list(T.TABLES)
-    assert _smk_list("PLOT_NAMES") == list(P.PLOTS)
-    assert _smk_list("TABLE_FORMATS") == list(T.FORMATS)
+    assert list(T.TABLES) == list(catalog.TABLES) and list(P.PLOTS) == list(catalog.PLOTS)
+    for target in (*catalog.TABLES.values(), *catalog.PLOTS.values()):
+        module = {"clustermine.tables": T, "clustermine.plots": P}[target.split(":")[0]]
+        assert callable(getattr(module, target.split(":")[1]))
     from docutils.core import publish_doctree
 
     for kind, names in (("table", T.TABLES), ("plot", P.PLOTS)):
@@ -313,7 +310,7 @@ def test_report_rules_name_every_table_plot_and_caption():
 
 def test_report_rules_run_on_existing_metrics(tmp_path):
     """The tables and plots rules alone, on metrics and label files already in place."""
-    from conftest import run_workflow  # noqa: F401  (sets HF_HUB_OFFLINE)
+    from helpers import run_workflow  # noqa: F401  (sets HF_HUB_OFFLINE)
     from snakemake.api import SnakemakeApi
     from snakemake.settings.enums import Quietness
     from snakemake.settings.types import (

@@ -9,7 +9,7 @@ import sys
 import time
 
 import yaml
-from conftest import SNAKEFILE, file_times, run_workflow
+from helpers import SNAKEFILE, file_times, run_workflow
 
 from clustermine.h5io import read_image_embeddings, read_text_embeddings
 

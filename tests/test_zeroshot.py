@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from clustermine.compute import block_shape
 from clustermine.zeroshot import (
-    block_shape,
     read_zero_shot,
     write_zero_shot,
     zero_shot_top1,

@@ -8,6 +8,8 @@ are left out. Entropies are in nats (natural logarithm).
 
 from __future__ import annotations
 
+import csv
+import os
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -204,3 +206,35 @@ def sweep_report(
     if len(rows) >= 3 and all(elbow_of in r for r in rows):
         knee = elbow([r["C"] for r in rows], [r[elbow_of] for r in rows])
     return rows, knee
+
+
+# --- the cluster-sweep file: results/{model}/clusters/sweeps/{idset}.{clusterer}.tsv -----------
+
+
+def write_sweep_table(
+    path: str | os.PathLike, rows: Sequence[Mapping[str, Any]], knee: float | None
+) -> None:
+    """One row per C (the :func:`sweep_report` rows) and an ``elbow`` column marking the C of
+    the elbow; floats with 6 significant digits."""
+    from clustermine.h5io import atomic_path
+
+    columns = list(dict.fromkeys(key for row in rows for key in row)) + ["elbow"]
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns, delimiter="\t", restval="", lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            cells = {k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()}
+            writer.writerow({**cells, "elbow": int(row["C"] == knee)})
+
+
+def read_sweep_table(path: str | os.PathLike):
+    """A cluster-sweep TSV as a pandas DataFrame (one row per C)."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path, sep="\t")
+    except FileNotFoundError as err:
+        raise ValueError(f"{path}: cluster-sweep file does not exist") from err
+    if "C" not in frame.columns:
+        raise ValueError(f"{path}: cluster-sweep file lacks column 'C'; rerun its cluster_sweep job")
+    return frame

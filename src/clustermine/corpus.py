@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -21,8 +20,9 @@ class Corpus:
 
 
 def normalize_name(name: str) -> str:
-    """Corpus-name normal form: underscores to spaces, lower case, single spaces."""
-    return re.sub(r"\s+", " ", name.replace("_", " ")).strip().lower()
+    """How names are matched everywhere: underscores to spaces, lower case, whitespace
+    collapsed."""
+    return " ".join(str(name).replace("_", " ").lower().split())
 
 
 def wordnet_corpus(pos: Sequence[str] = ("n", "a")) -> Corpus:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from clustermine.h5io import EmbeddingFileError, atomic_path, read_attrs, write_attrs
-from clustermine.zeroshot import DEFAULT_BUDGET_BYTES, as_unit_tensor, block_shape, pick_device
+from clustermine.compute import as_unit_tensor, block_shape, default_budget, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def cosine_knn(
         raise ValueError(f"kNN: k must be in [1, N-1] = [1, {n - 1}], got k={k}")
     dev = pick_device(device)
     if budget_bytes is None:
-        budget_bytes = 4 * DEFAULT_BUDGET_BYTES if dev.type == "cuda" else DEFAULT_BUDGET_BYTES
+        budget_bytes = default_budget(dev)
     keys = as_unit_tensor(embeddings, dev)
     # Each query row's candidates are its current top-k plus one key block.
     rows, cols = block or block_shape(n, n, budget_bytes)

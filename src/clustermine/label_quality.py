@@ -1,7 +1,7 @@
 """How close mined positives are to the ID class names (ClusterMine paper, label analysis).
 
 - overlap = |Y_GT ∩ Y_pos| / |Y_GT| and F1 = 2|Y_GT ∩ Y_pos| / (|Y_GT| + |Y_pos|), names
-  matched after :func:`clustermine.labelsets.normalize_name`;
+  matched after :func:`clustermine.corpus.normalize_name`;
 - top1_text_sim: mean over mined labels of their highest text-text cosine to a Y_GT name;
 - wordnet_hops: mean over mined labels of the WordNet shortest-path distance (nltk's
   ``shortest_path_distance``: edges up to a common hypernym) to the nearest Y_GT synset, from
@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from clustermine.h5io import normalize
-from clustermine.labelsets import normalize_name
+from clustermine.corpus import normalize_name
 
 log = logging.getLogger(__name__)
 

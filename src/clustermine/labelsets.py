@@ -32,11 +32,6 @@ class LabelSetFileError(ValueError):
     """A label-set file is missing, malformed or does not match its text files."""
 
 
-def normalize_name(name: str) -> str:
-    """Lower case, underscores as spaces, whitespace collapsed: how names are matched."""
-    return " ".join(str(name).replace("_", " ").lower().split())
-
-
 def _indices(values, n: int, what: str) -> np.ndarray:
     idx = np.asarray(values if values is not None else [], dtype=np.int64).reshape(-1)
     if len(idx) and (idx.min() < 0 or idx.max() >= n):
@@ -257,3 +252,28 @@ def read_label_set(
         meta.get("params", {}),
         dict(meta.get("stats", {})),
     )
+
+
+def positive_names(tsv_path: str | os.PathLike) -> list[str]:
+    """Names of the positives of a label-set file, in file order (without its text files)."""
+    with open(tsv_path, newline="", encoding="utf-8") as f:
+        return [row["name"] for row in csv.DictReader(f, delimiter="\t") if row["role"] == "pos"]
+
+
+def read_label_table(tsv_path: str | os.PathLike):
+    """A label-set TSV as a pandas DataFrame of strings, with ``votes``, ``score`` and the
+    quality columns parsed as numbers (for the report; :func:`read_label_set` is the checked
+    reader). Names are kept verbatim: corpus words such as "nan" or "null" stay words."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(tsv_path, sep="\t", dtype=str, keep_default_na=False, na_filter=False)
+    except FileNotFoundError as err:
+        raise LabelSetFileError(f"{tsv_path}: label-set file does not exist") from err
+    missing = {"name", "role"} - set(frame.columns)
+    if missing:
+        raise LabelSetFileError(f"{tsv_path}: label-set file lacks column(s) {sorted(missing)}")
+    for col in ("votes", "score", *QUALITY_COLUMNS):
+        if col in frame.columns:
+            frame[col] = pd.to_numeric(frame[col].replace("", "nan"), errors="coerce")
+    return frame

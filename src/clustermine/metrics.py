@@ -10,12 +10,20 @@ highest OOD-score threshold that detects at least 95% of the OOD samples.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import json
+import os
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 from scipy.stats import rankdata
 
 FPR_CONVENTIONS = ("clip", "openood")
+# Keys every metrics file has (docs/methods.md, "Metrics JSON").
+REQUIRED_KEYS = ("model", "idset", "method", "testset", "benchmarks")
+
+
+class MetricsFileError(ValueError):
+    """A metrics file is missing, not JSON, or lacks a key the tables need."""
 
 
 def _check(scores: np.ndarray, what: str) -> np.ndarray:
@@ -120,3 +128,44 @@ def metrics_record(
         "label_quality": dict(label_quality) if label_quality is not None else None,
         "cluster_analysis": dict(cluster_analysis) if cluster_analysis is not None else None,
     }
+
+
+# --- the metrics file: results/{model}/metrics/{idset}.{method}.{testset}.json -----------------
+
+
+def write_metrics(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
+    """Atomically write one metrics record as JSON (non-finite numbers become null)."""
+    from clustermine.h5io import atomic_path
+    from clustermine.labelsets import jsonable
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(jsonable(record), indent=2, sort_keys=True) + "\n")
+
+
+def read_metrics_file(path: str | os.PathLike) -> dict[str, Any]:
+    """One metrics file, checking the keys every table relies on."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            rec = json.load(f)
+    except FileNotFoundError as err:
+        raise MetricsFileError(f"{path}: metrics file does not exist") from err
+    except json.JSONDecodeError as err:
+        raise MetricsFileError(
+            f"{path}: not valid JSON ({err}); delete it and rerun its metrics job"
+        ) from err
+    missing = [k for k in REQUIRED_KEYS if k not in rec]
+    if missing or not isinstance(rec.get("benchmarks"), Mapping) or not rec["benchmarks"]:
+        raise MetricsFileError(
+            f"{path}: not a metrics file: missing {missing or ['benchmarks (empty)']}; "
+            "expected the keys written by the metrics stage (docs/results.md)"
+        )
+    for bench, vals in rec["benchmarks"].items():
+        if not {"auroc", "fpr95"} <= set(vals or {}):
+            raise MetricsFileError(f"{path}: benchmark {bench!r} lacks auroc/fpr95")
+    rec["_path"] = str(path)
+    return rec
+
+
+def read_metrics(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
+    """Every metrics file of ``paths``, checked."""
+    return [read_metrics_file(path) for path in paths]

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from clustermine.compute import pick_device
+from clustermine.weights import is_local_checkpoint, is_random
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +60,6 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def pick_device(device: str | None = None) -> torch.device:
-    if device and device != "auto":
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def is_random(pretrained: str | None) -> bool:
-    return pretrained is None or str(pretrained).lower() in ("", "none", "null", "random")
-
-
 def load_model(arch: str, pretrained: str | None, device: str | None = None) -> LoadedModel:
     """Create an open_clip model with its preprocessing and tokenizer.
 
@@ -94,8 +86,7 @@ def load_model(arch: str, pretrained: str | None, device: str | None = None) -> 
         tag, label = None, RANDOM_WEIGHTS
     else:
         tag = str(pretrained)
-        looks_like_path = os.sep in tag or tag.endswith((".pt", ".pth", ".bin", ".safetensors"))
-        if looks_like_path and not Path(tag).exists():
+        if is_local_checkpoint(tag) and not Path(tag).exists():
             raise FileNotFoundError(f"model {arch}: checkpoint file {tag} does not exist")
         label = tag
     torch.manual_seed(0)  # random-weight models are reproducible

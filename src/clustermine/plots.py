@@ -24,6 +24,7 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from clustermine import catalog  # noqa: E402
 from clustermine.h5io import atomic_path  # noqa: E402
 from clustermine.tables import (  # noqa: E402
     SWEEP_KEYS,
@@ -33,43 +34,17 @@ from clustermine.tables import (  # noqa: E402
     record_frame,
 )
 
-# Per-label columns a label-set TSV may carry for the quality histograms.
-PER_LABEL_COLUMNS = {
-    "top1_text_sim": ("top1_text_sim", "gt_sim"),
-    "wordnet_hops": ("wordnet_hops", "gt_hops"),
-}
-
-
-class LabelTableError(ValueError):
-    """A label-set TSV is missing or lacks the columns the plots read."""
-
-
-def read_label_table(path: str | os.PathLike) -> pd.DataFrame:
-    """A label-set TSV as strings, with ``votes``, ``score`` and per-label numbers parsed.
-
-    Names are kept verbatim: corpus words such as "nan" or "null" must not become missing.
-    """
-    try:
-        frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, na_filter=False)
-    except FileNotFoundError as err:
-        raise LabelTableError(f"{path}: label-set file does not exist") from err
-    missing = {"name", "role"} - set(frame.columns)
-    if missing:
-        raise LabelTableError(f"{path}: label-set file lacks column(s) {sorted(missing)}")
-    numeric = ["votes", "score"] + [c for cols in PER_LABEL_COLUMNS.values() for c in cols]
-    for col in numeric:
-        if col in frame.columns:
-            frame[col] = pd.to_numeric(frame[col].replace("", "nan"), errors="coerce")
-    return frame
+# The per-positive column of the label-set TSV behind each label-quality histogram.
+PER_LABEL_COLUMNS = {"top1_text_sim": "gt_sim", "wordnet_hops": "gt_hops"}
 
 
 @dataclass
 class PlotInputs:
     records: Sequence[Mapping[str, Any]]
     settings: ReportSettings
-    # (model, idset, label set) → label-set table (see read_label_table)
+    # (model, idset, label set) → label-set table (clustermine.labelsets.read_label_table)
     label_tables: dict[tuple[str, str, str], pd.DataFrame] = field(default_factory=dict)
-    # (model, idset, clusterer) → cluster-sweep table (see read_sweep_table)
+    # (model, idset, clusterer) → cluster-sweep table (cluster_analysis.read_sweep_table)
     sweeps: dict[tuple[str, str, str], pd.DataFrame] = field(default_factory=dict)
 
     @classmethod
@@ -227,13 +202,12 @@ def plot_id_shift(inputs: PlotInputs, path) -> None:
 
 
 def _per_label(frame: pd.DataFrame, what: str) -> np.ndarray | None:
-    for col in PER_LABEL_COLUMNS[what]:
-        if col in frame.columns:
-            vals = frame.loc[frame.role == "pos", col].to_numpy(dtype=float)
-            vals = vals[np.isfinite(vals)]
-            if len(vals):
-                return vals
-    return None
+    col = PER_LABEL_COLUMNS[what]
+    if col not in frame.columns:
+        return None
+    vals = frame.loc[frame.role == "pos", col].to_numpy(dtype=float)
+    vals = vals[np.isfinite(vals)]
+    return vals if len(vals) else None
 
 
 def plot_label_quality(inputs: PlotInputs, path) -> None:
@@ -377,17 +351,6 @@ def plot_sensitivity(inputs: PlotInputs, path) -> None:
     _save(fig, path)
 
 
-def read_sweep_table(path: str | os.PathLike) -> pd.DataFrame:
-    """A cluster-sweep TSV (one row per C; see the clustering stage)."""
-    try:
-        frame = pd.read_csv(path, sep="\t")
-    except FileNotFoundError as err:
-        raise LabelTableError(f"{path}: cluster-sweep file does not exist") from err
-    if "C" not in frame.columns:
-        raise LabelTableError(f"{path}: cluster-sweep file lacks column 'C'")
-    return frame
-
-
 # (column in sweep tables, column in metrics records, panel title)
 CLUSTER_PANELS = (
     ("num_ypos", "lq_n_pos", "|Y_pos|"),
@@ -487,11 +450,7 @@ def plot_prompts(inputs: PlotInputs, path) -> None:
 
 Plotter = Callable[[PlotInputs, Any], None]
 
+# Output name -> plotter, in the order and with the names the catalog declares.
 PLOTS: dict[str, Plotter] = {
-    "auroc_by_model": plot_auroc_by_model,
-    "id_shift": plot_id_shift,
-    "label_quality": plot_label_quality,
-    "sensitivity": plot_sensitivity,
-    "cluster_analysis": plot_cluster_analysis,
-    "prompts": plot_prompts,
+    name: globals()[target.split(":")[1]] for name, target in catalog.PLOTS.items()
 }

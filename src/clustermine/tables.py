@@ -8,8 +8,8 @@ numbers stay plain and a last column ``best`` lists the columns in which that ro
 separated by ``;`` (ties mark every tied row). A table the configuration cannot fill is still
 written, holding a single ``note`` column that says what it needs, so output names stay fixed.
 
-The registry :data:`TABLES` maps output names to builders; docs/results.md says which paper
-table each one mirrors.
+The output names and their builders are declared in :mod:`clustermine.catalog.report`;
+docs/results.md says which paper table each one mirrors.
 """
 
 from __future__ import annotations
@@ -25,9 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clustermine import catalog
 from clustermine.h5io import atomic_path
-
-REQUIRED_KEYS = ("model", "idset", "method", "testset", "benchmarks")
 
 # Label-set keys that sweep one hyperparameter, with the spellings a config may use.
 SWEEP_KEYS: dict[str, tuple[str, ...]] = {
@@ -35,40 +34,6 @@ SWEEP_KEYS: dict[str, tuple[str, ...]] = {
     "M": ("min_votes", "M"),
     "C": ("C",),
 }
-
-
-class MetricsFileError(ValueError):
-    """A metrics file is missing, not JSON, or lacks a key the tables need."""
-
-
-# --- reading -------------------------------------------------------------------------------
-
-
-def read_metrics(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
-    """Load metrics JSON files, checking the keys every table relies on."""
-    records = []
-    for path in paths:
-        try:
-            with open(path, encoding="utf-8") as f:
-                rec = json.load(f)
-        except FileNotFoundError as err:
-            raise MetricsFileError(f"{path}: metrics file does not exist") from err
-        except json.JSONDecodeError as err:
-            raise MetricsFileError(
-                f"{path}: not valid JSON ({err}); delete it and rerun its metrics job"
-            ) from err
-        missing = [k for k in REQUIRED_KEYS if k not in rec]
-        if missing or not isinstance(rec.get("benchmarks"), Mapping) or not rec["benchmarks"]:
-            raise MetricsFileError(
-                f"{path}: not a metrics file: missing {missing or ['benchmarks (empty)']}; "
-                "expected the keys written by the metrics stage (docs/results.md)"
-            )
-        for bench, vals in rec["benchmarks"].items():
-            if not {"auroc", "fpr95"} <= set(vals or {}):
-                raise MetricsFileError(f"{path}: benchmark {bench!r} lacks auroc/fpr95")
-        rec["_path"] = str(path)
-        records.append(rec)
-    return records
 
 
 def _num(value: Any) -> float:
@@ -500,16 +465,11 @@ def table_plp(records, s: ReportSettings) -> Table:
 
 TableBuilder = Callable[[Sequence[Mapping[str, Any]], ReportSettings], Table]
 
+# Output name -> builder, in the order and with the names the catalog declares.
 TABLES: dict[str, TableBuilder] = {
-    "ood_benchmarks": table_ood_benchmarks,
-    "id_shift": table_id_shift,
-    "corpora": table_corpora,
-    "positives": table_positives,
-    "all_benchmarks": table_all_benchmarks,
-    "plp": table_plp,
+    name: globals()[target.split(":")[1]] for name, target in catalog.TABLES.items()
 }
-
-FORMATS = ("tsv", "md", "html")
+FORMATS = catalog.TABLE_FORMATS
 
 
 def build_tables(

@@ -17,46 +17,10 @@ import h5py
 import numpy as np
 import torch
 
+from clustermine.compute import DEFAULT_BUDGET_BYTES, as_unit_tensor, block_shape, pick_device
 from clustermine.h5io import EmbeddingFileError, atomic_path, read_attrs, write_attrs
 
 log = logging.getLogger(__name__)
-
-DEFAULT_BUDGET_BYTES = 256 * 2**20
-# Working copies per block element: the float32 product plus torch temporaries (topk/exp).
-_BLOCK_COPIES = 3
-
-
-def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """``None``/``"auto"`` means the GPU when one is available, else the CPU."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def block_shape(
-    n_rows: int, n_cols: int, budget_bytes: int, bytes_per_element: int = 4
-) -> tuple[int, int]:
-    """Rows × columns of a block whose working set stays within ``budget_bytes``.
-
-    Prefers up to 1024 image rows per block (good matrix-product efficiency) and as many
-    names as then fit; small name sets give more rows instead.
-    """
-    if budget_bytes <= 0:
-        raise ValueError(f"memory budget must be positive, got {budget_bytes} bytes")
-    elements = max(1, budget_bytes // (bytes_per_element * _BLOCK_COPIES))
-    rows = max(1, min(n_rows, 1024, elements))
-    cols = max(1, min(n_cols, elements // rows))
-    if cols == n_cols:
-        rows = max(1, min(n_rows, elements // max(1, n_cols)))
-    return rows, cols
-
-
-def as_unit_tensor(x: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
-    """float32 tensor on ``device`` with L2-normalised rows."""
-    t = torch.as_tensor(np.asarray(x, dtype=np.float32) if not torch.is_tensor(x) else x)
-    t = t.to(device=device, dtype=torch.float32)
-    return torch.nn.functional.normalize(t, dim=-1, eps=1e-12)
-
 
 @dataclass
 class ZeroShotResult:

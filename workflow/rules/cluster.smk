@@ -1,17 +1,17 @@
 # Clustering of ID-train image embeddings: a cached kNN graph (per k), then one cluster file per
-# (clusterer, C). A clusterer's settings reach its jobs through params, so editing one
-# clusterer in the config reruns only its files.
+# (clusterer, C). A clusterer's parameters reach its jobs through params, so editing one
+# clusterer reruns only its files; the device and memory budget are resources.
 
 
 rule knn:
     input:
-        images=knn_image_input,
+        unpack(knn_inputs),
     output:
-        "results/{model}/knn/{dataset}.k{k}.h5",
+        PATHS["knn"],
     log:
-        "logs/{model}/knn/{dataset}.k{k}.log",
+        log_path("knn"),
     benchmark:
-        "benchmarks/{model}/knn/{dataset}.k{k}.tsv"
+        benchmark_path("knn")
     conda:
         "../envs/clustermine.yaml"
     threads: 4
@@ -19,9 +19,8 @@ rule knn:
         gpu=1,
         mem_mb=clustering_mem_mb,
         runtime=240,
-    params:
         device=compute_device,
-        budget_bytes=memory_budget_bytes,
+        budget_mb=budget_mb,
     script:
         "../scripts/knn.py"
 
@@ -30,11 +29,11 @@ rule cluster:
     input:
         unpack(cluster_inputs),
     output:
-        "results/{model}/clusters/{dataset}.{clusterer}-C{C}.h5",
+        PATHS["clusters"],
     log:
-        "logs/{model}/clusters/{dataset}.{clusterer}-C{C}.log",
+        log_path("clusters"),
     benchmark:
-        "benchmarks/{model}/clusters/{dataset}.{clusterer}-C{C}.tsv"
+        benchmark_path("clusters")
     conda:
         "../envs/clustermine.yaml"
     threads: 4
@@ -42,11 +41,11 @@ rule cluster:
         gpu=1,
         mem_mb=clustering_mem_mb,
         runtime=720,
+        device=compute_device,
+        budget_mb=budget_mb,
     params:
         method=clusterer_method,
         hyperparameters=clusterer_params,
-        device=compute_device,
-        budget_bytes=memory_budget_bytes,
     script:
         "../scripts/cluster.py"
 
@@ -56,14 +55,14 @@ rule cluster_sweep:
         unpack(sweep_inputs),
     output:
         report(
-            "results/{model}/clusters/sweeps/{idset}.{clusterer}.tsv",
+            PATHS["sweep"],
             caption="../report/cluster_sweep.rst",
             category="Clusters",
         ),
     log:
-        "logs/{model}/clusters/sweeps/{idset}.{clusterer}.log",
+        log_path("sweep"),
     benchmark:
-        "benchmarks/{model}/clusters/sweeps/{idset}.{clusterer}.tsv"
+        benchmark_path("sweep")
     conda:
         "../envs/clustermine.yaml"
     threads: 1

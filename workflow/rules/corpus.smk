@@ -1,13 +1,13 @@
-# Text corpora and their prompt-ensembled text embeddings.
+# Text corpora and their prompt-ensembled text embeddings; the ID class names on their own.
 
 
 rule corpus_names:
     input:
         unpack(corpus_inputs),
     output:
-        "resources/corpus/{corpus}.tsv",
+        PATHS["corpus_names"],
     log:
-        "logs/corpus/{corpus}.log",
+        log_path("corpus_names"),
     conda:
         "../envs/clustermine.yaml"
     params:
@@ -18,14 +18,14 @@ rule corpus_names:
 
 rule embed_text:
     input:
-        names="resources/corpus/{corpus}.tsv",
+        names=PATHS["corpus_names"],
         checkpoint=model_checkpoint,
     output:
-        "results/{model}/text/{corpus}.{prompts}.h5",
+        PATHS["text"],
     log:
-        "logs/{model}/text/{corpus}.{prompts}.log",
+        log_path("text"),
     benchmark:
-        "benchmarks/{model}/text/{corpus}.{prompts}.tsv"
+        benchmark_path("text")
     conda:
         "../envs/clustermine.yaml"
     threads: 2
@@ -35,7 +35,6 @@ rule embed_text:
         runtime=120,
     params:
         model=model_params,
-        prompts=prompt_set,
         source="corpus",
     script:
         "../scripts/embed_text.py"
@@ -43,14 +42,14 @@ rule embed_text:
 
 rule embed_class_names:
     input:
-        names="resources/index/{dataset}.tsv",
+        names=PATHS["index"],
         checkpoint=model_checkpoint,
     output:
-        "results/{model}/text/classes/{dataset}.{prompts}.h5",
+        PATHS["class_text"],
     log:
-        "logs/{model}/text/classes/{dataset}.{prompts}.log",
+        log_path("class_text"),
     benchmark:
-        "benchmarks/{model}/text/classes/{dataset}.{prompts}.tsv"
+        benchmark_path("class_text")
     conda:
         "../envs/clustermine.yaml"
     threads: 1
@@ -60,7 +59,6 @@ rule embed_class_names:
         runtime=30,
     params:
         model=model_params,
-        prompts=prompt_set,
         source="class_names",
     script:
         "../scripts/embed_text.py"

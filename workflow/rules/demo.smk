@@ -1,19 +1,20 @@
-# The offline demo: image folders from Debian/PyPI data, and the demo CLIP model trained on them
-# (docs/demo.md). prepare_demo_split writes one folder per split under demo.root; its declared
+# The offline demo (docs/demo.md): image folders from Debian/PyPI data, and the demo CLIP model
+# trained on them. prepare_demo_split writes one folder per split under demo.root; its declared
 # output is a marker file (<root>/.splits/<split>.json, the class counts), written after the
-# folder is complete, so a half-written folder never counts as done. Rules that read a folder
-# depend on its marker (common.smk: demo_outputs_for), so adding or changing one split reruns
-# only what reads it.
+# folder is complete, so a half-written folder never counts as done. The demo's datasets name
+# their marker under `requires:` and its model's `pretrained:` is the checkpoint written here:
+# the rest of the workflow knows nothing of the demo.
+
 
 rule prepare_demo_split:
     output:
-        os.path.join(demo_root(), ".splits", "{split}.json"),
+        demo_split_marker("{split}"),
     log:
         "logs/demo/prepare_demo_split/{split}.log",
     benchmark:
         "benchmarks/demo/prepare_demo_split/{split}.tsv"
     wildcard_constraints:
-        split="|".join(DEMO_SPLITS),
+        split="|".join(demo.SPLITS),
     conda:
         "../envs/clustermine.yaml"
     threads: 1
@@ -28,7 +29,7 @@ rule prepare_demo_split:
 
 rule train_demo_model:
     input:
-        [demo_split_marker(s) for s in DEMO_TRAINING_SPLITS + [DEMO_EVAL_SPLIT]],
+        [demo_split_marker(s) for s in (*demo.TRAINING_SPLITS, demo.EVAL_SPLIT)],
     output:
         checkpoint=DEMO_CHECKPOINT,
         summary=DEMO_TRAINING_SUMMARY,
@@ -53,11 +54,11 @@ rule demo_summary:
         unpack(demo_summary_inputs),
     output:
         md=report(
-            "results/demo/summary.md",
+            PATHS["demo_summary"],
             caption="../report/demo_summary.rst",
             category="Demo",
         ),
-        json="results/demo/summary.json",
+        json=PATHS["demo_summary_json"],
     log:
         "logs/demo/summary.log",
     conda:

@@ -3,13 +3,13 @@
 
 rule index_dataset:
     input:
-        dataset_prerequisites,
+        dataset_requires,
     output:
-        "resources/index/{dataset}.tsv",
+        PATHS["index"],
     log:
-        "logs/index/{dataset}.log",
+        log_path("index"),
     benchmark:
-        "benchmarks/index/{dataset}.tsv"
+        benchmark_path("index")
     conda:
         "../envs/clustermine.yaml"
     # Scans the dataset's folder tree or list once (1.28M files for ImageNet train).
@@ -18,34 +18,34 @@ rule index_dataset:
         mem_mb=4000,
         runtime=60,
     params:
-        spec=dataset_spec,
-        seed=config.get("seed", 0),
+        spec=index_params,
+        seed=CFG.seed,
     script:
         "../scripts/index_dataset.py"
 
 
 rule embed_images:
     input:
-        index="resources/index/{dataset}.tsv",
+        index=PATHS["index"],
         checkpoint=model_checkpoint,
     output:
-        temp("results/{model}/images/shards/{dataset}.{shard}-of-{nshards}.h5"),
+        temp(PATHS["image_shard"]),
     log:
-        "logs/{model}/images/shards/{dataset}.{shard}-of-{nshards}.log",
+        log_path("image_shard"),
     benchmark:
-        "benchmarks/{model}/images/shards/{dataset}.{shard}-of-{nshards}.tsv"
+        benchmark_path("image_shard")
     conda:
         "../envs/clustermine.yaml"
-    threads: ENCODE.get("num_workers", 4)
+    threads: encode_threads
     resources:
         gpu=1,
         mem_mb=8000,
         runtime=240,
+        batch_size=model_batch_size,
+        loader_workers=loader_workers,
+        max_unreadable=max_unreadable,
     params:
         model=model_params,
-        encode=encode_settings,
-        batch_size=model_batch_size,
-        num_workers=ENCODE.get("num_workers", 4),
     script:
         "../scripts/embed_images.py"
 
@@ -54,18 +54,17 @@ rule merge_image_shards:
     input:
         image_shards,
     output:
-        "results/{model}/images/{dataset}.h5",
+        PATHS["images"],
     log:
-        "logs/{model}/images/{dataset}.log",
+        log_path("images"),
     benchmark:
-        "benchmarks/{model}/images/{dataset}.tsv"
+        benchmark_path("images")
     conda:
         "../envs/clustermine.yaml"
     threads: 1
     resources:
         mem_mb=merge_mem_mb,
         runtime=60,
-    params:
-        max_unreadable_fraction=ENCODE.get("max_unreadable_fraction", 0.01),
+        max_unreadable=max_unreadable,
     script:
         "../scripts/merge_image_shards.py"

@@ -1,17 +1,18 @@
 # Label mining: the zero-shot labels of a dataset's images over a corpus (cached per dataset,
-# corpus and prompt set), then one label set per (ID set, label set). A label set's settings
-# reach its job through params, so editing one label set reruns only its files.
+# corpus and prompt set), then one label set per (ID set, label set). What a miner reads is
+# declared in the plugin catalog (its needs); its parameters reach its job through params, so
+# editing one label set reruns only its files.
 
 
 rule zero_shot_labels:
     input:
         unpack(zero_shot_inputs),
     output:
-        "results/{model}/zeroshot/{dataset}.{corpus}.{prompts}.h5",
+        PATHS["zero_shot"],
     log:
-        "logs/{model}/zeroshot/{dataset}.{corpus}.{prompts}.log",
+        log_path("zero_shot"),
     benchmark:
-        "benchmarks/{model}/zeroshot/{dataset}.{corpus}.{prompts}.tsv"
+        benchmark_path("zero_shot")
     conda:
         "../envs/clustermine.yaml"
     threads: 2
@@ -19,10 +20,10 @@ rule zero_shot_labels:
         gpu=1,
         mem_mb=embeddings_mem_mb,
         runtime=120,
+        device=compute_device,
+        budget_mb=budget_mb,
     params:
         k=5,
-        device=compute_device,
-        budget_bytes=memory_budget_bytes,
     script:
         "../scripts/zero_shot_labels.py"
 
@@ -31,12 +32,12 @@ rule mine_labels:
     input:
         unpack(mine_inputs),
     output:
-        tsv="results/{model}/labels/{idset}.{labelset}.tsv",
-        meta="results/{model}/labels/{idset}.{labelset}.json",
+        tsv=PATHS["labels"],
+        meta=PATHS["label_meta"],
     log:
-        "logs/{model}/labels/{idset}.{labelset}.log",
+        log_path("labels"),
     benchmark:
-        "benchmarks/{model}/labels/{idset}.{labelset}.tsv"
+        benchmark_path("labels")
     conda:
         "../envs/clustermine.yaml"
     threads: 1
@@ -44,11 +45,11 @@ rule mine_labels:
         gpu=1,
         mem_mb=embeddings_mem_mb,
         runtime=60,
+        device=compute_device,
+        budget_mb=budget_mb,
     params:
         miner=label_set_miner,
         miner_params=label_set_params,
         num_clusters=label_set_num_clusters,
-        device=compute_device,
-        budget_bytes=memory_budget_bytes,
     script:
         "../scripts/mine_labels.py"

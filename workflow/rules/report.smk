@@ -1,7 +1,7 @@
 # Tables and figures from every metrics file the config enables, each with a caption for
 # `snakemake --report report.html`. Both rules are cheap (pandas and matplotlib, no torch).
-# Output names are fixed: a table or figure whose experiment the config lacks is still written,
-# saying what it needs (docs/results.md).
+# Output names are fixed (the catalog lists them): a table or figure whose experiment the
+# config lacks is still written, saying what it needs (docs/results.md).
 
 
 rule tables:
@@ -9,7 +9,7 @@ rule tables:
         metrics=metric_files(),
     output:
         **table_outputs(),
-        long="results/tables/metrics_long.tsv",
+        long=PATHS["metrics_long"],
     log:
         "logs/report/tables.log",
     conda:
@@ -27,7 +27,7 @@ rule plots:
     input:
         metrics=metric_files(),
         labels=label_files(),
-        sweeps=sweep_files(),
+        sweeps=cluster_sweep_targets(),
     output:
         **plot_outputs(),
     log:

@@ -1,17 +1,18 @@
 # OOD detection: fit one detector per (ID set, method), score every dataset it is tested on in
 # one job (one file), and evaluate each ID test set against the ID set's OOD benchmarks. A
-# method's settings reach its jobs through params, so editing one method reruns only its files.
+# method's parameters reach its jobs through params, so editing one method reruns only its
+# files; what a score reads is declared in the plugin catalog.
 
 
 rule fit_detector:
     input:
         unpack(fit_detector_inputs),
     output:
-        "results/{model}/detectors/{idset}.{method}.h5",
+        PATHS["detector"],
     log:
-        "logs/{model}/detectors/{idset}.{method}.log",
+        log_path("detector"),
     benchmark:
-        "benchmarks/{model}/detectors/{idset}.{method}.tsv"
+        benchmark_path("detector")
     conda:
         "../envs/clustermine.yaml"
     threads: 1
@@ -19,13 +20,12 @@ rule fit_detector:
         gpu=1,
         mem_mb=embeddings_mem_mb,
         runtime=240,
+        device=compute_device,
+        budget_mb=budget_mb,
     params:
         score=method_score,
         score_params=method_params,
         labels=method_labels,
-        seed=config.get("seed", 0),
-        device=compute_device,
-        budget_bytes=memory_budget_bytes,
     script:
         "../scripts/fit_detector.py"
 
@@ -34,11 +34,11 @@ rule score:
     input:
         unpack(score_inputs),
     output:
-        "results/{model}/scores/{idset}.{method}.h5",
+        PATHS["scores"],
     log:
-        "logs/{model}/scores/{idset}.{method}.log",
+        log_path("scores"),
     benchmark:
-        "benchmarks/{model}/scores/{idset}.{method}.tsv"
+        benchmark_path("scores")
     conda:
         "../envs/clustermine.yaml"
     threads: 1
@@ -46,10 +46,10 @@ rule score:
         gpu=1,
         mem_mb=embeddings_mem_mb,
         runtime=60,
+        device=compute_device,
+        budget_mb=budget_mb,
     params:
         datasets=scored_datasets,
-        device=compute_device,
-        budget_bytes=memory_budget_bytes,
     script:
         "../scripts/score.py"
 
@@ -58,9 +58,9 @@ rule evaluate:
     input:
         unpack(evaluate_inputs),
     output:
-        "results/{model}/metrics/{idset}.{method}.{testset}.json",
+        PATHS["metrics"],
     log:
-        "logs/{model}/metrics/{idset}.{method}.{testset}.log",
+        log_path("metrics"),
     conda:
         "../envs/clustermine.yaml"
     resources:

@@ -1,5 +1,6 @@
 import torch
 
+from clustermine.compute import budget_from_mb
 from clustermine.cluster_analysis import ground_truth_agreement
 from clustermine.clustering import ClusterConfigError, fit_clusters
 from clustermine.clustering.io import write_clusters
@@ -31,8 +32,8 @@ try:
         int(wc.C),
         params.hyperparameters,
         neighbors=neighbors,
-        device=params.device,
-        budget_bytes=params.budget_bytes,
+        device=snakemake.resources.device,
+        budget_bytes=budget_from_mb(snakemake.resources.budget_mb),
     )
 except ClusterConfigError as err:
     raise ClusterConfigError(f"config: clusterers.{wc.clusterer}: {err}") from err

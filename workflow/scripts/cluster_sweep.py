@@ -1,15 +1,8 @@
-import csv
-
 import numpy as np
 
-from clustermine.cluster_analysis import sweep_report
+from clustermine.cluster_analysis import sweep_report, write_sweep_table
 from clustermine.clustering.io import read_clusters
-from clustermine.h5io import (
-    EmbeddingFileError,
-    atomic_path,
-    check_same_model,
-    read_image_embeddings,
-)
+from clustermine.h5io import EmbeddingFileError, check_same_model, read_image_embeddings
 from clustermine.logs import setup_logging
 from clustermine.zeroshot import read_zero_shot
 
@@ -37,14 +30,4 @@ for path in snakemake.input.clusters:
 ground_truth = images.labels if np.any(images.labels >= 0) else None
 rows, knee = sweep_report(by_c, top1, ground_truth)
 log.info("%s: elbow of |Y_pos| over C at C=%s", snakemake.wildcards.clusterer, knee)
-columns = list(dict.fromkeys(key for row in rows for key in row)) + ["elbow"]
-with atomic_path(snakemake.output[0]) as tmp, open(tmp, "w", newline="") as f:
-    writer = csv.DictWriter(f, columns, delimiter="\t", restval="", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow(
-            {
-                **{k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()},
-                "elbow": int(row["C"] == knee),
-            }
-        )
+write_sweep_table(snakemake.output[0], rows, knee)

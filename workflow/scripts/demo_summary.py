@@ -3,17 +3,17 @@
 import json
 
 from clustermine.datasets import read_index
-from clustermine.demo_report import demo_summary, positive_names, summary_markdown
+from clustermine.demo.summary import demo_summary, summary_markdown
 from clustermine.h5io import atomic_path
-from clustermine.labelsets import jsonable
+from clustermine.labelsets import jsonable, positive_names
 from clustermine.logs import setup_logging
+from clustermine.metrics import read_metrics_file
 
 log = setup_logging(snakemake.log[0])
 inp = snakemake.input
 with open(inp.training) as f:
     training = json.load(f)
-with open(inp.metrics) as f:
-    metrics = json.load(f)
+metrics = read_metrics_file(inp.metrics)
 summary = demo_summary(
     training,
     positive_names(inp.labels),

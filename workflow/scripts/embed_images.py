@@ -5,7 +5,7 @@ from clustermine.logs import setup_logging
 from clustermine.models import load_model
 
 log = setup_logging(snakemake.log[0])
-wc, params = snakemake.wildcards, snakemake.params
+wc, params, res = snakemake.wildcards, snakemake.params, snakemake.resources
 index = read_index(snakemake.input.index)
 start, stop = index.shard(int(wc.shard), int(wc.nshards))
 log.info("dataset %s shard %s/%s: rows %d-%d", wc.dataset, wc.shard, wc.nshards, start, stop)
@@ -16,13 +16,11 @@ data = encode_images(
     index,
     start,
     stop,
-    batch_size=params.batch_size,
-    num_workers=params.num_workers,
+    batch_size=res.batch_size,
+    num_workers=res.loader_workers,
     precision=params.model["precision"],
     # Several shards: the allowance holds for the whole dataset, checked when they are merged.
-    max_unreadable_fraction=(
-        params.encode["max_unreadable_fraction"] if int(wc.nshards) == 1 else 1.0
-    ),
+    max_unreadable_fraction=float(res.max_unreadable) if int(wc.nshards) == 1 else 1.0,
 )
 data.attrs.update(loaded.attrs())
 data.attrs.update(

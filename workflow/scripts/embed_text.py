@@ -8,7 +8,7 @@ from clustermine.prompts import get_prompts
 
 log = setup_logging(snakemake.log[0])
 params, wc = snakemake.params, snakemake.wildcards
-templates = get_prompts(params.prompts)
+templates = get_prompts(wc.prompts)
 if params.source == "class_names":
     index = read_index(snakemake.input.names)
     if not index.class_names:
@@ -22,7 +22,7 @@ log.info(
     "encoding %d names x %d prompts (%s) with %s on %s",
     len(names),
     len(templates),
-    params.prompts,
+    wc.prompts,
     loaded.arch,
     loaded.device,
 )
@@ -31,7 +31,7 @@ attrs = {
     **loaded.attrs(),
     **source,
     "model": wc.model,
-    "prompts": params.prompts,
+    "prompts": wc.prompts,
     "templates": list(templates),
 }
 write_text_embeddings(snakemake.output[0], TextEmbeddings(emb, list(names), pos, synsets, attrs))

@@ -1,11 +1,8 @@
 """AUROC / FPR95 of one ID test set against each OOD benchmark of its ID set."""
 
-import json
-
-from clustermine.h5io import atomic_path
-from clustermine.labelsets import jsonable, read_label_meta
+from clustermine.labelsets import read_label_meta
 from clustermine.logs import setup_logging
-from clustermine.metrics import metrics_record
+from clustermine.metrics import metrics_record, write_metrics
 from clustermine.score_files import read_scores
 
 log = setup_logging(snakemake.log[0])
@@ -33,5 +30,4 @@ log.info(
     record["mean"]["auroc"],
     record["mean"]["fpr95"],
 )
-with atomic_path(snakemake.output[0]) as tmp:
-    tmp.write_text(json.dumps(jsonable(record), indent=2, sort_keys=True) + "\n")
+write_metrics(snakemake.output[0], record)

@@ -3,6 +3,7 @@
 import numpy as np
 import torch
 
+from clustermine.compute import budget_from_mb
 from clustermine.detectors import DetectorConfigError, get_detector
 from clustermine.h5io import (
     TextEmbeddings,
@@ -22,8 +23,6 @@ try:
 except DetectorConfigError as err:
     raise DetectorConfigError(f"config: methods.{wc.method}: {err}") from err
 score_params = dict(params.score_params)
-if "seed" in cls.defaults:
-    score_params.setdefault("seed", params.seed)
 
 corpus = read_text_embeddings(inp.text)
 checked = [(inp.text, corpus.attrs)]
@@ -44,7 +43,7 @@ if inp.labels:
     )
 
 train = train_labels = None
-if cls.needs_train:
+if cls.plugin().has("train_embeddings"):
     images = read_image_embeddings(inp.train)
     checked.append((inp.train, images.attrs))
     train, train_labels = images.embeddings, images.labels
@@ -73,8 +72,8 @@ try:
         score_params,
         train_labels,
         meta=meta,
-        device=params.device,
-        budget_bytes=params.budget_bytes,
+        device=snakemake.resources.device,
+        budget_bytes=budget_from_mb(snakemake.resources.budget_mb),
     )
 except DetectorConfigError as err:
     raise DetectorConfigError(f"config: methods.{wc.method} (idset {wc.idset}): {err}") from err

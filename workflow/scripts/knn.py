@@ -1,5 +1,6 @@
 import torch
 
+from clustermine.compute import budget_from_mb
 from clustermine.h5io import read_image_embeddings
 from clustermine.knn import cosine_knn, inherited_attrs, write_knn
 from clustermine.logs import setup_logging
@@ -18,8 +19,8 @@ log.info(
 neighbors = cosine_knn(
     images.embeddings,
     k,
-    device=snakemake.params.device,
-    budget_bytes=snakemake.params.budget_bytes,
+    device=snakemake.resources.device,
+    budget_bytes=budget_from_mb(snakemake.resources.budget_mb),
 )
 write_knn(
     snakemake.output[0],

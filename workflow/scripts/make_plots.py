@@ -1,8 +1,10 @@
 """The paper's figures (PNG) from the metrics files, label sets and cluster sweeps."""
 
 from clustermine.logs import setup_logging
-from clustermine.plots import PLOTS, PlotInputs, read_label_table, read_sweep_table
-from clustermine.tables import read_metrics
+from clustermine.cluster_analysis import read_sweep_table
+from clustermine.labelsets import read_label_table
+from clustermine.plots import PLOTS, PlotInputs
+from clustermine.metrics import read_metrics
 
 log = setup_logging(snakemake.log[0])
 inp, params = snakemake.input, snakemake.params

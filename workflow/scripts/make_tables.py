@@ -1,7 +1,8 @@
 """Paper-shaped tables (TSV, Markdown, HTML) from every metrics file of the config."""
 
 from clustermine.logs import setup_logging
-from clustermine.tables import FORMATS, build_tables, read_metrics, write_long, write_table
+from clustermine.metrics import read_metrics
+from clustermine.tables import FORMATS, build_tables, write_long, write_table
 
 log = setup_logging(snakemake.log[0])
 records = read_metrics(snakemake.input.metrics)

@@ -7,7 +7,7 @@ data = merge_shards(list(snakemake.input))
 bad = data.attrs["unreadable_files"]
 for path in bad:
     log.warning("unreadable image left out: %s", path)
-check_unreadable(len(bad), len(data) + len(bad), snakemake.params.max_unreadable_fraction, bad)
+check_unreadable(len(bad), len(data) + len(bad), float(snakemake.resources.max_unreadable), bad)
 log.info(
     "%s: %d embeddings of dim %d from %d shards",
     snakemake.wildcards.dataset,

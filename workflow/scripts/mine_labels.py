@@ -2,6 +2,7 @@
 
 import torch
 
+from clustermine.compute import budget_from_mb
 from clustermine.clustering.io import read_clusters
 from clustermine.h5io import (
     EmbeddingFileError,
@@ -58,8 +59,8 @@ inputs = MiningInputs(
     class_syn,
     top1=top1,
     assignments=assignments,
-    budget_bytes=params.budget_bytes,
-    device=params.device,
+    budget_bytes=budget_from_mb(snakemake.resources.budget_mb),
+    device=snakemake.resources.device,
     sources=sources,
 )
 miner_params = dict(params.miner_params)

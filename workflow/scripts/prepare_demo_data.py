@@ -2,7 +2,7 @@
 
 import json
 
-from clustermine.demo_data import prepare_demo_data
+from clustermine.demo.data import prepare_demo_data
 from clustermine.h5io import atomic_path
 from clustermine.logs import setup_logging
 

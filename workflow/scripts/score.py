@@ -2,6 +2,7 @@
 
 import torch
 
+from clustermine.compute import budget_from_mb
 from clustermine.detectors import load_detector
 from clustermine.h5io import check_same_model, read_image_embeddings
 from clustermine.logs import setup_logging
@@ -10,7 +11,8 @@ from clustermine.score_files import ScoreSet, write_score_file
 log = setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 inp, params, wc = snakemake.input, snakemake.params, snakemake.wildcards
-detector = load_detector(inp.detector, params.device, params.budget_bytes)
+res = snakemake.resources
+detector = load_detector(inp.detector, res.device, budget_from_mb(res.budget_mb))
 sets = {}
 for dataset, path in zip(params.datasets, inp.images):
     images = read_image_embeddings(path)

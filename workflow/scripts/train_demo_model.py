@@ -3,7 +3,7 @@
 import json
 import os
 
-from clustermine.demo_model import TrainSettings, train_demo_model
+from clustermine.demo.model import TrainSettings, train_demo_model
 from clustermine.h5io import atomic_path
 from clustermine.logs import setup_logging
 

@@ -1,4 +1,5 @@
-"""Clustering of image embeddings: one fit function per method, found by name.
+"""Clustering of image embeddings: one fit function per method, declared by name in
+:mod:`clustermine.catalog.clusterers`.
 
 Every clusterer takes the embeddings [N, D], the number of clusters C and its parameters (the
 ``clusterers.<slug>`` config entry without ``method``) and returns a :class:`ClusterResult`.
@@ -8,9 +9,11 @@ Methods that train on nearest-neighbour pairs (TEMI) also take a cached kNN grap
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
+
+from clustermine import catalog
 
 
 class ClusterConfigError(ValueError):
@@ -64,44 +67,6 @@ class ClusterResult:
         return len(self.assignments)
 
 
-# The fit functions import torch lazily so that reading cluster files stays light.
-def _fit_temi(embeddings, num_clusters, params, *, neighbors=None, device=None, budget_bytes=None):
-    from clustermine.clustering.temi import fit_temi
-
-    return fit_temi(
-        embeddings,
-        num_clusters,
-        params,
-        neighbors=neighbors,
-        device=device,
-        budget_bytes=budget_bytes,
-    )
-
-
-def _fit_kmeans(
-    embeddings, num_clusters, params, *, neighbors=None, device=None, budget_bytes=None
-):
-    from clustermine.clustering.kmeans import fit_kmeans
-
-    return fit_kmeans(embeddings, num_clusters, params, device=device, budget_bytes=budget_bytes)
-
-
-FitFunction = Callable[..., ClusterResult]
-
-# name -> fit(embeddings, num_clusters, params, *, neighbors=None, device=None, budget_bytes=None)
-CLUSTERERS: dict[str, FitFunction] = {"temi": _fit_temi, "kmeans": _fit_kmeans}
-
-# Methods trained on kNN pairs, with the default k (config key ``knn``).
-KNN_DEFAULTS: dict[str, int] = {"temi": 50}
-
-
-def knn_k(method: str, params: Mapping[str, Any]) -> int | None:
-    """k of the kNN graph a clusterer needs, or ``None`` when it needs none."""
-    if method not in KNN_DEFAULTS:
-        return None
-    return int(params.get("knn", KNN_DEFAULTS[method]))
-
-
 def fit_clusters(
     method: str,
     embeddings: np.ndarray,
@@ -112,17 +77,17 @@ def fit_clusters(
     device: str | None = None,
     budget_bytes: int | None = None,
 ) -> ClusterResult:
-    """Cluster ``embeddings`` with the clusterer registered as ``method``.
+    """Cluster ``embeddings`` with the clusterer declared as ``method`` in the catalog.
 
     ``device``: ``None``/``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda:1"``, ...;
     ``budget_bytes`` bounds the working memory of chunked similarity blocks.
     """
-    if method not in CLUSTERERS:
-        raise ClusterConfigError(
-            f"unknown clustering method {method!r}; known: {sorted(CLUSTERERS)}"
-        )
+    try:
+        fit = catalog.clusterer(method).load()
+    except catalog.CatalogError as err:
+        raise ClusterConfigError(str(err)) from err
     params = {k: v for k, v in dict(params or {}).items() if k != "method"}
-    return CLUSTERERS[method](
+    return fit(
         embeddings,
         int(num_clusters),
         params,
@@ -133,24 +98,18 @@ def fit_clusters(
 
 
 def config_from_params(cls, num_clusters: int, params: Mapping[str, Any], method: str):
-    """Build a config dataclass, refusing keys it does not know."""
-    import dataclasses
-
-    known = {f.name for f in dataclasses.fields(cls)} - {"num_clusters"}
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise ClusterConfigError(
-            f"{method}: unknown parameter(s) {unknown}; known: {sorted(known)}"
-        )
-    return cls(num_clusters=int(num_clusters), **dict(params))
+    """Build a config dataclass from the catalog's parameters of ``method`` (unknown keys are
+    an error naming the accepted ones)."""
+    try:
+        resolved = catalog.clusterer(method).resolve(params)
+    except catalog.CatalogError as err:
+        raise ClusterConfigError(str(err)) from err
+    return cls(num_clusters=int(num_clusters), **resolved)
 
 
 __all__ = [
-    "CLUSTERERS",
-    "KNN_DEFAULTS",
     "ClusterConfigError",
     "ClusterResult",
     "config_from_params",
     "fit_clusters",
-    "knn_k",
 ]

@@ -18,30 +18,37 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from clustermine import catalog
 from clustermine.clustering import ClusterConfigError, ClusterResult, config_from_params
-from clustermine.zeroshot import DEFAULT_BUDGET_BYTES, pick_device
+from clustermine.compute import default_budget, pick_device, rows_within
 
 log = logging.getLogger(__name__)
 
 METRICS = ("cosine", "euclidean")
 
 
+_DEFAULTS = catalog.clusterer("kmeans").defaults
+
+
 @dataclass
 class KMeansConfig:
+    """k-means settings; names, defaults and meaning are declared in the catalog
+    (:mod:`clustermine.catalog.clusterers`, docs/clustering.md)."""
+
     num_clusters: int
-    metric: str = "cosine"
-    max_iter: int = 100
+    metric: str = _DEFAULTS["metric"]
+    max_iter: int = _DEFAULTS["max_iter"]
     # Stop when the inertia improves by less than this fraction between iterations.
-    tol: float = 1e-4
+    tol: float = _DEFAULTS["tol"]
     # Independent seedings; the run with the lowest inertia is kept.
-    n_init: int = 1
+    n_init: int = _DEFAULTS["n_init"]
     # Candidates tried per k-means++ step (greedy k-means++); None: 2 + ln C, as scikit-learn.
-    local_trials: int | None = None
+    local_trials: int | None = _DEFAULTS["local_trials"]
     # Rows k-means++ seeds from: a seeded random sample of this many rows (None: all rows up to
     # max(100,000, 32·C)). Seeding makes C sequential passes over its rows, so on 1.28M rows
     # with C = 4000 a sample is what keeps it in minutes; Lloyd then runs on every row.
-    init_size: int | None = None
-    seed: int = 0
+    init_size: int | None = _DEFAULTS["init_size"]
+    seed: int = _DEFAULTS["seed"]
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
@@ -59,6 +66,10 @@ class KMeansConfig:
             )
 
 
+# The parameter dataclass of this clusterer (its fields are the catalog's parameters).
+CONFIG = KMeansConfig
+
+
 class _Distances:
     """Chunked distances of all rows to a few or many centres (cosine: 1 - cos)."""
 
@@ -70,7 +81,7 @@ class _Distances:
 
     def chunk_rows(self, num_centres: int) -> int:
         # Scores, distances and argmin temporaries: about 4 float32 copies per element.
-        return max(1, min(len(self.data), self.budget_bytes // (16 * max(1, num_centres))))
+        return rows_within(self.budget_bytes, 16 * max(1, num_centres), len(self.data))
 
     def block(self, lo: int, hi: int, centres: torch.Tensor) -> torch.Tensor:
         dots = self.data[lo:hi] @ centres.T
@@ -170,7 +181,7 @@ def lloyd(
     history: list[float] = []
     prev = None
     # Rows per chunk of the float64 centre sums.
-    rows = max(1, dist.budget_bytes // (8 * dist.data.shape[1]))
+    rows = rows_within(dist.budget_bytes, 8 * dist.data.shape[1])
     for it in range(cfg.max_iter):
         labels, d = dist.nearest(centres)
         inertia = float(d.double().sum())
@@ -197,10 +208,12 @@ def fit_kmeans(
     num_clusters: int,
     params: Mapping[str, Any] | KMeansConfig | None = None,
     *,
+    neighbors=None,
     device: str | torch.device | None = None,
     budget_bytes: int | None = None,
 ) -> ClusterResult:
-    """Cluster ``embeddings`` [N, D] into ``num_clusters`` with k-means++ and Lloyd.
+    """Cluster ``embeddings`` [N, D] into ``num_clusters`` with k-means++ and Lloyd
+    (``neighbors`` is accepted for the common clusterer interface and not used).
 
     ``budget_bytes`` bounds the working memory beyond the data (default 1 GiB on a GPU,
     256 MiB on the CPU).
@@ -216,7 +229,7 @@ def fit_kmeans(
         )
     dev = pick_device(device)
     if budget_bytes is None:
-        budget_bytes = 4 * DEFAULT_BUDGET_BYTES if dev.type == "cuda" else DEFAULT_BUDGET_BYTES
+        budget_bytes = default_budget(dev)
     data = torch.from_numpy(x).to(dev)
     if cfg.metric == "cosine":
         data = torch.nn.functional.normalize(data, dim=1)

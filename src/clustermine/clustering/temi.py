@@ -23,41 +23,41 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clustermine import catalog
 from clustermine.clustering import ClusterConfigError, ClusterResult, config_from_params
 from clustermine.knn import Neighbors, cosine_knn
-from clustermine.zeroshot import pick_device
+from clustermine.compute import default_budget, pick_device, rows_within
 
 log = logging.getLogger(__name__)
 
 
+_DEFAULTS = catalog.clusterer("temi").defaults
+
+
 @dataclass
 class TEMIConfig:
-    """TEMI hyperparameters; defaults follow the TEMI paper and its reference runs."""
+    """TEMI hyperparameters; names, defaults and meaning are declared in the catalog
+    (:mod:`clustermine.catalog.clusterers`, docs/clustering.md)."""
 
     num_clusters: int
-    heads: int = 50
-    knn: int = 50
-    epochs: int = 100
-    batch_size: int = 512
-    # Peak learning rate for a batch of 256, scaled linearly with batch_size.
-    lr: float = 1e-4
-    # Learning rate reached by a cosine decay after warm-up; None keeps the peak (constant).
-    min_lr: float | None = None
-    warmup_epochs: int = 20
-    weight_decay: float = 1e-4
-    teacher_momentum: float = 0.996
-    student_temp: float = 0.1
-    teacher_temp: float = 0.1
-    beta: float = 0.6
-    prior_momentum: float = 0.9
-    hidden_dim: int = 512
-    bottleneck_dim: int = 256
-    # The last layer stays fixed for the first epoch(s), which stabilises early training.
-    freeze_last_layer_epochs: int = 1
-    # True: z-score every embedding dimension; False: L2-normalise every embedding.
-    zscore: bool = False
-    seed: int = 0
-    eval_batch_size: int = 8192
+    heads: int = _DEFAULTS["heads"]
+    knn: int = _DEFAULTS["knn"]
+    epochs: int = _DEFAULTS["epochs"]
+    batch_size: int = _DEFAULTS["batch_size"]
+    lr: float = _DEFAULTS["lr"]
+    min_lr: float | None = _DEFAULTS["min_lr"]
+    warmup_epochs: int = _DEFAULTS["warmup_epochs"]
+    weight_decay: float = _DEFAULTS["weight_decay"]
+    teacher_momentum: float = _DEFAULTS["teacher_momentum"]
+    student_temp: float = _DEFAULTS["student_temp"]
+    teacher_temp: float = _DEFAULTS["teacher_temp"]
+    beta: float = _DEFAULTS["beta"]
+    prior_momentum: float = _DEFAULTS["prior_momentum"]
+    hidden_dim: int = _DEFAULTS["hidden_dim"]
+    bottleneck_dim: int = _DEFAULTS["bottleneck_dim"]
+    freeze_last_layer_epochs: int = _DEFAULTS["freeze_last_layer_epochs"]
+    zscore: bool = _DEFAULTS["zscore"]
+    seed: int = _DEFAULTS["seed"]
 
     def __post_init__(self) -> None:
         checks = {
@@ -81,6 +81,10 @@ class TEMIConfig:
 
     def peak_lr(self, batch_size: int) -> float:
         return self.lr * batch_size / 256
+
+
+# The parameter dataclass of this clusterer (its fields are the catalog's parameters).
+CONFIG = TEMIConfig
 
 
 def temi_loss(
@@ -191,9 +195,12 @@ def lr_schedule(cfg: TEMIConfig, steps_per_epoch: int, batch_size: int) -> np.nd
 class TEMITrainer:
     """Student/teacher heads, prior and optimiser; :meth:`fit` trains and assigns."""
 
-    def __init__(self, cfg: TEMIConfig, in_dim: int, device: torch.device) -> None:
+    def __init__(
+        self, cfg: TEMIConfig, in_dim: int, device: torch.device, budget_bytes: int | None = None
+    ) -> None:
         self.cfg = cfg
         self.device = device
+        self.budget_bytes = budget_bytes or default_budget(device)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.student = BatchedHeads(
             cfg.heads,
@@ -255,9 +262,12 @@ class TEMITrainer:
 
     @torch.no_grad()
     def assign(self, data: torch.Tensor, head: int) -> np.ndarray:
+        # Rows per block: the head's hidden activations and logits within the memory budget.
+        width = self.cfg.hidden_dim + self.cfg.bottleneck_dim + self.cfg.num_clusters
+        rows = rows_within(self.budget_bytes, 4 * 3 * width, len(data))
         out = []
-        for i in range(0, len(data), self.cfg.eval_batch_size):
-            logits = self.teacher(data[i : i + self.cfg.eval_batch_size], head=head)[0]
+        for i in range(0, len(data), rows):
+            logits = self.teacher(data[i : i + rows], head=head)[0]
             out.append(logits.argmax(dim=1).cpu())
         return torch.cat(out).numpy().astype(np.int64)
 
@@ -389,4 +399,4 @@ def fit_temi(
         )
     if math.prod((cfg.heads, 2 * cfg.batch_size, cfg.num_clusters)) > 2**31:
         log.warning("temi: logits of one batch hold more than 2^31 values; lower batch_size")
-    return TEMITrainer(cfg, x.shape[1], dev).fit(data, graph)
+    return TEMITrainer(cfg, x.shape[1], dev, budget_bytes).fit(data, graph)

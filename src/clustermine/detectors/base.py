@@ -17,6 +17,7 @@ import h5py
 import numpy as np
 import torch
 
+from clustermine import catalog
 from clustermine.h5io import (
     STR,
     EmbeddingFileError,
@@ -26,7 +27,7 @@ from clustermine.h5io import (
     read_attrs,
     write_attrs,
 )
-from clustermine.zeroshot import DEFAULT_BUDGET_BYTES, pick_device
+from clustermine.compute import DEFAULT_BUDGET_BYTES, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -42,18 +43,14 @@ def empty_texts(dim: int = 0) -> TextEmbeddings:
 
 
 class Detector:
-    """Subclasses set ``name`` and ``defaults`` and implement ``_fit``/``_score``.
+    """Subclasses set ``name`` (the score's name in :mod:`clustermine.catalog.scores`, which
+    declares its parameters and what it needs) and implement ``_fit``/``_score``.
 
     ``state`` holds the fitted numpy arrays (saved under ``/state``); everything else a score
     needs is in ``params``, ``logit_scale`` and the label texts.
     """
 
     name: ClassVar[str] = ""
-    defaults: ClassVar[dict[str, Any]] = {}
-    needs_positives: ClassVar[bool] = True
-    needs_negatives: ClassVar[bool] = False
-    # Whether ``fit`` uses the ID-train image embeddings (else they may be ``None``).
-    needs_train: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -78,15 +75,23 @@ class Detector:
         self._check_labels()
 
     @classmethod
+    def plugin(cls) -> catalog.Plugin:
+        return catalog.score(cls.name)
+
+    @classmethod
     def resolve_params(cls, params: Mapping[str, Any] | None) -> dict[str, Any]:
-        params = dict(params or {})
-        unknown = sorted(set(params) - set(cls.defaults))
-        if unknown:
-            raise DetectorConfigError(
-                f"score {cls.name!r} has no parameter(s) {unknown}; accepted: "
-                f"{sorted(cls.defaults)}"
-            )
-        return {**cls.defaults, **params}
+        try:
+            return cls.plugin().resolve(params)
+        except catalog.CatalogError as err:
+            raise DetectorConfigError(str(err)) from err
+
+    @property
+    def needs_positives(self) -> bool:
+        return self.plugin().has("positives")
+
+    @property
+    def needs_negatives(self) -> bool:
+        return self.plugin().has("negatives")
 
     def _check_labels(self) -> None:
         if self.needs_positives and not len(self.text_pos.names):

@@ -10,7 +10,6 @@ from clustermine.detectors.streaming import segment_reduce
 
 class EnergyDetector(Detector):
     name = "energy"
-    defaults = {"temperature": 1.0}
 
     def _score(self, image_emb: np.ndarray) -> np.ndarray:
         t = float(self.params["temperature"])

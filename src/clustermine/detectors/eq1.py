@@ -16,8 +16,6 @@ from clustermine.detectors.streaming import segment_reduce
 
 class Eq1Detector(Detector):
     name = "eq1"
-    defaults = {"tau_factor": 0.1, "tau": None}
-    needs_negatives = True
 
     @property
     def tau(self) -> float:

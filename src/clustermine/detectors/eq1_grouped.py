@@ -15,7 +15,6 @@ from clustermine.detectors.streaming import segment_reduce
 
 class Eq1GroupedDetector(Eq1Detector):
     name = "eq1_grouped"
-    defaults = {"tau_factor": 0.1, "tau": None, "groups": 100, "seed": 0}
 
     def _fit(self, train, labels) -> None:
         n_neg, groups = len(self.text_neg.names), int(self.params["groups"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from clustermine.compute import rows_within
 from clustermine.detectors.base import Detector, DetectorConfigError
 from clustermine.zeroshot import zero_shot_top1
 
@@ -19,8 +20,6 @@ CLASS_SOURCES = ("zero_shot", "ground_truth")
 
 class MahalanobisDetector(Detector):
     name = "mahalanobis"
-    defaults = {"class_source": "zero_shot", "inverse": "pinv"}
-    needs_train = True
 
     @property
     def needs_positives(self) -> bool:  # ground-truth class means need no label texts
@@ -87,7 +86,7 @@ def class_gaussians(
     of ``x``, float64, in chunks."""
     dev = torch.device(device) if device is not None else torch.device("cpu")
     n, d = x.shape
-    rows = max(1, min(n, budget_bytes // (8 * 3 * d)))
+    rows = rows_within(budget_bytes, 8 * 3 * d, n)
     yt = torch.as_tensor(y, dtype=torch.int64)
     counts = torch.bincount(yt, minlength=n_classes).double().to(dev)
     sums = torch.zeros((n_classes, d), dtype=torch.float64, device=dev)
@@ -114,7 +113,7 @@ def min_mahalanobis(
     p = torch.as_tensor(precision, dtype=torch.float64, device=dev)
     mu_p = mu @ p
     mu_term = (mu_p * mu).sum(dim=1)
-    rows = max(1, min(len(x), budget_bytes // (8 * 3 * max(len(means), x.shape[1]))))
+    rows = rows_within(budget_bytes, 8 * 3 * max(len(means), x.shape[1]), len(x))
     out = np.empty(len(x))
     for r0 in range(0, len(x), rows):
         xb = _unit64(x[r0 : r0 + rows], dev)

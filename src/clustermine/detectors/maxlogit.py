@@ -10,7 +10,6 @@ from clustermine.detectors.streaming import segment_reduce
 
 class MaxLogitDetector(Detector):
     name = "maxlogit"
-    defaults: dict = {}
 
     def _score(self, image_emb: np.ndarray) -> np.ndarray:
         out = segment_reduce(

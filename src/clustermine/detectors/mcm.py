@@ -11,7 +11,6 @@ from clustermine.detectors.streaming import segment_reduce
 
 class MCMDetector(Detector):
     name = "mcm"
-    defaults = {"temperature": 1.0}
 
     def _score(self, image_emb: np.ndarray) -> np.ndarray:
         t = float(self.params["temperature"])

@@ -14,6 +14,7 @@ import math
 import numpy as np
 import torch
 
+from clustermine.compute import rows_within
 from clustermine.detectors.base import Detector, DetectorConfigError
 from clustermine.h5io import normalize
 from clustermine.zeroshot import zero_shot_top1
@@ -23,15 +24,6 @@ log = logging.getLogger(__name__)
 
 class PLPDetector(Detector):
     name = "plp"
-    needs_train = True
-    defaults = {
-        "epochs": 100,
-        "batch_size": 256,
-        "base_lr": 1e-3,
-        "weight_decay": 1e-3,
-        "warmup_fraction": 0.1,
-        "seed": 0,
-    }
 
     def _fit(self, train: np.ndarray | None, labels: np.ndarray | None) -> None:
         if train is None or not len(train):
@@ -71,7 +63,7 @@ class PLPDetector(Detector):
         x = image_emb / np.maximum(np.linalg.norm(image_emb, axis=1, keepdims=True), 1e-12)
         w = torch.as_tensor(self.state["weight"], dtype=torch.float32, device=self.device)
         b = torch.as_tensor(self.state["bias"], dtype=torch.float32, device=self.device)
-        rows = max(1, self.budget_bytes // (4 * 3 * max(len(b), x.shape[1])))
+        rows = rows_within(self.budget_bytes, 4 * 3 * max(len(b), x.shape[1]))
         out = np.empty(len(x))
         for r0 in range(0, len(x), rows):
             z = (x[r0 : r0 + rows] - self.state["mean"]) / self.state["std"]
@@ -131,7 +123,7 @@ def train_linear_probe(
         if epoch == 0 or epoch + 1 == epochs or (epoch + 1) % 10 == 0:
             log.info("plp epoch %d/%d: loss %.4f", epoch + 1, epochs, loss_sum.item() / n)
     with torch.no_grad():  # in chunks: N × K logits would not fit for ImageNet and 4000 labels
-        rows = max(1, 2**28 // (4 * max(n_classes, d)))
+        rows = rows_within(2**28, 4 * max(n_classes, d))
         hits = sum(
             int((layer(xt[lo : lo + rows]).argmax(dim=1) == yt[lo : lo + rows]).sum())
             for lo in range(0, n, rows)

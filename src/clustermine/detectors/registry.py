@@ -1,4 +1,5 @@
-"""OOD scores by name: the names used as ``methods.<slug>.score`` in the config."""
+"""OOD scores by name (``methods.<slug>.score``), as declared in
+:mod:`clustermine.catalog.scores`, and the one way to open a detector file."""
 
 from __future__ import annotations
 
@@ -6,41 +7,23 @@ import os
 
 import h5py
 
+from clustermine import catalog
 from clustermine.detectors.base import Detector, DetectorConfigError
-from clustermine.detectors.energy import EnergyDetector
-from clustermine.detectors.eq1 import Eq1Detector
-from clustermine.detectors.eq1_grouped import Eq1GroupedDetector
-from clustermine.detectors.mahalanobis import MahalanobisDetector
-from clustermine.detectors.maxlogit import MaxLogitDetector
-from clustermine.detectors.mcm import MCMDetector
-from clustermine.detectors.plp import PLPDetector
-from clustermine.detectors.relative_mahalanobis import RelativeMahalanobisDetector
 from clustermine.h5io import EmbeddingFileError, read_attrs
-
-DETECTORS: dict[str, type[Detector]] = {
-    "eq1": Eq1Detector,
-    "eq1_grouped": Eq1GroupedDetector,
-    "mcm": MCMDetector,
-    "maxlogit": MaxLogitDetector,
-    "energy": EnergyDetector,
-    "mahalanobis": MahalanobisDetector,
-    "relative_mahalanobis": RelativeMahalanobisDetector,
-    "plp": PLPDetector,
-}
-
-# Method keys that pick inputs rather than score parameters.
-INPUT_KEYS = ("score", "labels")
 
 
 def get_detector(name: str) -> type[Detector]:
-    if name not in DETECTORS:
-        raise DetectorConfigError(f"unknown score {name!r}; known scores: {sorted(DETECTORS)}")
-    return DETECTORS[name]
-
-
-def detector_params(method: dict) -> dict:
-    """The score parameters of one ``methods`` entry."""
-    return {k: v for k, v in method.items() if k not in INPUT_KEYS}
+    """The detector class of score ``name`` (imported on first use)."""
+    try:
+        cls = catalog.score(name).load()
+    except catalog.CatalogError as err:
+        raise DetectorConfigError(str(err)) from err
+    if not (isinstance(cls, type) and issubclass(cls, Detector)) or cls.name != name:
+        raise DetectorConfigError(
+            f"score {name!r}: {catalog.score(name).implementation} is not a Detector named "
+            f"{name!r}; fix its catalog entry"
+        )
+    return cls
 
 
 def load_detector(

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from clustermine.zeroshot import as_unit_tensor, block_shape
+from clustermine.compute import as_unit_tensor, block_shape
 
 REDUCTIONS = ("lse", "max")
 

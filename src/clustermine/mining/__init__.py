@@ -1,34 +1,17 @@
 """Label mining: turn a text corpus (and ID-train images) into positive and negative labels.
 
-One module per miner; :data:`MINERS` maps config names to them.
+One module per miner; the miners are declared by name in :mod:`clustermine.catalog.miners`.
 """
 
 from clustermine.mining.inputs import MinerConfigError, MiningInputs
 from clustermine.mining.negatives import quantile_similarity, select_negatives
-from clustermine.mining.registry import (
-    INPUT_KEYS,
-    MINERS,
-    NEEDS_CLASS_NAMES,
-    NEEDS_CLUSTERS,
-    NEEDS_IMAGES,
-    get_miner,
-    mine_labels,
-    miner_defaults,
-    miner_params,
-)
+from clustermine.mining.registry import mine_labels, miner_plugin
 
 __all__ = [
-    "INPUT_KEYS",
-    "MINERS",
-    "NEEDS_CLASS_NAMES",
-    "NEEDS_CLUSTERS",
-    "NEEDS_IMAGES",
     "MinerConfigError",
     "MiningInputs",
-    "get_miner",
     "mine_labels",
-    "miner_defaults",
-    "miner_params",
+    "miner_plugin",
     "quantile_similarity",
     "select_negatives",
 ]

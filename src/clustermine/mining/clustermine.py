@@ -18,9 +18,9 @@ log = logging.getLogger(__name__)
 def mine_clustermine(
     inputs: MiningInputs,
     *,
-    negatives: str = "complement",
-    num_negatives: int = 10000,
-    quantile: float = 0.95,
+    negatives: str,
+    num_negatives: int,
+    quantile: float,
 ) -> LabelSet:
     """Votes = clusters whose majority label is the name (ties: lower corpus index);
     score = mean majority share of those clusters."""

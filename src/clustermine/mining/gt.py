@@ -10,10 +10,10 @@ from clustermine.mining.negatives import select_negatives
 def mine_gt(
     inputs: MiningInputs,
     *,
-    negatives: str = "complement",
-    num_negatives: int = 10000,
-    quantile: float = 0.95,
-    missing_gt: str = "error",
+    negatives: str,
+    num_negatives: int,
+    quantile: float,
+    missing_gt: str,
 ) -> LabelSet:
     """Positives = Y_GT; negatives = the corpus names that are not Y_GT names, by default."""
     gt = inputs.ground_truth(missing_gt)

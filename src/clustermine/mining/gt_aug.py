@@ -14,11 +14,11 @@ from clustermine.zeroshot import zero_shot_topk
 def mine_gt_aug(
     inputs: MiningInputs,
     *,
-    num_aug: int = 500,
-    negatives: str = "complement",
-    num_negatives: int = 10000,
-    quantile: float = 0.95,
-    missing_gt: str = "error",
+    num_aug: int,
+    negatives: str,
+    num_negatives: int,
+    quantile: float,
+    missing_gt: str,
 ) -> LabelSet:
     """A candidate's similarity to Y_GT is its highest cosine to any Y_GT name (its score)."""
     if num_aug < 0:

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from clustermine.h5io import normalize
-from clustermine.labelsets import normalize_name
-from clustermine.zeroshot import DEFAULT_BUDGET_BYTES, zero_shot_top1
+from clustermine.corpus import normalize_name
+from clustermine.compute import DEFAULT_BUDGET_BYTES
+from clustermine.zeroshot import zero_shot_top1
 
 log = logging.getLogger(__name__)
 

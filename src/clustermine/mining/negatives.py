@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from clustermine.mining.inputs import MinerConfigError, MiningInputs
-from clustermine.zeroshot import pick_device
+from clustermine.compute import pick_device, rows_within
 
 NEGATIVE_MODES = ("complement", "dissimilar", "none")
 
@@ -36,7 +36,7 @@ def quantile_similarity(
     lo, hi = int(np.floor(pos)), int(np.ceil(pos))
     frac = pos - lo
     # Each row of the block needs m cosines plus kthvalue's working copy.
-    rows = max(1, min(n, (budget_bytes // (4 * 3)) // m))
+    rows = rows_within(budget_bytes, 4 * 3 * m, n)
     out = np.empty(n, dtype=np.float64)
     for r0 in range(0, n, rows):
         c = torch.as_tensor(np.asarray(candidates[r0 : r0 + rows], np.float32), device=dev)

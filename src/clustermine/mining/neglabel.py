@@ -12,9 +12,9 @@ from clustermine.mining.negatives import select_negatives
 def mine_neglabel(
     inputs: MiningInputs,
     *,
-    num_negatives: int = 10000,
-    quantile: float = 0.95,
-    missing_gt: str = "error",
+    num_negatives: int,
+    quantile: float,
+    missing_gt: str,
 ) -> LabelSet:
     """Negative scores are the candidates' quantile similarities to Y_GT (lower = kept first)."""
     gt = inputs.ground_truth(missing_gt)

@@ -17,11 +17,11 @@ from clustermine.mining.negatives import select_negatives
 def mine_posmine(
     inputs: MiningInputs,
     *,
-    min_votes: int = 100,
-    num_positives: int | None = None,
-    negatives: str = "complement",
-    num_negatives: int = 10000,
-    quantile: float = 0.95,
+    min_votes: int,
+    num_positives: int | None,
+    negatives: str,
+    num_negatives: int,
+    quantile: float,
 ) -> LabelSet:
     """Votes = images whose top-1 is the name; score = that share of all ID-train images."""
     top1 = inputs.zero_shot_top1()

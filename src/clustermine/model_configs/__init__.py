@@ -98,10 +98,8 @@ def register() -> list[str]:
     ``require(name)`` turns that into a clear error.
     """
     import open_clip
-    from open_clip import factory
 
     target = cache_dir() / "open_clip_model_configs"
-    known = {Path(p).resolve() for p in factory._MODEL_CONFIG_PATHS}
     registered = []
     for name in config_names():
         try:
@@ -116,7 +114,8 @@ def register() -> list[str]:
         # open_clip's registry is rebuilt from files, so patching it in memory would not last.
         path = target / f"{name}.json"
         _write_if_changed(path, json.dumps(cfg, indent=2, sort_keys=True) + "\n")
-        if path.resolve() not in known or name not in open_clip.list_models():
+        if name not in open_clip.list_models():
+            # open_clip's public route: a config file it reads into its registry.
             open_clip.add_model_config(path)
         registered.append(name)
     return registered

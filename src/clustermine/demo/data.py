@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from clustermine.demo import SPLITS, TUXPAINT_TRAIN_CATEGORIES
+
 log = logging.getLogger(__name__)
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -45,19 +47,9 @@ DIGIT_CLASSES = tuple(
     for w in ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 )
 TEXTURES = ("brick", "grass", "gravel")
-# The Tux Paint categories the demo model trains on (config demo.train.tuxpaint_train_categories);
-# the others are its held-out OOD stamps.
-TUXPAINT_TRAIN_CATEGORIES = (
-    "animals", "food", "hobbies", "household", "medical", "military", "people", "plants",
-)  # fmt: skip
 # Clothing stamps would be in-distribution for Fashion-MNIST, so they are never OOD.
 TUXPAINT_EXCLUDED = ("clothes",)
 
-SPLITS = (
-    "fmnist-train", "fmnist-test", "digits-train", "digits-heldout",
-    "tuxpaint-train", "tuxpaint-heldout", "textures", "unseen-digits",
-)  # fmt: skip
-TRAINING_SPLITS = ("fmnist-train", "digits-train", "tuxpaint-train")
 
 STAMP_SIZE = 64
 TEXTURE_CROP = 96
@@ -248,7 +240,7 @@ def _pixels(images: np.ndarray, labels: Sequence[str], index: Iterable[int]) -> 
 def split_items(
     seed: int = 0,
     digits_train: int = 4000,
-    tuxpaint_train_categories: Sequence[str] = (),
+    tuxpaint_train_categories: Sequence[str] = TUXPAINT_TRAIN_CATEGORIES,
     fashion_mnist_dir: str | os.PathLike = FASHION_MNIST_DIR,
     tuxpaint_dir: str | os.PathLike = TUXPAINT_STAMPS_DIR,
     mnist_5k: str | os.PathLike | None = None,

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision import transforms as T
 
-from clustermine.demo_data import list_image_folder
+from clustermine.demo.data import list_image_folder
 from clustermine.h5io import atomic_path
 
 log = logging.getLogger(__name__)

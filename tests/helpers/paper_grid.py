@@ -1,6 +1,8 @@
 """The paper grid (config/paper.yaml) on a stand-in data tree: build its DAG and count jobs.
 
-Used by tests/test_paper_dag.py and benchmarks/bench_dag.py. The stand-in tree has the
+Used by tests/test_paper_dag.py and benchmarks/bench_dag.py. The expected counts are enumerated
+from the config and the plugin catalog (what each miner and clusterer needs), independently
+of the workflow's own target code. The stand-in tree has the
 folder layout docs/results.md asks for, with a few tiny images per dataset, so that a dry run
 sees the same inputs a real one would.
 """
@@ -17,8 +19,10 @@ import numpy as np
 import yaml
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEFILE = REPO / "workflow" / "Snakefile"
+from helpers import REPO, planned_jobs
+
+from clustermine import catalog
+
 PAPER_CONFIG = REPO / "config" / "paper.yaml"
 
 
@@ -74,34 +78,13 @@ def scale_models(config: dict[str, Any], factor: int) -> dict[str, Any]:
 
 
 def dag_job_counts(workdir: Path, configfile: Path, overrides: dict[str, Any] | None = None,
-                   targets: list[str] | None = None,
-                   snakefile: Path = SNAKEFILE) -> tuple[Counter, float]:
-    """Jobs per rule that a run would execute, and the seconds it took to build the DAG
-    (parsing the Snakefile included)."""
-    from snakemake.api import SnakemakeApi
-    from snakemake.settings.enums import Quietness
-    from snakemake.settings.types import (
-        ConfigSettings,
-        DAGSettings,
-        OutputSettings,
-        ResourceSettings,
-    )
-
+                   targets: list[str] | None = None) -> tuple[Counter, float]:
+    """Jobs per rule that a run would execute (from a dry run's job table), and the seconds
+    the dry run took (parsing the Snakefile and building the DAG)."""
+    args = [f"{k}={v}" for k, v in (overrides or {}).items()]
     start = time.perf_counter()
-    with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
-        workflow_api = api.workflow(
-            resource_settings=ResourceSettings(cores=1),
-            config_settings=ConfigSettings(configfiles=[configfile], config=overrides or {}),
-            snakefile=snakefile,
-            workdir=workdir,
-        )
-        dag_api = workflow_api.dag(dag_settings=DAGSettings(targets=set(targets or [])))
-        # The DAG API only exposes printing and execution; counting needs the built DAG.
-        workflow = dag_api.workflow_api._workflow
-        workflow._prepare_dag(forceall=False, ignore_incomplete=True, lock_warn_only=True,
-                              nolock=True)
-        workflow._build_dag()
-        counts = Counter(job.rule.name for job in workflow.dag.needrun_jobs())
+    counts = planned_jobs(workdir, *(["--config", *args] if args else []), *(targets or []),
+                          configfiles=[configfile])
     return counts, time.perf_counter() - start
 
 
@@ -116,6 +99,13 @@ def expected_job_counts(config: dict[str, Any]) -> Counter:
 
     def add(rule: str, *key) -> None:
         files.setdefault(rule, set()).add(key)
+
+    def add_clustering(model: str, dataset: str, clusterer: str, c: int) -> None:
+        add("cluster", model, dataset, clusterer, c)
+        plugin = catalog.clusterer(clusterers[clusterer]["method"])
+        k = plugin.knn_k(clusterers[clusterer])
+        if k is not None:
+            add("knn", model, dataset, k)
 
     for idset, spec in config["idsets"].items():
         prompts = spec.get("prompts", "simple")
@@ -140,23 +130,18 @@ def expected_job_counts(config: dict[str, Any]) -> Counter:
                 while pending:  # a label set and the one whose |Y_pos| it matches
                     slug = pending.pop()
                     ls = label_sets[slug]
+                    miner = catalog.miner(ls["miner"])
                     add("mine_labels", model, idset, slug)
-                    if ls["miner"] in ("posmine", "clustermine"):
+                    if miner.has("zero_shot"):
                         add("zero_shot_labels", model, spec["train"], spec["corpus"], prompts)
-                    if ls["miner"] == "clustermine":
-                        add("cluster", model, spec["train"], ls["clusterer"], ls["C"])
-                        if clusterers[ls["clusterer"]]["method"] == "temi":
-                            k = clusterers[ls["clusterer"]].get("knn", 50)
-                            add("knn", model, spec["train"], k)
-                    if "match_positives_of" in ls:
-                        pending.append(ls["match_positives_of"])
+                    if miner.has("clusters"):
+                        add_clustering(model, spec["train"], ls["clusterer"], ls["C"])
+                    pending += [ls[k] for k in ("match_positives_of", "positives_of") if k in ls]
             for clusterer, values in spec.get("cluster_sweep", {}).items():
                 add("cluster_sweep", model, idset, clusterer)
                 add("zero_shot_labels", model, spec["train"], spec["corpus"], prompts)
                 for c in values:
-                    add("cluster", model, spec["train"], clusterer, c)
-                if clusterers[clusterer]["method"] == "temi":
-                    add("knn", model, spec["train"], clusterers[clusterer].get("knn", 50))
+                    add_clustering(model, spec["train"], clusterer, c)
         for ds in used:
             add("index_dataset", ds)
         add("corpus_names", spec["corpus"])

@@ -9,19 +9,11 @@ numbers are shown as they are.
 
 from __future__ import annotations
 
-import csv
-import os
 from typing import Any, Mapping, Sequence
 
-from clustermine.labelsets import normalize_name
+from clustermine.corpus import normalize_name
 
 BARS = {"zero_shot_accuracy": 0.80, "classes_named": 8, "auroc": 0.95}
-
-
-def positive_names(label_tsv: str | os.PathLike) -> list[str]:
-    """Names of the positives of a label-set file, in file order."""
-    with open(label_tsv, newline="", encoding="utf-8") as f:
-        return [row["name"] for row in csv.DictReader(f, delimiter="\t") if row["role"] == "pos"]
 
 
 def noun_synsets(name: str, wordnet) -> set[str]:

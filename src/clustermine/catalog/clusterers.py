@@ -1,0 +1,74 @@
+"""Clusterers (config ``clusterers.<slug>.method``) of the ID-train image embeddings
+(docs/clustering.md). Every implementation is
+``fit(embeddings, num_clusters, params, *, neighbors=None, device=None, budget_bytes=None)
+-> ClusterResult``; the number of clusters C comes from the label set or the cluster sweep.
+"""
+
+from __future__ import annotations
+
+from clustermine.catalog import Param, Plugin
+
+COUNT = {"type": "integer", "minimum": 1}
+POSITIVE = {"type": "number", "exclusiveMinimum": 0}
+UNIT = {"type": "number", "minimum": 0, "maximum": 1}
+SEED = Param("seed", 0, {"type": "integer"}, "seed (default: the config's global seed)")
+
+TEMI_PARAMS = (
+    Param("heads", 50, COUNT, "H, clustering heads trained together"),
+    Param("knn", 50, COUNT, "k of the nearest-neighbour graph pairs are drawn from"),
+    Param("epochs", 100, COUNT, "training epochs"),
+    Param("batch_size", 512, {"type": "integer", "minimum": 2}, "pairs per step"),
+    Param("lr", 1e-4, POSITIVE, "peak learning rate per 256 samples (linear scaling)"),
+    Param(
+        "min_lr",
+        None,
+        {"type": ["number", "null"], "minimum": 0},
+        "final learning rate of the cosine decay per 256 samples; null keeps the peak",
+    ),
+    Param("warmup_epochs", 20, {"type": "integer", "minimum": 0}, "epochs of linear warm-up"),
+    Param("weight_decay", 1e-4, {"type": "number", "minimum": 0}, "AdamW weight decay"),
+    Param("teacher_momentum", 0.996, UNIT, "EMA momentum of the teacher"),
+    Param("student_temp", 0.1, POSITIVE, "student softmax temperature"),
+    Param("teacher_temp", 0.1, POSITIVE, "teacher softmax temperature"),
+    Param("beta", 0.6, POSITIVE, "β of the weighted PMI"),
+    Param("prior_momentum", 0.9, UNIT, "EMA momentum of the cluster prior"),
+    Param("hidden_dim", 512, COUNT, "hidden width of each head"),
+    Param("bottleneck_dim", 256, COUNT, "bottleneck width of each head"),
+    Param("freeze_last_layer_epochs", 1, {"type": "integer", "minimum": 0},
+          "epochs the last layer stays fixed"),  # fmt: skip
+    Param("zscore", False, {"type": "boolean"}, "z-score dimensions instead of L2-normalising"),
+    SEED,
+)
+
+KMEANS_PARAMS = (
+    Param("metric", "cosine", {"enum": ["cosine", "euclidean"]},
+          "cosine: spherical k-means; euclidean: Lloyd on raw rows"),  # fmt: skip
+    Param("max_iter", 100, COUNT, "Lloyd iterations at most"),
+    Param("tol", 1e-4, {"type": "number", "minimum": 0}, "stop below this relative gain"),
+    Param("n_init", 1, COUNT, "independent seedings; the lowest inertia is kept"),
+    Param("local_trials", None, {"type": ["integer", "null"], "minimum": 1},
+          "candidates per greedy k-means++ step (null: 2 + ln C)"),  # fmt: skip
+    Param("init_size", None, {"type": ["integer", "null"], "minimum": 1},
+          "rows k-means++ seeds from (null: all up to max(100,000, 32·C))"),  # fmt: skip
+    SEED,
+)
+
+CLUSTERER_PLUGINS = (
+    Plugin(
+        "clusterer",
+        "temi",
+        "TEMI heads trained on kNN pairs; the best head's teacher assigns",
+        "TEMI (Adaloglou et al., BMVC 2023)",
+        "clustermine.clustering.temi:fit_temi",
+        params=TEMI_PARAMS,
+        needs=frozenset({"knn"}),
+    ),
+    Plugin(
+        "clusterer",
+        "kmeans",
+        "k-means++ seeding and Lloyd iterations (spherical by default)",
+        "Lloyd (1982); k-means++ (Arthur & Vassilvitskii, 2007)",
+        "clustermine.clustering.kmeans:fit_kmeans",
+        params=KMEANS_PARAMS,
+    ),
+)

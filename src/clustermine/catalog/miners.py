@@ -1,0 +1,112 @@
+"""Label miners (config ``label_sets.<slug>.miner``): they turn a text corpus, and for the
+label-free ones the ID-train images, into positive and negative labels (docs/methods.md).
+
+Every implementation is ``fn(inputs: MiningInputs, **params) -> LabelSet`` with exactly the
+parameters declared here, all keyword-only and without defaults of its own.
+"""
+
+from __future__ import annotations
+
+from clustermine.catalog import Param, Plugin
+
+INTEGER = {"type": "integer", "minimum": 1}
+FRACTION = {"type": "number", "minimum": 0, "maximum": 1}
+SLUG = {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"}
+
+NEGATIVES = (
+    Param(
+        "negatives",
+        "complement",
+        {"enum": ["complement", "dissimilar", "none"]},
+        "how Y_neg is chosen among the names that are not positive: all of them "
+        "(`complement`), the `num_negatives` least similar to the positives (`dissimilar`, "
+        "NegLabel's rule) or none",
+    ),
+    Param("num_negatives", 10000, INTEGER, "K, the number of negatives kept by `dissimilar`"),
+    Param("quantile", 0.95, FRACTION, "the similarity quantile `dissimilar` ranks candidates by"),
+)
+MISSING_GT = Param(
+    "missing_gt",
+    "error",
+    {"enum": ["error", "drop"]},
+    "ID class names missing from the corpus when no class-name embeddings exist: fail, or "
+    "leave them out of Y_GT",
+)
+CLUSTERS = (
+    Param("clusterer", None, SLUG, "slug of the clusterer whose assignments are used", True),
+    Param("C", None, {"type": "integer", "minimum": 2}, "number of clusters", True),
+)
+
+MINER_PLUGINS = (
+    Plugin(
+        "miner",
+        "gt",
+        "Y_GT: the ID class names themselves (the zero-shot baselines)",
+        "MCM (Ming et al., NeurIPS 2022)",
+        "clustermine.mining.gt:mine_gt",
+        params=(*NEGATIVES, MISSING_GT),
+        needs=frozenset({"class_names"}),
+    ),
+    Plugin(
+        "miner",
+        "gt_aug",
+        "Y_GT plus the `num_aug` corpus names most similar to it",
+        "ClusterMine paper, Tab. 4 (Y_GT ∪ Y_aug)",
+        "clustermine.mining.gt_aug:mine_gt_aug",
+        params=(
+            Param("num_aug", 500, {"type": "integer", "minimum": 0}, "names added to Y_GT"),
+            *NEGATIVES,
+            MISSING_GT,
+        ),
+        needs=frozenset({"class_names"}),
+    ),
+    Plugin(
+        "miner",
+        "posmine",
+        "corpus names that are the zero-shot top-1 of at least M ID-train images",
+        "ClusterMine paper (Adaloglou et al., WACV 2026), baseline",
+        "clustermine.mining.posmine:mine_posmine",
+        params=(
+            Param("min_votes", 100, INTEGER, "M, the images a name must be the top-1 of"),
+            Param(
+                "num_positives",
+                None,
+                {"type": ["integer", "null"], "minimum": 1},
+                "keep the N most voted names instead of a vote threshold",
+            ),
+            *NEGATIVES,
+        ),
+        input_keys=(
+            Param(
+                "match_positives_of",
+                None,
+                SLUG,
+                "a label set whose |Y_pos| sets `num_positives` (equal-|Y_pos| comparisons)",
+            ),
+        ),
+        needs=frozenset({"zero_shot"}),
+    ),
+    Plugin(
+        "miner",
+        "clustermine",
+        "each cluster of ID-train images votes its majority zero-shot label",
+        "ClusterMine (Adaloglou et al., WACV 2026)",
+        "clustermine.mining.clustermine:mine_clustermine",
+        params=NEGATIVES,
+        input_keys=CLUSTERS,
+        needs=frozenset({"zero_shot", "clusters"}),
+    ),
+    Plugin(
+        "miner",
+        "neglabel",
+        "Y_GT and the K corpus names least similar to it (0.95-quantile cosine)",
+        "NegLabel (Jiang et al., ICLR 2024)",
+        "clustermine.mining.neglabel:mine_neglabel",
+        params=(
+            Param("num_negatives", 10000, INTEGER, "K (NegLabel*: 40,000)"),
+            NEGATIVES[2],
+            MISSING_GT,
+        ),
+        needs=frozenset({"class_names"}),
+    ),
+)

@@ -1,0 +1,24 @@
+"""The report's tables and figures by output name (``results/tables/{name}.{tsv,md,html}``,
+``results/plots/{name}.png``), each with its builder; docs/results.md says which paper table
+or figure each mirrors. Output names are fixed: the report rules declare every one."""
+
+from __future__ import annotations
+
+TABLES = {
+    "ood_benchmarks": "clustermine.tables:table_ood_benchmarks",
+    "id_shift": "clustermine.tables:table_id_shift",
+    "corpora": "clustermine.tables:table_corpora",
+    "positives": "clustermine.tables:table_positives",
+    "all_benchmarks": "clustermine.tables:table_all_benchmarks",
+    "plp": "clustermine.tables:table_plp",
+}
+TABLE_FORMATS = ("tsv", "md", "html")
+
+PLOTS = {
+    "auroc_by_model": "clustermine.plots:plot_auroc_by_model",
+    "id_shift": "clustermine.plots:plot_id_shift",
+    "label_quality": "clustermine.plots:plot_label_quality",
+    "sensitivity": "clustermine.plots:plot_sensitivity",
+    "cluster_analysis": "clustermine.plots:plot_cluster_analysis",
+    "prompts": "clustermine.plots:plot_prompts",
+}

@@ -1,0 +1,119 @@
+"""OOD scores (config ``methods.<slug>.score``): detectors fitted once from ID-train embeddings
+and label texts, then scoring image embeddings, higher = more in-distribution
+(docs/methods.md). Every implementation is a :class:`clustermine.detectors.Detector` subclass
+whose ``name`` is the name declared here; its parameters are the ones declared here.
+"""
+
+from __future__ import annotations
+
+from clustermine.catalog import Param, Plugin
+
+POSITIVE = {"type": "number", "exclusiveMinimum": 0}
+SEED = Param("seed", 0, {"type": "integer"}, "seed (default: the config's global seed)")
+TAU = (
+    Param("tau_factor", 0.1, POSITIVE, "τ = tau_factor / logit_scale of the model"),
+    Param(
+        "tau",
+        None,
+        {"type": ["number", "null"], "exclusiveMinimum": 0},
+        "an absolute τ instead (NegLabel: 0.01)",
+    ),
+)
+GROUPS = Param("groups", 100, {"type": "integer", "minimum": 1}, "G, seeded groups of negatives")
+TEMPERATURE = Param("temperature", 1.0, POSITIVE, "softmax temperature T")
+GAUSSIAN = (
+    Param(
+        "class_source",
+        "zero_shot",
+        {"enum": ["zero_shot", "ground_truth"]},
+        "class labels of the ID-train images: zero-shot over the positives, or ground truth",
+    ),
+    Param("inverse", "pinv", {"enum": ["pinv", "solve"]}, "how the covariance is inverted"),
+)
+LABELS = frozenset({"positives"})
+
+SCORE_PLUGINS = (
+    Plugin(
+        "score",
+        "eq1",
+        "log S(x), S = Σ_pos e^{s/τ} / (Σ_pos e^{s/τ} + Σ_neg e^{s/τ})",
+        "ClusterMine Eq. 1; NegLabel's score without grouping",
+        "clustermine.detectors.eq1:Eq1Detector",
+        params=TAU,
+        needs=frozenset({"positives", "negatives"}),
+    ),
+    Plugin(
+        "score",
+        "eq1_grouped",
+        "log of the mean over G groups of S with the negatives of one group",
+        "NegLabel (Jiang et al., ICLR 2024)",
+        "clustermine.detectors.eq1_grouped:Eq1GroupedDetector",
+        params=(*TAU, GROUPS, SEED),
+        needs=frozenset({"positives", "negatives"}),
+    ),
+    Plugin(
+        "score",
+        "mcm",
+        "max_c softmax_c(s/T) over Y_pos",
+        "MCM (Ming et al., NeurIPS 2022)",
+        "clustermine.detectors.mcm:MCMDetector",
+        params=(TEMPERATURE,),
+        needs=LABELS,
+    ),
+    Plugin(
+        "score",
+        "maxlogit",
+        "max_c s_c",
+        "MaxLogit (Hendrycks et al., ICML 2022)",
+        "clustermine.detectors.maxlogit:MaxLogitDetector",
+        needs=LABELS,
+    ),
+    Plugin(
+        "score",
+        "energy",
+        "T · logsumexp_c(logit_scale · s_c / T)",
+        "Energy (Liu et al., NeurIPS 2020)",
+        "clustermine.detectors.energy:EnergyDetector",
+        params=(TEMPERATURE,),
+        needs=LABELS,
+    ),
+    Plugin(
+        "score",
+        "mahalanobis",
+        "−min_c (x̂ − μ_c)ᵀ Σ⁻¹ (x̂ − μ_c)",
+        "Lee et al., NeurIPS 2018",
+        "clustermine.detectors.mahalanobis:MahalanobisDetector",
+        params=GAUSSIAN,
+        needs=frozenset({"positives", "train_embeddings"}),
+    ),
+    Plugin(
+        "score",
+        "relative_mahalanobis",
+        "−(min_c MD_c(x̂) − MD_0(x̂))",
+        "Ren et al., arXiv 2106.09022 (2021)",
+        "clustermine.detectors.relative_mahalanobis:RelativeMahalanobisDetector",
+        params=GAUSSIAN,
+        needs=frozenset({"positives", "train_embeddings"}),
+    ),
+    Plugin(
+        "score",
+        "plp",
+        "max softmax of a linear probe trained on zero-shot pseudo-labels",
+        "ClusterMine paper (pseudo-label probing)",
+        "clustermine.detectors.plp:PLPDetector",
+        params=(
+            Param("epochs", 100, {"type": "integer", "minimum": 1}, "training epochs"),
+            Param("batch_size", 256, {"type": "integer", "minimum": 1}, "training batch size"),
+            Param("base_lr", 1e-3, POSITIVE, "Adam learning rate per 256 samples"),
+            Param("weight_decay", 1e-3, {"type": "number", "minimum": 0}, "Adam weight decay"),
+            Param(
+                "warmup_fraction",
+                0.1,
+                {"type": "number", "minimum": 0, "maximum": 1},
+                "share of steps of linear warm-up",
+            ),
+            SEED,
+        ),
+        needs=frozenset({"positives", "train_embeddings"}),
+    ),
+)

@@ -1,0 +1,73 @@
+"""Where and in how much memory the chunked computations run: the device, and the block sizes
+that keep a similarity (or distance, or logit) block within a memory budget.
+
+Every chunked computation of the project sizes its blocks here, so that one setting
+(``compute.memory_budget_mb`` in the workflow) bounds them all. These are speed settings: they
+change how a result is computed, never what it is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+DEFAULT_BUDGET_BYTES = 256 * 2**20
+# Working copies per block element: the float32 product plus torch temporaries (topk/exp).
+BLOCK_COPIES = 3
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """``None``/``"auto"`` means the GPU when one is available, else the CPU."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def default_budget(device: torch.device) -> int:
+    """The budget when none is given: 1 GiB on a GPU (bigger blocks keep it busy), 256 MiB on
+    the CPU."""
+    return 4 * DEFAULT_BUDGET_BYTES if device.type == "cuda" else DEFAULT_BUDGET_BYTES
+
+
+def budget_from_mb(megabytes: int | float | str | None) -> int | None:
+    """A budget in MiB (the config's unit) as bytes; None stays None."""
+    if megabytes is None:
+        return None
+    value = int(float(megabytes) * 2**20)
+    if value <= 0:
+        raise ValueError(f"memory budget must be positive, got {megabytes} MB")
+    return value
+
+
+def rows_within(budget_bytes: int, bytes_per_row: int, n_rows: int | None = None) -> int:
+    """How many rows of ``bytes_per_row`` working memory fit the budget (at least one, at
+    most ``n_rows``)."""
+    if budget_bytes <= 0:
+        raise ValueError(f"memory budget must be positive, got {budget_bytes} bytes")
+    rows = max(1, int(budget_bytes) // max(1, int(bytes_per_row)))
+    return rows if n_rows is None else max(1, min(int(n_rows), rows))
+
+
+def block_shape(
+    n_rows: int, n_cols: int, budget_bytes: int, bytes_per_element: int = 4
+) -> tuple[int, int]:
+    """Rows × columns of a block whose working set stays within ``budget_bytes``.
+
+    Prefers up to 1024 rows per block (good matrix-product efficiency) and as many columns as
+    then fit; few columns give more rows instead.
+    """
+    if budget_bytes <= 0:
+        raise ValueError(f"memory budget must be positive, got {budget_bytes} bytes")
+    elements = max(1, budget_bytes // (bytes_per_element * BLOCK_COPIES))
+    rows = max(1, min(n_rows, 1024, elements))
+    cols = max(1, min(n_cols, elements // rows))
+    if cols == n_cols:
+        rows = max(1, min(n_rows, elements // max(1, n_cols)))
+    return rows, cols
+
+
+def as_unit_tensor(x: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """float32 tensor on ``device`` with L2-normalised rows."""
+    t = torch.as_tensor(np.asarray(x, dtype=np.float32) if not torch.is_tensor(x) else x)
+    t = t.to(device=device, dtype=torch.float32)
+    return torch.nn.functional.normalize(t, dim=-1, eps=1e-12)

@@ -1,0 +1,66 @@
+# Input, parameter and target functions of the rules in cluster.smk.
+def knn_inputs(wildcards):
+    return {"images": image_embeddings(wildcards.model, wildcards.dataset)}
+
+
+def cluster_inputs(wildcards):
+    inputs = knn_inputs(wildcards)
+    k = CFG.knn_k(wildcards.clusterer)
+    if k is not None:
+        inputs["knn"] = path(
+            "knn", model=wildcards.model, dataset=wildcards.dataset, k=k
+        )
+    return inputs
+
+
+def clusterer_method(wildcards):
+    return CFG.clusterer(wildcards.clusterer)[0].name
+
+
+def clusterer_params(wildcards):
+    return CFG.clusterer(wildcards.clusterer)[1]
+
+
+def clustering_mem_mb(wildcards, input, attempt):
+    # Embeddings are held about three times (raw, prepared, on the device) plus the kNN graph
+    # and the similarity blocks.
+    return int((4 * input.size_mb + CFG.memory_budget_mb() + 2000) * attempt)
+
+
+def clusters_file(model, dataset, clusterer, C):
+    return path("clusters", model=model, dataset=dataset, clusterer=clusterer, C=C)
+
+
+def sweep_inputs(wildcards):
+    spec = CFG.idset(wildcards.idset)
+    values = (spec.get("cluster_sweep") or {}).get(wildcards.clusterer)
+    if not values:
+        raise ValueError(
+            f"config: idsets.{wildcards.idset}.cluster_sweep has no list of C for clusterer "
+            f"'{wildcards.clusterer}'"
+        )
+    train, model = spec["train"], wildcards.model
+    return {
+        "images": image_embeddings(model, train),
+        # The zero-shot labels are cached by the mining stage (mine.smk).
+        "zeroshot": zero_shot_file(
+            model, train, spec["corpus"], CFG.idset_prompts(wildcards.idset)
+        ),
+        "clusters": [
+            clusters_file(model, train, wildcards.clusterer, c) for c in sorted(values)
+        ],
+    }
+
+
+def sweep_keys():
+    """(model, idset, clusterer) of every cluster sweep of every ID set and model."""
+    return [
+        [model, idset, clusterer]
+        for idset, spec in IDSETS.items()
+        for clusterer in spec.get("cluster_sweep") or {}
+        for model in CFG.idset_models(idset)
+    ]
+
+
+def cluster_sweep_targets():
+    return [path("sweep", model=m, idset=i, clusterer=c) for m, i, c in sweep_keys()]

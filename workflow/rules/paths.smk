@@ -1,0 +1,56 @@
+# Every output path of the workflow, once: rules name their outputs with PATHS[...] and input
+# functions format the same templates, so a path is spelt in one place. Every path under
+# results/ carries the model slug, so one model's branch is independent of the others.
+
+PATHS = {
+    # embed
+    "index": "resources/index/{dataset}.tsv",
+    "image_shard": "results/{model}/images/shards/{dataset}.{shard}-of-{nshards}.h5",
+    "images": "results/{model}/images/{dataset}.h5",
+    # corpus
+    "corpus_names": "resources/corpus/{corpus}.tsv",
+    "text": "results/{model}/text/{corpus}.{prompts}.h5",
+    "class_text": "results/{model}/text/classes/{dataset}.{prompts}.h5",
+    # cluster
+    "knn": "results/{model}/knn/{dataset}.k{k}.h5",
+    "clusters": "results/{model}/clusters/{dataset}.{clusterer}-C{C}.h5",
+    "sweep": "results/{model}/clusters/sweeps/{idset}.{clusterer}.tsv",
+    # mine
+    "zero_shot": "results/{model}/zeroshot/{dataset}.{corpus}.{prompts}.h5",
+    "labels": "results/{model}/labels/{idset}.{labelset}.tsv",
+    "label_meta": "results/{model}/labels/{idset}.{labelset}.json",
+    # score
+    "detector": "results/{model}/detectors/{idset}.{method}.h5",
+    "scores": "results/{model}/scores/{idset}.{method}.h5",
+    "metrics": "results/{model}/metrics/{idset}.{method}.{testset}.json",
+    # report
+    "table": "results/tables/{table}.{fmt}",
+    "metrics_long": "results/tables/metrics_long.tsv",
+    "plot": "results/plots/{figure}.png",
+    # demo
+    "demo_split": "{root}/.splits/{split}.json",
+    "demo_summary": "results/demo/summary.md",
+    "demo_summary_json": "results/demo/summary.json",
+}
+
+
+def path(name, **wildcards):
+    """PATHS[name] with its wildcards filled in."""
+    return PATHS[name].format(**wildcards)
+
+
+def _beside(name, folder, suffix):
+    stem = os.path.splitext(PATHS[name])[0].split("/", 1)[
+        1
+    ]  # without results/ or resources/
+    return f"{folder}/{stem}{suffix}"
+
+
+def log_path(name):
+    """Log file of the job writing PATHS[name], the same path under logs/."""
+    return _beside(name, "logs", ".log")
+
+
+def benchmark_path(name):
+    """Benchmark file of the job writing PATHS[name], the same path under benchmarks/."""
+    return _beside(name, "benchmarks", ".tsv")
