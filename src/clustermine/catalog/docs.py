@@ -40,26 +40,31 @@ def _cell(text: str) -> str:
 
 
 def _params(plugin: catalog.Plugin) -> str:
-    parts = [f"`{p.name}: {_value(p.default)}` {p.help}" for p in plugin.params]
-    parts += [
-        f"`{p.name}`{' (required)' if p.required else ''} {p.help}" for p in plugin.input_keys
-    ]
-    return _cell("; ".join(parts) or "–")
+    parts = [f"`{p.name}: {_value(p.default)}`" for p in plugin.params]
+    parts += [f"`{p.name}`{' (required)' if p.required else ''}" for p in plugin.input_keys]
+    return ", ".join(parts) or "–"
 
 
 def table(kind: str) -> str:
-    """The Markdown table of every plugin of ``kind``."""
+    """The Markdown table of every plugin of ``kind``, then what each parameter means."""
     selector = catalog.SELECTOR_KEYS[kind]
     lines = [
         f"| `{selector}` | what it does | needs | parameters (defaults) | source |",
         "|---|---|---|---|---|",
     ]
+    meanings: dict[str, list[str]] = {}
     for name, plugin in catalog.REGISTRIES[kind].items():
         needs = ", ".join(NEED_WORDS[n] for n in sorted(plugin.needs)) or "–"
         lines.append(
             f"| `{name}` | {_cell(plugin.summary)} | {needs} | {_params(plugin)} | "
             f"{_cell(plugin.source)} |"
         )
+        for p in (*plugin.params, *plugin.input_keys):
+            meaning = meanings.setdefault(p.name, [])
+            if p.help not in meaning:
+                meaning.append(p.help)
+    lines += ["", "| parameter | meaning |", "|---|---|"]
+    lines += [f"| `{n}` | {_cell('; '.join(m))} |" for n, m in sorted(meanings.items())]
     return "\n".join(lines)
 
 
