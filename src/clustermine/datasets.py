@@ -7,11 +7,14 @@ small TSV that the encoding shards read, so big directory trees are scanned once
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
 
@@ -56,22 +59,35 @@ def _read_class_map(path: Path) -> dict[str, str]:
 
 
 def index_imagefolder(root: str | Path, class_map: str | Path | None = None) -> DatasetIndex:
+    """Class sub-folders of images; a sub-folder without images is not a class (logged)."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"imagefolder: root {root} is not a directory")
-    folders = sorted(p.name for p in root.iterdir() if p.is_dir())
-    if not folders:
+    candidates = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if not candidates:
         raise DatasetError(f"imagefolder: {root} has no class sub-folders")
+    folders: list[str] = []
     paths: list[str] = []
     labels: list[int] = []
-    for label, folder in enumerate(folders):
+    for folder in candidates:
         files = sorted(
             p for p in (root / folder).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
         )
+        if not files:
+            log.warning("imagefolder %s: %r holds no images and is not a class", root, folder)
+            continue
         paths += [str(p.relative_to(root)) for p in files]
-        labels += [label] * len(files)
+        labels += [len(folders)] * len(files)
+        folders.append(folder)
     if not paths:
         raise DatasetError(f"imagefolder: no images under {root} ({sorted(IMAGE_EXTENSIONS)})")
+    if len(folders) == 1:
+        log.warning(
+            "imagefolder %s has a single class (%r): scores that compare ID classes (MCM, "
+            "relative Mahalanobis, PLP) are then constant on it",
+            root,
+            folders[0],
+        )
     names = folders
     if class_map:
         mapping = _read_class_map(Path(class_map))
@@ -184,27 +200,73 @@ def build_index(spec: Mapping[str, Any], seed: int = 0) -> DatasetIndex:
     return subsample(index, spec.get("limit"), spec.get("seed", seed))
 
 
+# Characters a path may hold that would break a line of the index: escaped as in C strings.
+_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+_UNESCAPES = {v[1]: k for k, v in _ESCAPES.items()}
+
+
+def escape_path(path: str) -> str:
+    """A path as one index cell: backslash, tab, newline and carriage return escaped."""
+    return "".join(_ESCAPES.get(ch, ch) for ch in path)
+
+
+def unescape_path(cell: str) -> str:
+    out, chars = [], iter(cell)
+    for ch in chars:
+        if ch == "\\":
+            nxt = next(chars, "")
+            if nxt not in _UNESCAPES:
+                raise ValueError(f"bad escape \\{nxt} in {cell!r}")
+            out.append(_UNESCAPES[nxt])
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def write_index(path: str | Path, index: DatasetIndex) -> None:
+    """The index TSV: a JSON header line, then ``path<TAB>label`` rows; paths holding a tab,
+    newline or backslash are escaped (and logged), so every image is one line."""
     from .h5io import atomic_path
 
+    odd = [p for p in index.paths if any(ch in p for ch in "\t\n\r")]
+    for p in odd[:20]:
+        log.warning("image path %r holds a tab or line break; it is escaped in the index", p)
     header = {"root": index.root, "class_names": index.class_names, "params": index.params}
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
         f.write("# " + json.dumps(header, default=str) + "\n")
         f.write("path\tlabel\n")
         for p, lab in zip(index.paths, index.labels):
-            f.write(f"{p}\t{int(lab)}\n")
+            f.write(f"{escape_path(p)}\t{int(lab)}\n")
 
 
 def read_index(path: str | Path) -> DatasetIndex:
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    if len(lines) < 2 or not lines[0].startswith("# {"):
-        raise DatasetError(f"{path}: not a dataset index written by clustermine")
+    text = Path(path).read_text(encoding="utf-8")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if len(lines) < 2 or not lines[0].startswith("# {") or lines[1] != "path\tlabel":
+        raise DatasetError(
+            f"{path}: not a dataset index written by clustermine; delete it so that rule "
+            "index_dataset rewrites it"
+        )
     header = json.loads(lines[0][2:])
-    rows = [ln.rsplit("\t", 1) for ln in lines[2:]]
+    paths, labels = [], []
+    for number, line in enumerate(lines[2:], start=3):
+        cell, tab, label = line.rpartition("\t")
+        try:
+            if not tab or not label.lstrip("-").isdigit():
+                raise ValueError("expected '<path><TAB><integer label>'")
+            paths.append(unescape_path(cell))
+        except ValueError as err:
+            raise DatasetError(
+                f"{path}:{number}: malformed index line {line[:80]!r} ({err}); delete the "
+                "index so that rule index_dataset rewrites it"
+            ) from None
+        labels.append(int(label))
     return DatasetIndex(
         header["root"],
-        [r[0] for r in rows],
-        np.asarray([int(r[1]) for r in rows], dtype=np.int64),
+        paths,
+        np.asarray(labels, dtype=np.int64),
         header.get("class_names"),
         header.get("params", {}),
     )

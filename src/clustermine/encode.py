@@ -13,6 +13,7 @@ from PIL import Image
 
 from .datasets import DatasetIndex
 from .h5io import EmbeddingFileError, ImageEmbeddings, read_image_embeddings
+from .images import DEFAULT_MAX_PIXELS, load_rgb
 from .models import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -25,16 +26,18 @@ class TooManyUnreadable(RuntimeError):
 class _ImageFiles(torch.utils.data.Dataset):
     """Images by path; unreadable files yield a zero tensor and ``ok = False``."""
 
-    def __init__(self, root: str, paths: Sequence[str], transform: Callable, shape):
+    def __init__(
+        self, root: str, paths: Sequence[str], transform: Callable, shape, max_pixels: int | None
+    ):
         self.root, self.paths, self.transform, self.shape = Path(root), paths, transform, shape
+        self.max_pixels = max_pixels
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
         try:
-            with Image.open(self.root / self.paths[i]) as img:
-                return self.transform(img.convert("RGB")), True
+            return self.transform(load_rgb(self.root / self.paths[i], self.max_pixels)), True
         except Exception as err:  # noqa: BLE001 - any decoding failure means "unreadable"
             log.warning("unreadable image %s: %s", self.root / self.paths[i], err)
             return torch.zeros(self.shape), False
@@ -54,11 +57,15 @@ def encode_images(
     precision: str = "auto",
     max_unreadable_fraction: float = 0.01,
     progress_every: float = 30.0,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> ImageEmbeddings:
-    """Embed rows ``[start, stop)`` of a dataset index; unreadable images are left out."""
+    """Embed rows ``[start, stop)`` of a dataset index; unreadable images (and images above
+    ``max_pixels``) are left out and listed."""
     stop = len(index) if stop is None else stop
     paths = index.paths[start:stop]
-    data = _ImageFiles(index.root, paths, loaded.preprocess, _input_shape(loaded.preprocess))
+    data = _ImageFiles(
+        index.root, paths, loaded.preprocess, _input_shape(loaded.preprocess), max_pixels
+    )
     loader = torch.utils.data.DataLoader(
         data,
         batch_size=batch_size,
@@ -90,7 +97,7 @@ def encode_images(
         labels=index.labels[start:stop][ok],
         paths=[p for p, good in zip(paths, ok) if good],
         class_names=index.class_names,
-        attrs={"unreadable_files": unreadable, "rows": [start, stop]},
+        attrs={"unreadable_files": unreadable, "rows": [start, stop], "max_image_pixels": max_pixels},
     )
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import h5py
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 STR = h5py.string_dtype("utf-8")
 MODEL_KEYS = ("model_arch", "model_pretrained")
@@ -32,10 +36,13 @@ class EmbeddingFileError(ValueError):
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
 
-    A killed or failing job leaves at most a ``.tmp`` file, never a file that looks finished.
+    A killed or failing job leaves at most a ``.tmp`` file, never a file that looks finished;
+    such stale temporary files of ``path`` (left by a ``kill -9``) are removed the next time
+    ``path`` is written.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
@@ -49,6 +56,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Delete the temporary files an interrupted :func:`atomic_path` left beside ``path``
+    (``.<name>.<8 random characters>.tmp``, as ``tempfile.mkstemp`` names them). Only one job
+    writes a given output at a time (Snakemake's locking), so any such file is stale."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")
+    stale = [p for p in path.parent.iterdir() if pattern.fullmatch(p.name)]
+    for p in stale:
+        log.warning("removing %s, a temporary file left by an interrupted write of %s", p, path)
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+    return stale
 
 
 def _attr_value(value: Any) -> Any:
@@ -106,6 +126,37 @@ class TextEmbeddings:
         return len(self.embeddings)
 
 
+def check_embeddings(
+    emb: np.ndarray, source: str | os.PathLike, attrs: Mapping[str, Any] | None = None
+) -> np.ndarray:
+    """The one check of an embedding array read from (or written to) ``source``: 2-D, floating
+    point, every row finite, and as wide as the model's ``embedding_dim`` recorded beside it.
+    Returns the array as float32."""
+    emb = np.asarray(emb)
+    if emb.ndim != 2:
+        raise EmbeddingFileError(f"{source}: embeddings must be a 2-D [N, D] array, got {emb.shape}")
+    if not np.issubdtype(emb.dtype, np.floating):
+        raise EmbeddingFileError(
+            f"{source}: embeddings must be floating point, got {emb.dtype}; write them as float32"
+        )
+    emb = emb.astype(np.float32, copy=False)
+    bad = ~np.isfinite(emb).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise EmbeddingFileError(
+            f"{source}: {len(rows)} of {len(emb)} embedding rows are not finite (NaN or inf), "
+            f"first rows {rows[:5].tolist()}; the model or the file is broken. Re-encode the "
+            "dataset (with precision: fp32 if mixed precision overflowed) or drop those rows."
+        )
+    dim = (attrs or {}).get("embedding_dim")
+    if dim not in (None, "none") and len(emb) and int(dim) != emb.shape[1]:
+        raise EmbeddingFileError(
+            f"{source}: embeddings have dimension {emb.shape[1]} but the file records "
+            f"embedding_dim={dim}; the file is inconsistent, re-create it"
+        )
+    return emb
+
+
 def normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     norm = np.linalg.norm(x, axis=axis, keepdims=True)
@@ -137,6 +188,8 @@ def _open(path: str | os.PathLike) -> h5py.File:
 
 def write_image_embeddings(path: str | os.PathLike, data: ImageEmbeddings) -> None:
     emb = np.asarray(data.embeddings, dtype=np.float32)
+    if len(emb):
+        check_embeddings(emb, path)
     labels = np.asarray(data.labels, dtype=np.int64)
     if emb.ndim != 2 or len(labels) != len(emb) or len(data.paths) != len(emb):
         raise EmbeddingFileError(
@@ -161,7 +214,7 @@ def write_image_embeddings(path: str | os.PathLike, data: ImageEmbeddings) -> No
 def read_image_embeddings(path: str | os.PathLike) -> ImageEmbeddings:
     path = Path(path)
     with _open(path) as f:
-        emb = _require(f, "embeddings", path)[()].astype(np.float32, copy=False)
+        emb = _require(f, "embeddings", path)[()]
         labels = (
             f["labels"][()].astype(np.int64)
             if "labels" in f
@@ -170,6 +223,11 @@ def read_image_embeddings(path: str | os.PathLike) -> ImageEmbeddings:
         paths = _strings(f["paths"]) if "paths" in f else [str(i) for i in range(len(emb))]
         class_names = _strings(f["class_names"]) if "class_names" in f else None
         attrs = read_attrs(f)
+    if len(emb) or emb.ndim != 2:
+        emb = check_embeddings(emb, path, attrs)
+        attrs["embedding_dim"] = int(emb.shape[1])
+    else:
+        emb = emb.astype(np.float32, copy=False)
     if emb.ndim != 2 or len(labels) != len(emb) or len(paths) != len(emb):
         raise EmbeddingFileError(
             f"{path}: inconsistent shapes: embeddings {emb.shape}, labels {labels.shape}, "
@@ -179,8 +237,8 @@ def read_image_embeddings(path: str | os.PathLike) -> ImageEmbeddings:
 
 
 def write_text_embeddings(path: str | os.PathLike, data: TextEmbeddings) -> None:
-    emb = np.asarray(data.embeddings, dtype=np.float32)
-    if emb.ndim != 2 or len(data.names) != len(emb):
+    emb = check_embeddings(data.embeddings, path)
+    if len(data.names) != len(emb):
         raise EmbeddingFileError(
             f"{path}: inconsistent shapes: embeddings {emb.shape}, names {len(data.names)}"
         )
@@ -201,11 +259,13 @@ def write_text_embeddings(path: str | os.PathLike, data: TextEmbeddings) -> None
 def read_text_embeddings(path: str | os.PathLike) -> TextEmbeddings:
     path = Path(path)
     with _open(path) as f:
-        emb = _require(f, "embeddings", path)[()].astype(np.float32, copy=False)
+        emb = _require(f, "embeddings", path)[()]
         names = _strings(_require(f, "names", path))
         pos = _strings(f["pos"]) if "pos" in f else None
         synsets = _strings(f["synset"]) if "synset" in f else None
         attrs = read_attrs(f)
+    emb = check_embeddings(emb, path, attrs)
+    attrs["embedding_dim"] = int(emb.shape[1])
     if len(names) != len(emb):
         raise EmbeddingFileError(f"{path}: {len(emb)} embeddings but {len(names)} names")
     return TextEmbeddings(emb, names, pos, synsets, attrs)
@@ -226,15 +286,20 @@ def read_attributes(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def check_same_model(files: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
-    """Refuse to combine files made by different models (compares arch and pretrained tag)."""
+    """Refuse to combine files made by different models: compares the architecture, the
+    pretrained tag and, where both files record it, the embedding dimension."""
     if len(files) < 2:
         return
     ref_name, ref = files[0]
     for name, attrs in files[1:]:
-        for key in MODEL_KEYS:
-            if str(ref.get(key)) != str(attrs.get(key)):
+        for key in (*MODEL_KEYS, "embedding_dim"):
+            mine, theirs = ref.get(key), attrs.get(key)
+            unknown = (None, "none", 0)  # an empty file has no dimension
+            if key == "embedding_dim" and (mine in unknown or theirs in unknown):
+                continue
+            if str(mine) != str(theirs):
                 raise EmbeddingFileError(
-                    f"model mismatch: {ref_name} has {key}={ref.get(key)!r} but {name} has "
-                    f"{key}={attrs.get(key)!r}. Image and text embeddings must come from the "
-                    "same model; re-encode one of them with the other's model."
+                    f"model mismatch: {ref_name} has {key}={mine!r} but {name} has "
+                    f"{key}={theirs!r}. Embeddings used together must come from the same "
+                    "model; re-encode one of them with the other's model."
                 )

@@ -15,8 +15,16 @@ def _exit_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)
 
 
+def _log_uncaught(exc_type, exc, tb):
+    # The job's log then ends with the reason it failed, not only the traceback on stderr.
+    if not issubclass(exc_type, (KeyboardInterrupt, SystemExit)):
+        logging.getLogger("clustermine").error("job failed: %s: %s", exc_type.__name__, exc)
+    sys.__excepthook__(exc_type, exc, tb)
+
+
 def setup_logging(log_file: str | None = None, level: int = logging.INFO) -> logging.Logger:
-    """Log to stderr and ``log_file``; also make SIGTERM a clean exit (see _exit_on_sigterm)."""
+    """Log to stderr and ``log_file``; write an uncaught error into the log too; make SIGTERM
+    a clean exit (see _exit_on_sigterm)."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:
         handlers.append(logging.FileHandler(log_file, mode="w"))
@@ -27,6 +35,7 @@ def setup_logging(log_file: str | None = None, level: int = logging.INFO) -> log
         force=True,
     )
     logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
     return logging.getLogger("clustermine")

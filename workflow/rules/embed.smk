@@ -46,6 +46,7 @@ rule embed_images:
         max_unreadable=max_unreadable,
     params:
         model=model_params,
+        max_pixels=max_image_pixels,
     script:
         "../scripts/embed_images.py"
 

@@ -34,7 +34,12 @@ def encode_threads(wildcards):
 
 
 def loader_workers(wildcards):
-    return CFG.loader_workers()
+    return max(1, CFG.loader_workers())
+
+
+def max_image_pixels(wildcards):
+    # Changes which images a file holds, so it is a parameter.
+    return CFG.max_image_pixels()
 
 
 def max_unreadable(wildcards):

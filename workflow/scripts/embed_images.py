@@ -21,6 +21,7 @@ data = encode_images(
     precision=params.model["precision"],
     # Several shards: the allowance holds for the whole dataset, checked when they are merged.
     max_unreadable_fraction=float(res.max_unreadable) if int(wc.nshards) == 1 else 1.0,
+    **({} if params.max_pixels is None else {"max_pixels": params.max_pixels}),
 )
 data.attrs.update(loaded.attrs())
 data.attrs.update(

@@ -58,7 +58,7 @@ class MahalanobisDetector(Detector):
             "means": means,
             "precision": self._invert(cov),
         }
-        self.fit_stats = {"n_train": int(len(train)), "n_classes": int(len(class_ids))}
+        self.fit_stats.update({"n_train": int(len(train)), "n_classes": int(len(class_ids))})
 
     def _invert(self, cov: np.ndarray) -> np.ndarray:
         if self.params["inverse"] == "pinv":

@@ -12,6 +12,13 @@ from clustermine.detectors.streaming import segment_reduce
 class MCMDetector(Detector):
     name = "mcm"
 
+    def _fit(self, train, labels) -> None:
+        if len(self.text_pos.names) == 1:
+            self.warn(
+                "a single positive label: the softmax over it is 1 for every image, so every "
+                "score is the same"
+            )
+
     def _score(self, image_emb: np.ndarray) -> np.ndarray:
         t = float(self.params["temperature"])
         out = segment_reduce(

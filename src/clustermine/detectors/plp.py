@@ -51,13 +51,20 @@ class PLPDetector(Detector):
             seed=int(p["seed"]),
             device=self.device,
         )
+        if len(np.unique(pseudo)) == 1:
+            self.warn(
+                "every ID-train image has the same pseudo-label: the probe learns one class "
+                "and its maximum softmax probability is (nearly) constant"
+            )
         self.state = {"mean": mean, "std": std, "weight": weight, "bias": bias}
-        self.fit_stats = {
-            **stats,
-            "n_train": int(len(train)),
-            "n_pseudo_classes": int(len(np.unique(pseudo))),
-            "device": str(self.device),
-        }
+        self.fit_stats.update(
+            {
+                **stats,
+                "n_train": int(len(train)),
+                "n_pseudo_classes": int(len(np.unique(pseudo))),
+                "device": str(self.device),
+            }
+        )
 
     def _score(self, image_emb: np.ndarray) -> np.ndarray:
         x = image_emb / np.maximum(np.linalg.norm(image_emb, axis=1, keepdims=True), 1e-12)

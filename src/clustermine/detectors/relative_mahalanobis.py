@@ -13,6 +13,11 @@ class RelativeMahalanobisDetector(MahalanobisDetector):
 
     def _fit(self, train, labels) -> None:
         super()._fit(train, labels)
+        if len(self.state["class_ids"]) == 1:
+            self.warn(
+                "one ID class: its Gaussian is the background Gaussian, so every relative "
+                "distance is 0"
+            )
         mean0, cov0 = class_gaussians(
             train, np.zeros(len(train), np.int64), 1, self.budget_bytes, self.device
         )

@@ -1,0 +1,75 @@
+"""Reading one image as 8-bit RGB, the way every encoder of the project does.
+
+Pillow's ``convert("RGB")`` clips high-bit-depth pixels instead of rescaling them: a 16-bit PNG
+(mode ``I;16``) becomes almost white. Such images are rescaled to 8 bits first. Images above a
+pixel limit (a decompression bomb, or a scan far larger than any model input) are refused with
+their path, instead of Pillow's warning that names no file.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import IO
+
+import numpy as np
+from PIL import Image
+
+# Pillow's own default limit (about 89.5 megapixels); config encode.max_image_pixels.
+DEFAULT_MAX_PIXELS = 89_478_485
+# Integer modes holding more than 8 bits per pixel, and their full-scale value.
+_HIGH_BIT_MODES = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535}
+
+
+class ImageTooLarge(ValueError):
+    """An image has more pixels than the configured limit."""
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """A single-channel image of more than 8 bits as mode ``L``, rescaled to 0..255."""
+    x = np.asarray(img, dtype=np.float64)
+    if img.mode in _HIGH_BIT_MODES:
+        x = x * (255.0 / _HIGH_BIT_MODES[img.mode])
+    elif img.mode == "I":
+        # 32-bit integers; PNG decoders give 16-bit images this mode too.
+        top = 65535.0 if x.min(initial=0) >= 0 and x.max(initial=0) <= 65535 else x.max()
+        x = (x - min(0.0, x.min(initial=0))) * (255.0 / max(top, 1.0))
+    else:  # "F": floats; [0, 1] means unit range, anything else is stretched
+        lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
+        if 0.0 <= lo and hi <= 1.0:
+            x = x * 255.0
+        else:
+            x = (x - lo) * (255.0 / max(hi - lo, 1e-12))
+    return Image.fromarray(np.clip(np.rint(np.nan_to_num(x)), 0, 255).astype(np.uint8), "L")
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """``img`` as 8-bit RGB, high-bit-depth modes rescaled rather than clipped."""
+    if img.mode in _HIGH_BIT_MODES or img.mode in ("I", "F"):
+        img = _to_8bit(img)
+    return img.convert("RGB")
+
+
+def load_rgb(
+    source: str | os.PathLike | IO[bytes], max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> Image.Image:
+    """Open an image file (a path or a binary file object) as 8-bit RGB.
+
+    Raises :class:`ImageTooLarge` above ``max_pixels`` (None: no limit) and Pillow's own
+    errors for files that are not images; callers treat both as unreadable.
+    """
+    name = getattr(source, "name", source)
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+    try:
+        # The limit is checked below, naming the file; Pillow's own check names none.
+        Image.MAX_IMAGE_PIXELS = None
+        with Image.open(source) as img:
+            pixels = img.size[0] * img.size[1]
+            if max_pixels is not None and pixels > max_pixels:
+                raise ImageTooLarge(
+                    f"{name}: {img.size[0]}x{img.size[1]} = {pixels:,} pixels, above the limit "
+                    f"of {max_pixels:,} (encode.max_image_pixels); shrink the image or raise "
+                    "the limit"
+                )
+            return to_rgb(img)
+    finally:
+        Image.MAX_IMAGE_PIXELS = pillow_limit
