@@ -46,6 +46,8 @@ demo: setup
 	$(SNAKEMAKE) --report results/report.html
 	@cat results/demo/summary.md
 	@echo "Demo finished: tables in results/tables/, plots in results/plots/, report in results/report.html"
+	@echo "Score a folder of new images with the demo's ClusterMine detector (docs/deploy.md):"
+	@echo "  $(BIN)/clustermine score results/demo-minilm/detectors/fmnist.clustermine.h5 resources/demo/digits-heldout"
 
 report: setup
 	$(SNAKEMAKE) --report results/report.html

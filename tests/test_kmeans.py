@@ -7,7 +7,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import normalized_mutual_info_score as nmi
 
 from clustermine.clustering import ClusterConfigError, ClusterResult, fit_clusters
-from clustermine.clustering.io import read_clusters, write_clusters
+from clustermine.clustering.io import read_cluster_attrs, read_clusters, write_clusters
 from clustermine.clustering.kmeans import _Distances, fit_kmeans, kmeans_plus_plus
 
 
@@ -112,10 +112,34 @@ def test_registry_and_cluster_file_round_trip(tmp_path):
     assert (back.num_clusters, back.clusterer, back.best_head, back.seed) == (10, "kmeans", 0, 2)
     assert back.params == result.params
     assert back.attrs["model_arch"] == "ViT-B-32" and back.attrs["source"] == "images/d.h5"
+    # The health record: size statistics and the iterations Lloyd used.
+    assert back.health == result.health and back.warnings == []
+    assert back.health["iterations"] == len(result.loss_history) <= result.params["max_iter"]
+    assert back.health["nonempty_clusters"] == 10 and back.second_assignments is None
+    assert read_cluster_attrs(path)["health"] == result.health
     with h5py.File(path, "r") as f:
         assert f["assignments"].dtype == np.int64 and f["sizes"].shape == (10,)
         assert f.attrs["clusterer"] == "kmeans" and f.attrs["num_clusters"] == 10
     assert not list(path.parent.glob("*.tmp"))
+
+
+def test_cluster_files_keep_the_second_choice_and_read_when_older(tmp_path):
+    a = np.array([0, 1, 2, 2])
+    result = ClusterResult(a, 3, "temi", np.zeros(2), second_assignments=[1, 2, 0, 1],
+                           health={"warnings": ["not_learned"], "messages": ["m"]})
+    write_clusters(tmp_path / "new.h5", result)
+    back = read_clusters(tmp_path / "new.h5")
+    np.testing.assert_array_equal(back.second_assignments, [1, 2, 0, 1])
+    assert back.warnings == ["not_learned"]
+    with pytest.raises(ValueError, match="second_assignments must lie"):
+        ClusterResult(a, 3, "temi", np.zeros(2), second_assignments=[1, 2, 0, 3])
+    # A file written before the health check: no health, no second choice.
+    with h5py.File(tmp_path / "old.h5", "w") as f:
+        f["assignments"], f["head_losses"] = a, np.zeros(1)
+        f.attrs.update(kind="clusters", clusterer="kmeans", num_clusters=3)
+    old = read_clusters(tmp_path / "old.h5")
+    assert old.health == {} and old.second_assignments is None and old.warnings == []
+    assert read_cluster_attrs(tmp_path / "old.h5")["health"] == {}
 
 
 def test_cluster_file_is_not_written_on_failure(tmp_path):

@@ -56,9 +56,12 @@ def test_paper_grid_dry_run_lists_every_job(tmp_path):
     assert counts["embed_images"] == models * shards
     ablation_evaluations = sum(len(s["methods"]) * len(s["test"])
                                for k, s in config["idsets"].items() if k != "imagenet")
-    assert counts["evaluate"] == models * 13 * 6 + ablation_evaluations
+    assert counts["evaluate"] == models * 18 * 6 + ablation_evaluations
     assert counts["index_dataset"] == len(config["datasets"]) == 18
     assert counts["tables"] == counts["plots"] == 1
     assert counts["cluster_sweep"] == 1  # the default model's sweep reuses its clusterings
-    assert counts["cluster"] == models + 4  # TEMI C = 4000 per model; C = 1k/2k/8k, k-means
+    # Per model TEMI C = 4000 and k-means C = 2000 (GradNorm); on the default model TEMI
+    # C = 1k/2k/8k, k-means C = 4000 and the language-assisted C = 4000.
+    assert counts["cluster"] == 2 * models + 5
+    assert counts["text_density"] == models  # one per model's corpus text file, both label sets
     print(f"paper grid: {sum(counts.values())} jobs, DAG built in {seconds:.1f} s")

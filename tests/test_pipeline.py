@@ -37,6 +37,10 @@ METHODS = {
     "clustermine": {"score": "eq1", "labels": "clustermine"},
     "clustermine-temi": {"score": "eq1", "labels": "clustermine-temi"},
     "posmine-eq": {"score": "eq1", "labels": "posmine-eq"},
+    "gradnorm": {"score": "eq1", "labels": "gradnorm"},
+    "clustermine-la": {"score": "eq1", "labels": "clustermine-la"},
+    "debiased": {"score": "debiased", "labels": "debiased", "groups": 2},
+    "debiased-cm": {"score": "debiased", "labels": "debiased-cm", "groups": 2},
 }
 LABEL_SETS = {
     "gt": {"miner": "gt"},
@@ -46,6 +50,10 @@ LABEL_SETS = {
     "clustermine-temi": {"miner": "clustermine", "clusterer": "temi", "C": 3},
     "neglabel": {"miner": "neglabel", "num_negatives": 10},
     "posmine-eq": {"miner": "posmine", "match_positives_of": "clustermine"},
+    "gradnorm": {"miner": "gradnorm", "clusterer": "kmeans", "C": 3, "top_k": 2},
+    "clustermine-la": {"miner": "clustermine", "clusterer": "language", "C": 3},
+    "debiased": {"miner": "debiased", "k1": 5},
+    "debiased-cm": {"miner": "debiased", "k1": 5, "positives_of": "clustermine"},
 }
 
 
@@ -58,6 +66,7 @@ def write_config(project: Path, edit=None) -> dict:
         "kmeans": {"method": "kmeans"},
         "temi": {"method": "temi", "heads": 3, "knn": 5, "epochs": 3, "batch_size": 16,
                  "warmup_epochs": 1},
+        "language": {"method": "language_assisted", "names_from": "gradnorm", "tau_r": 0.05},
     }
     config["label_sets"] = copy.deepcopy(LABEL_SETS)
     config["methods"] = copy.deepcopy(METHODS)
@@ -128,6 +137,13 @@ def test_clustering_outputs(pipeline):
         assert 0.0 <= result.attrs["nmi"] <= 1.0 and "hungarian_accuracy" in result.attrs
     temi = read_clusters(pipeline / "results/tiny-a/clusters/id-train.temi-C3.h5")
     assert len(temi.head_losses) == 3 and temi.params["heads"] == 3
+    assert temi.second_assignments.shape == (36,) and "overclustering_accuracy" in temi.attrs
+    # Six steps of TEMI learn nothing: the health check says so, in the file and the log.
+    assert "not_learned" in temi.warnings and temi.health["loss_ratio"] < 2
+    log = (pipeline / "logs/tiny-a/clusters/id-train.temi-C3.log").read_text()
+    assert "HEALTH CHECK" in log and "stayed near uniform" in log
+    kmeans = read_clusters(pipeline / "results/tiny-a/clusters/id-train.kmeans-C3.h5")
+    assert kmeans.health["iterations"] >= 1 and kmeans.health["nonempty_clusters"] == 3
     sweep = (pipeline / "results/tiny-a/clusters/sweeps/tiny.kmeans.tsv").read_text().splitlines()
     header = sweep[0].split("\t")
     assert {"C", "purity", "num_ypos", "nmi", "elbow"} <= set(header)
@@ -141,6 +157,8 @@ def test_label_sets_record_quality_and_clusters(pipeline):
         assert meta["label_set"] == labelset and meta["label_quality"]["n_pos"] >= 1
     meta = read_label_meta(pipeline / "results/tiny-a/labels/tiny.clustermine-temi.tsv")
     assert meta["cluster_analysis"]["C"] == 3 and "nmi" in meta["cluster_analysis"]
+    # The health of the clustering voted on travels with the label set.
+    assert "not_learned" in meta["cluster_health"]["warnings"]
     # Per-positive quality columns for the label-quality histograms (Y_GT is known here).
     rows = [r.split("\t") for r in
             (pipeline / "results/tiny-a/labels/tiny.clustermine.tsv").read_text().splitlines()]
@@ -155,6 +173,25 @@ def test_label_sets_record_quality_and_clusters(pipeline):
     assert gt["overlap"] == 1.0 and gt["f1"] == 1.0  # Y_GT against itself
 
 
+def test_debiased_gradnorm_and_language_assisted_outputs(pipeline):
+    # The density of the corpus is computed once and shared by both debiased label sets.
+    density = list((pipeline / "results/tiny-a/text/density").glob("*.h5"))
+    assert [p.name for p in density] == ["words.simple.k5.h5"]
+    gt = read_label_meta(pipeline / "results/tiny-a/labels/tiny.debiased.tsv")
+    mined = read_label_meta(pipeline / "results/tiny-a/labels/tiny.debiased-cm.tsv")
+    assert gt["stats"]["gt_source"] == "classes" and mined["stats"]["positives_from"] == "clustermine"
+    assert gt["inputs"]["density"].endswith("words.simple.k5.h5")
+    cm = read_label_meta(pipeline / "results/tiny-a/labels/tiny.clustermine.tsv")
+    assert mined["stats"]["n_pos"] == cm["stats"]["n_pos"]
+    scores = read_scores(pipeline / "results/tiny-a/scores/tiny.debiased.h5", "id-test")
+    assert 0 <= scores.attrs["clamped_pairs"] <= scores.attrs["pairs"]
+    with h5py.File(pipeline / "results/tiny-a/detectors/tiny.debiased.h5", "r") as f:
+        assert "kappa" in f.attrs["fit_stats"]
+    language = read_clusters(pipeline / "results/tiny-a/clusters/id-train.language-C3.h5")
+    assert language.clusterer == "language_assisted" and "nmi" in language.attrs
+    assert language.attrs["names_source"].endswith("labels/tiny.gradnorm.tsv")
+
+
 def test_tables_plots_and_report(pipeline):
     table = (pipeline / "results/tables/ood_benchmarks.md").read_text()
     for method in METHODS:
@@ -165,7 +202,12 @@ def test_tables_plots_and_report(pipeline):
                          cwd=pipeline, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
     html = (pipeline / "results/report.html").read_text(errors="replace")
-    assert len(html) > 100_000 and "ood_benchmarks" in html
+    assert len(html) > 100_000 and "ood_benchmarks" in html and "clustering" in html
+    # TEMI and k-means side by side at C = 3, the untrained TEMI flagged.
+    clustering = (pipeline / "results/tables/clustering.md").read_text()
+    assert "| tiny-a | id-train | 3 | kmeans | kmeans |" in clustering
+    assert "| tiny-a | id-train | 3 | temi | temi |" in clustering
+    assert "NOT LEARNED" in clustering and "HEALTH CHECK FAILED" in clustering
 
 
 def test_editing_one_method_reruns_only_its_files(pipeline):

@@ -230,6 +230,46 @@ def test_missing_experiments_give_notes(tmp_path):
     assert "No data" in paths["html"].read_text()
 
 
+def clustering_attrs(method, nmi, warnings=(), C=40):
+    """Attributes of a cluster file, as the cluster rule writes them."""
+    health = {"nonempty_clusters": C - 2, "size_entropy_ratio": 0.9, "warnings": list(warnings),
+              "messages": [f"{w} happened" for w in warnings]}
+    if method == "temi":
+        health["loss_ratio"] = 1.2 if warnings else 6.0
+    return {"clusterer": method, "nmi": nmi, "ari": nmi - 0.3, "hungarian_accuracy": nmi - 0.2,
+            "overclustering_accuracy": nmi - 0.1, "per_class_accuracy": nmi - 0.15,
+            "class_coverage": 1.0, "num_classes": 10, "health": health}
+
+
+def test_clustering_table_sets_clusterers_side_by_side_with_their_health():
+    clusterings = [
+        T.clustering_record("m1", "tr", "kmeans", 40, clustering_attrs("kmeans", 0.8)),
+        T.clustering_record("m1", "tr", "kmeans", 20, clustering_attrs("kmeans", 0.7, C=20)),
+        T.clustering_record("m1", "tr", "temi", 40, clustering_attrs("temi", 0.9)),
+        T.clustering_record("m2", "tr", "temi", 40,
+                            clustering_attrs("temi", 0.5, ["not_learned", "all_warmup"])),
+        T.clustering_record("m2", "tr", "kmeans", 40, {"clusterer": "kmeans"}),  # older file
+    ]
+    table = T.build_tables(grid(), settings(), clusterings)["clustering"]
+    frame = table.frame
+    assert frame[["model", "C", "clusterer"]].values.tolist() == [
+        ["m1", 20, "kmeans"], ["m1", 40, "kmeans"], ["m1", 40, "temi"],
+        ["m2", 40, "kmeans"], ["m2", 40, "temi"]]
+    assert frame.health.tolist() == ["ok", "ok", "ok", "not recorded",
+                                     "NOT LEARNED; all warm-up"]
+    assert frame["loss / uniform loss"].isna().tolist() == [True, True, False, True, False]
+    # Best marks compare clusterers at the same C only (m1, C = 40: TEMI).
+    md = T.table_markdown(table)
+    assert "| m1 | tr | 40 | temi | temi | **90.00** |" in md
+    assert "| m1 | tr | 20 | kmeans | kmeans | 70.00 |" in md
+    assert "HEALTH CHECK FAILED for 1: temi C=40 (m2, tr): not_learned happened" in md
+    tsv = pd.read_csv(io.StringIO(T.table_tsv(table)), sep="\t", keep_default_na=False)
+    assert float(tsv.loc[2, "NMI"]) == pytest.approx(90.0) and "NMI" in tsv.loc[2, "best"]
+    assert float(tsv.loc[4, "NMI"]) == pytest.approx(50.0) and tsv.loc[3, "NMI"] == "nan"
+    assert len({len(re.split(r"(?<!\\)\|", r)) for r in _md_rows(md)}) == 1
+    assert "no clustering" in T.build_tables(grid(), settings())["clustering"].note
+
+
 def test_long_table_keeps_fractions(tmp_path):
     T.write_long(grid(), tmp_path / "long.tsv")
     long = pd.read_csv(tmp_path / "long.tsv", sep="\t")
@@ -352,6 +392,16 @@ def test_report_rules_run_on_existing_metrics(tmp_path):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text("index\tname\trole\tsource\tvotes\tscore\n"
                                 "0\tdog\tpos\tcorpus\t3\t0.5\n1\tcat\tneg\tcorpus\t\tnan\n")
+    from clustermine.cluster_analysis import clustering_health
+    from clustermine.clustering import ClusterResult
+    from clustermine.clustering.io import write_clusters
+
+    for model in conf["models"]:  # the clusterings the label sets vote on, with their health
+        for c in (20, 40, 80):
+            a = np.arange(2 * c) % c
+            result = ClusterResult(a, c, "temi", np.zeros(2), health=clustering_health(a, c))
+            write_clusters(tmp_path / f"results/{model}/clusters/tr.temi-C{c}.h5", result,
+                           {"nmi": 0.5 + c / 1000})
     with SnakemakeApi(OutputSettings(quiet={Quietness.PROGRESS}, show_failed_logs=True)) as api:
         wf = api.workflow(
             resource_settings=ResourceSettings(cores=1),
@@ -368,3 +418,8 @@ def test_report_rules_run_on_existing_metrics(tmp_path):
         _check_png(tmp_path / f"results/plots/{name}.png")
     md = (tmp_path / "results/tables/ood_benchmarks.md").read_text()
     assert "| m2 | cm-plp | **81.00** |" in md
+    clustering = pd.read_csv(tmp_path / "results/tables/clustering.tsv", sep="\t")
+    assert clustering[["model", "C"]].values.tolist() == [
+        [m, c] for m in ("m1", "m2") for c in (20, 40, 80)]
+    assert clustering.NMI.tolist() == pytest.approx([52.0, 54.0, 58.0] * 2)
+    assert set(clustering.health) == {"ok"}

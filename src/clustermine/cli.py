@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 
 def _corpus(args: argparse.Namespace) -> int:
@@ -79,6 +80,105 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def _workflow_config(args: argparse.Namespace):
+    """The config as the workflow reads it (same merging, validation and checks), from
+    ``--configfile`` files and ``--config key=value`` overrides (values are YAML)."""
+    import yaml
+
+    from .config import load_workflow_config
+    from .datasets import class_names_available
+
+    overrides = {}
+    for item in args.config or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--config {item!r}: expected key=value")
+        overrides[key] = yaml.safe_load(value)
+    return load_workflow_config(args.configfile, SCHEMA_FILE, overrides, class_names_available)
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from . import weights
+
+    cfg = _workflow_config(args)
+    cache = cfg.weights_cache()
+    slugs = args.model or list(cfg.models)
+    unknown = [s for s in slugs if s not in cfg.models]
+    if unknown:
+        raise ValueError(f"--model {unknown[0]}: not declared under models ({sorted(cfg.models)})")
+    if args.file:
+        if len(slugs) != 1:
+            raise ValueError("--file needs exactly one --model (whose weights the file holds)")
+        spec = cfg.models[slugs[0]]
+        if not weights.is_pretrained_tag(spec.get("pretrained")):
+            raise ValueError(f"--file: models.{slugs[0]} has no pretrained tag to place it under")
+        target = weights.place_in_cache(args.file, spec["arch"], spec["pretrained"], cache)
+        print(f"{slugs[0]}: {args.file} placed in the weight cache as {target}")
+    failed = []
+    for slug in slugs:
+        spec = cfg.models[slug]
+        pretrained = spec.get("pretrained")
+        if not weights.is_pretrained_tag(pretrained):
+            what = "random weights" if weights.is_random(pretrained) else "local checkpoint"
+            print(f"{slug}: {spec['arch']} ({what}): nothing to fetch")
+            continue
+        try:
+            path, downloaded = weights.fetch(spec["arch"], pretrained, cache, slug, args.configfile)
+        except weights.WeightsError as err:
+            failed.append(slug)
+            print(f"{slug}: error: {err}", file=sys.stderr)
+            continue
+        size = path.stat().st_size / 2**20
+        state = "downloaded" if downloaded else "already in the cache"
+        print(f"{slug}: {spec['arch']} ({pretrained}): {state}: {path} ({size:,.1f} MiB)")
+    if failed:
+        print(f"clustermine fetch: {len(failed)} of {len(slugs)} models failed: "
+              f"{', '.join(failed)}", file=sys.stderr)  # fmt: skip
+        return 1
+    return 0
+
+
+def _check_data(args: argparse.Namespace) -> int:
+    from .datacheck import check_data, checked_specs
+
+    cfg = _workflow_config(args)
+    datasets, corpora = checked_specs(cfg)
+    result = check_data(datasets, corpora, cfg.max_unreadable_fraction())
+    print(result.tsv() if args.tsv else result.markdown(), end="")
+    if not result.ok:
+        print(f"clustermine check-data: errors:\n{result.problems()}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_config_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--configfile", action="append", required=True, metavar="FILE",
+                   help="the workflow's config file(s), merged in order as Snakemake does")
+    p.add_argument("--config", action="append", metavar="KEY=VALUE",
+                   help="override a top-level key, as snakemake --config (e.g. data_root=/data)")
+
+
+def _add_preflight_commands(sub) -> None:
+    """``fetch`` and ``check-data``: what a cluster run needs before GPUs start
+    (docs/slurm.md)."""
+    p = sub.add_parser("fetch", help="download the configured models' pretrained weights into "
+                       "the weight cache (run where there is internet access)")
+    _add_config_arguments(p)
+    p.add_argument("--model", action="append", metavar="SLUG", help="only these models")
+    p.add_argument("--file", help="place this weight file (downloaded elsewhere) in the cache "
+                   "under the tag of the one --model")
+    p.set_defaults(func=_fetch)
+
+    p = sub.add_parser("check-data", help="check every dataset and word list of a config "
+                       "(folders, file lists, counts) from directory listings")
+    _add_config_arguments(p)
+    p.add_argument("--tsv", action="store_true", help="print the table as TSV")
+    p.set_defaults(func=_check_data)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clustermine", description="Label-free visual OOD detection with CLIP models."
@@ -96,7 +196,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_info)
+
+    _add_deploy_commands(sub)
+    _add_preflight_commands(sub)
     return parser
+
+
+def _add_deploy_commands(sub) -> None:
+    """``score``, ``export`` and ``serve``: the detector as a product (docs/deploy.md)."""
+    from .deploy.commands import add_commands
+
+    add_commands(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

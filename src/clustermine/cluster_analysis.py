@@ -9,6 +9,7 @@ are left out. Entropies are in nats (natural logarithm).
 from __future__ import annotations
 
 import csv
+import math
 import os
 from typing import Any, Mapping, Sequence
 
@@ -94,20 +95,26 @@ def ypos_per_cluster(
     return float(len(voted_labels(assignments, labels)[0]) / c) if c else float("nan")
 
 
+def _dense_table(assignments: np.ndarray, ground_truth: np.ndarray) -> np.ndarray:
+    """Cluster × class counts over the clusters and classes that occur (ids made contiguous)."""
+    a, y = _pairs(assignments, ground_truth)
+    _, a = np.unique(a, return_inverse=True)
+    _, y = np.unique(y, return_inverse=True)
+    table = np.zeros((a.max(initial=-1) + 1, y.max(initial=-1) + 1), dtype=np.int64)
+    np.add.at(table, (a, y), 1)
+    return table
+
+
 def hungarian_accuracy(assignments: np.ndarray, ground_truth: np.ndarray) -> float:
     """Accuracy under the best one-to-one map of clusters to classes (C may differ from K:
     only min(C, K) clusters get a class; samples of unmatched clusters count as wrong)."""
     from scipy.optimize import linear_sum_assignment
 
-    a, y = _pairs(assignments, ground_truth)
-    if not len(a):
+    table = _dense_table(assignments, ground_truth)
+    if not table.size:
         return float("nan")
-    _, a = np.unique(a, return_inverse=True)
-    _, y = np.unique(y, return_inverse=True)
-    table = np.zeros((a.max() + 1, y.max() + 1), dtype=np.int64)
-    np.add.at(table, (a, y), 1)
     rows, cols = linear_sum_assignment(table, maximize=True)
-    return float(table[rows, cols].sum() / len(a))
+    return float(table[rows, cols].sum() / table.sum())
 
 
 def nmi(assignments: np.ndarray, ground_truth: np.ndarray) -> float:
@@ -126,8 +133,54 @@ def ari(assignments: np.ndarray, ground_truth: np.ndarray) -> float:
     return float(adjusted_rand_score(y, a)) if len(a) else float("nan")
 
 
+def cluster_to_class(table: np.ndarray) -> np.ndarray:
+    """Class of every cluster (rows of a cluster × class table): the best one-to-one
+    (Hungarian) match first, then every cluster left unmatched (C > K) to its majority class,
+    as the over-clustering evaluation of TEMI's code does."""
+    from scipy.optimize import linear_sum_assignment
+
+    mapping = table.argmax(axis=1)
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    mapping[rows] = cols
+    return mapping
+
+
+def overclustering_accuracy(assignments: np.ndarray, ground_truth: np.ndarray) -> float:
+    """Accuracy when clusters are matched one-to-one to classes and each extra cluster
+    (C > K) goes to its majority class; equals :func:`hungarian_accuracy` when C <= K."""
+    table = _dense_table(assignments, ground_truth)
+    if not table.size:
+        return float("nan")
+    mapping = cluster_to_class(table)
+    return float(table[np.arange(len(table)), mapping].sum() / table.sum())
+
+
+def per_class_accuracy(assignments: np.ndarray, ground_truth: np.ndarray) -> float:
+    """Accuracy averaged over the classes (each class weighs the same, however many samples
+    it has), under the cluster-to-class map of :func:`overclustering_accuracy`: the
+    class-imbalance view of Adaloglou et al. (2024)."""
+    table = _dense_table(assignments, ground_truth)
+    if not table.size:
+        return float("nan")
+    mapping = cluster_to_class(table)
+    correct = np.zeros(table.shape[1])
+    np.add.at(correct, mapping, table[np.arange(len(table)), mapping])
+    return float(np.mean(correct / table.sum(axis=0)))
+
+
+def class_coverage(assignments: np.ndarray, ground_truth: np.ndarray) -> float:
+    """Share of the classes that own at least one cluster (are the majority class of one);
+    classes swallowed by bigger ones own none."""
+    table = _dense_table(assignments, ground_truth)
+    if not table.size:
+        return float("nan")
+    return float(len(np.unique(table.argmax(axis=1))) / table.shape[1])
+
+
 def ground_truth_agreement(assignments: np.ndarray, ground_truth: np.ndarray) -> dict[str, float]:
-    """NMI, ARI and Hungarian accuracy against the classes; empty without any known label."""
+    """Every ground-truth metric of the clustering benchmark (NMI, ARI, one-to-one Hungarian
+    accuracy, over-clustering accuracy, per-class accuracy, class coverage) and the number of
+    classes; empty without any known label."""
     y = np.asarray(ground_truth)
     if not (y >= 0).any():
         return {}
@@ -135,7 +188,111 @@ def ground_truth_agreement(assignments: np.ndarray, ground_truth: np.ndarray) ->
         "nmi": nmi(assignments, y),
         "ari": ari(assignments, y),
         "hungarian_accuracy": hungarian_accuracy(assignments, y),
+        "overclustering_accuracy": overclustering_accuracy(assignments, y),
+        "per_class_accuracy": per_class_accuracy(assignments, y),
+        "class_coverage": class_coverage(assignments, y),
+        "num_classes": int(len(np.unique(y[y >= 0]))),
     }
+
+
+# --- health of a clustering: did it learn, and are the clusters used? ----------------------
+
+# "Most samples sit in few clusters": half of the samples in at most this share of the C
+# clusters (at least one cluster), holding at least twice their balanced share.
+CONCENTRATION_SHARE = 0.05
+# A TEMI head "stayed near uniform" when its final loss is less than this many times the loss
+# of uniform outputs (both are negative; see uniform_temi_loss).
+LEARNED_LOSS_RATIO = 1.5
+
+
+def size_statistics(assignments: np.ndarray, num_clusters: int) -> dict[str, Any]:
+    """How the samples spread over the C clusters: empty clusters, the entropy of the cluster
+    sizes (nats; ln C when balanced), the largest cluster's share and the fewest clusters that
+    hold half of the samples (C/2 when balanced)."""
+    a = np.asarray(assignments, dtype=np.int64).reshape(-1)
+    sizes = np.bincount(a[a >= 0], minlength=int(num_clusters))
+    n = int(sizes.sum())
+    out: dict[str, Any] = {
+        "num_clusters": int(num_clusters),
+        "nonempty_clusters": int((sizes > 0).sum()),
+        "empty_clusters": int((sizes == 0).sum()),
+    }
+    if not n:
+        return out
+    p = sizes[sizes > 0] / n
+    entropy = float(-(p * np.log(p)).sum())
+    ordered = np.sort(sizes)[::-1]
+    half = int(np.searchsorted(np.cumsum(ordered), n / 2) + 1)
+    out.update(
+        size_entropy=entropy,
+        size_entropy_ratio=entropy / math.log(num_clusters) if num_clusters > 1 else 1.0,
+        largest_share=float(ordered[0] / n),
+        clusters_for_half=half,
+        share_of_half_clusters=float(ordered[:half].sum() / n),
+    )
+    return out
+
+
+def is_concentrated(stats: Mapping[str, Any]) -> bool:
+    """Most samples in few clusters (:data:`CONCENTRATION_SHARE`) by :func:`size_statistics`."""
+    if "clusters_for_half" not in stats:
+        return False
+    c, k = stats["num_clusters"], stats["clusters_for_half"]
+    return k <= max(1, int(CONCENTRATION_SHARE * c)) and stats["share_of_half_clusters"] >= min(
+        1.0, 2 * k / c
+    )
+
+
+def uniform_temi_loss(num_clusters: int, beta: float) -> float:
+    """TEMI loss of a head whose student, teacher and prior are all uniform:
+    pmi = ln(C · C^-2β · C) = 2(1 − β) ln C and w = 1/C, so the loss is −2(1 − β) ln(C) / C
+    (−0.012 for C = 400, β = 0.6). A head that learned nothing stays near it."""
+    return -2.0 * (1.0 - beta) * math.log(num_clusters) / num_clusters
+
+
+def clustering_health(
+    assignments: np.ndarray,
+    num_clusters: int,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The health record of a clustering: :func:`size_statistics` plus what the clusterer
+    reports in ``extra``, and ``warnings`` (short codes) with ``messages`` (sentences).
+
+    TEMI passes ``best_head_loss``, ``beta``, ``teacher_max_prob``, ``epochs`` and
+    ``warmup_epochs``; k-means its ``iterations`` and ``max_iter``. Codes: ``not_learned``
+    (the best head's loss is within :data:`LEARNED_LOSS_RATIO` times the uniform-output
+    level), ``all_warmup`` (epochs <= warm-up epochs), ``concentrated``
+    (:func:`is_concentrated`).
+    """
+    health: dict[str, Any] = {**size_statistics(assignments, num_clusters), **extra}
+    warnings, messages = [], []
+    if "best_head_loss" in extra and "beta" in extra:
+        uniform = uniform_temi_loss(num_clusters, extra["beta"])
+        ratio = extra["best_head_loss"] / uniform
+        health.update(uniform_loss=uniform, loss_ratio=ratio, uniform_max_prob=1 / num_clusters)
+        if ratio < LEARNED_LOSS_RATIO:
+            warnings.append("not_learned")
+            messages.append(
+                f"the best head's final loss {extra['best_head_loss']:.4g} is only "
+                f"{ratio:.2f}x the loss of uniform outputs ({uniform:.4g}): the heads stayed "
+                "near uniform and the clusters are close to random; train longer (epochs), "
+                "z-score the input or raise lr"
+            )
+    if "epochs" in extra and extra.get("warmup_epochs", 0) >= extra["epochs"]:
+        warnings.append("all_warmup")
+        messages.append(
+            f"warmup_epochs={extra['warmup_epochs']} >= epochs={extra['epochs']}: the whole "
+            "run was learning-rate warm-up"
+        )
+    if is_concentrated(health):
+        warnings.append("concentrated")
+        messages.append(
+            f"{health['share_of_half_clusters']:.0%} of the samples sit in "
+            f"{health['clusters_for_half']} of {num_clusters} clusters "
+            f"({health['empty_clusters']} empty)"
+        )
+    health.update(warnings=warnings, messages=messages)
+    return health
 
 
 def cluster_report(

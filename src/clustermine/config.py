@@ -109,9 +109,11 @@ def plugin_branches(kind: str) -> list[dict[str, Any]]:
 def config_schema(base: Mapping[str, Any]) -> dict[str, Any]:
     """The schema file's schema with the catalog's plugin names and parameters filled in."""
     from clustermine.prompts import PROMPT_SETS
+    from clustermine.public_sets import PUBLIC_SETS
 
     schema = copy.deepcopy(dict(base))
     schema["definitions"]["prompt_set"] = {"type": "string", "enum": sorted(PROMPT_SETS)}
+    schema["definitions"]["public_set"] = {"type": "string", "enum": sorted(PUBLIC_SETS)}
     for kind, section in catalog.SECTIONS.items():
         entry = schema["properties"][section]["additionalProperties"]
         selector = catalog.SELECTOR_KEYS[kind]
@@ -240,6 +242,15 @@ class WorkflowConfig:
     def idset_tests(self, idset: str) -> list[str]:
         return list(self.idset(idset).get("test") or [])
 
+    def idset_calibration(self, idset: str) -> str | None:
+        """The held-out ID set whose scores calibrate the ID set's detectors (thresholds and
+        p-values of new images): ``calibration``, else the first test set; None for none."""
+        spec = self.idset(idset)
+        if "calibration" in spec:
+            return spec["calibration"]
+        tests = self.idset_tests(idset)
+        return tests[0] if tests else None
+
     def idset_benchmarks(self, idset: str, extra: bool = True) -> list[str]:
         spec = self.idset(idset)
         return list(spec.get("benchmarks") or []) + (
@@ -247,8 +258,11 @@ class WorkflowConfig:
         )
 
     def idset_datasets(self, idset: str) -> list[str]:
-        """The train set, the test sets and every benchmark of an ID set."""
-        return [self.idset(idset)["train"], *self.idset_tests(idset), *self.idset_benchmarks(idset)]
+        """The train set, the test sets, the calibration set and every benchmark of an ID set."""
+        calibration = self.idset_calibration(idset)
+        tests = self.idset_tests(idset)
+        extra = [calibration] if calibration and calibration not in tests else []
+        return [self.idset(idset)["train"], *tests, *extra, *self.idset_benchmarks(idset)]
 
     def used_datasets(self) -> list[str]:
         if not self.idsets:
@@ -267,6 +281,27 @@ class WorkflowConfig:
     def knn_k(self, clusterer: str) -> int | None:
         plugin, params = self.clusterer(clusterer)
         return plugin.knn_k(params)
+
+    def clusterer_label_set(self, clusterer: str, dataset: str) -> tuple[str, str] | None:
+        """(ID set, label set) whose positives a clusterer needing a ``label_set`` reads when
+        it clusters ``dataset``: ``names_from`` in ``idset`` (default: the one ID set whose
+        train set is ``dataset``); None for other clusterers."""
+        plugin, _ = self.clusterer(clusterer)
+        if not plugin.has("label_set"):
+            return None
+        spec = self.clusterers[clusterer]
+        idset = spec.get("idset")
+        if idset is None:
+            owners = [k for k, v in self.idsets.items() if v["train"] == dataset]
+            if len(owners) != 1:
+                raise ConfigError(
+                    f"config: clusterers.{clusterer} needs the ID set of its label set "
+                    f"'{spec['names_from']}' for dataset '{dataset}'; "
+                    f"{'several' if owners else 'no'} ID sets train on it ({owners}): set "
+                    f"clusterers.{clusterer}.idset"
+                )
+            idset = owners[0]
+        return idset, spec["names_from"]
 
     def label_set(self, slug: str) -> tuple[catalog.Plugin, dict, dict]:
         """(plugin, parameters, input-choosing keys) of a ``label_sets`` entry."""
@@ -325,8 +360,20 @@ class WorkflowConfig:
     def max_unreadable_fraction(self) -> float:
         return float(self.encode.get("max_unreadable_fraction", 0.01))
 
+    def max_image_pixels(self) -> int | None:
+        """Not a speed setting: it decides which images an embedding file holds (None: the
+        library's default, clustermine.images.DEFAULT_MAX_PIXELS)."""
+        value = self.encode.get("max_image_pixels")
+        return None if value is None else int(value)
+
     def device(self) -> str:
         return str(self.compute.get("device", "auto"))
+
+    def weights_cache(self) -> str:
+        """Folder of the fetched pretrained weights (clustermine.weights)."""
+        from clustermine.weights import DEFAULT_CACHE
+
+        return str(self.raw.get("weights_cache") or DEFAULT_CACHE)
 
     def memory_budget_mb(self) -> int:
         return int(self.compute.get("memory_budget_mb", 1024))
@@ -381,7 +428,7 @@ class WorkflowConfig:
 
     def _check_idsets(self) -> None:
         for idset, spec in self.idsets.items():
-            for key in ("train", "test", "benchmarks", "extra_benchmarks"):
+            for key in ("train", "test", "calibration", "benchmarks", "extra_benchmarks"):
                 value = spec.get(key) or []
                 for ds in [value] if isinstance(value, str) else value:
                     self._lookup(self.datasets, ds, f"idsets.{idset}.{key}", "dataset")
@@ -395,12 +442,33 @@ class WorkflowConfig:
                     f"config: idsets.{idset} runs methods but names no OOD benchmarks "
                     "(idsets.<slug>.benchmarks)"
                 )
+            for group, members in (spec.get("benchmark_groups") or {}).items():
+                outside = sorted(set(members) - set(self.idset_benchmarks(idset)))
+                if outside:
+                    raise ConfigError(
+                        f"config: idsets.{idset}.benchmark_groups.{group} names {outside}, "
+                        "which are not benchmarks of the ID set"
+                    )
             for clusterer in spec.get("cluster_sweep") or {}:
                 self._lookup(
                     self.clusterers, clusterer, f"idsets.{idset}.cluster_sweep", "clusterer"
                 )
 
     def _check_plugins(self) -> None:
+        for slug, spec in self.clusterers.items():
+            plugin, _ = self.clusterer(slug)
+            if not plugin.has("label_set"):
+                continue
+            where = f"clusterers.{slug}"
+            self._lookup(self.label_sets, spec["names_from"], f"{where}.names_from", "label set")
+            if spec.get("idset") is not None:
+                self._lookup(self.idsets, spec["idset"], f"{where}.idset", "idset")
+            for label_set in self.label_set_chain(spec["names_from"]):
+                if self.label_set(label_set)[2].get("clusterer") == slug:
+                    raise ConfigError(
+                        f"config: {where}.names_from '{spec['names_from']}' is mined from "
+                        f"clusters of '{slug}' itself (label set '{label_set}'): a cycle"
+                    )
         for slug in self.label_sets:
             plugin, _, inputs = self.label_set(slug)
             for key in (p.name for p in plugin.input_keys if p.required):

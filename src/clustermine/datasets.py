@@ -1,4 +1,5 @@
-"""Image datasets declared in the config: image folders and file lists (config/README.md).
+"""Image datasets declared in the config: image folders, file lists and tar shards in the
+webdataset layout (config/README.md).
 
 A dataset is first turned into an *index* (relative paths, labels, class names, root), a
 small TSV that the encoding shards read, so big directory trees are scanned once.
@@ -6,8 +7,12 @@ small TSV that the encoding shards read, so big directory trees are scanned once
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
+import os
+import re
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -35,10 +40,18 @@ class DatasetIndex:
         return len(self.paths)
 
     def shard(self, shard: int, num_shards: int) -> tuple[int, int]:
-        """Row range [start, stop) of one shard: contiguous, sizes differing by at most one."""
+        """Row range [start, stop) of one shard: contiguous, sizes differing by at most one;
+        for tar shards whole tars (consecutive ones) when there are at least as many tars as
+        shards, so that each encoding job reads its own tars."""
         if not 0 <= shard < num_shards:
             raise ValueError(f"shard {shard} out of range for {num_shards} shards")
         n = len(self)
+        if self.params.get("type") == "webdataset":
+            starts = tar_starts(self.paths)
+            if len(starts) >= num_shards:
+                bounds = [*starts, n]
+                t = len(starts)
+                return bounds[shard * t // num_shards], bounds[(shard + 1) * t // num_shards]
         return shard * n // num_shards, (shard + 1) * n // num_shards
 
 
@@ -118,15 +131,25 @@ def index_filelist(
         raw_labels.append(parts[1] if len(parts) > 1 else None)
     if not paths:
         raise DatasetError(f"filelist: {list_file} lists no images")
-    names = None
-    if class_names:
-        names = [
-            ln.strip()
-            for ln in Path(class_names).read_text(encoding="utf-8").splitlines()
-            if ln.strip()
-        ]
+    names = _read_class_names(class_names) if class_names else None
+    labels, names = _resolve_labels(raw_labels, names, f"filelist: {list_file}")
+    return DatasetIndex(str(root), paths, labels, names)
+
+
+def _read_class_names(path: str | Path) -> list[str]:
+    """One class name per line (label i = line i)."""
+    if not Path(path).is_file():
+        raise DatasetError(f"class-name file {path} does not exist")
+    return [ln.strip() for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
+
+
+def _resolve_labels(
+    raw_labels: list[str | None], names: list[str] | None, where: str
+) -> tuple[np.ndarray, list[str] | None]:
+    """Labels from raw label strings: none (-1), integers, or class names (looked up in
+    ``names``, else sorted)."""
     if all(lab is None for lab in raw_labels):
-        labels = np.full(len(paths), -1, dtype=np.int64)
+        labels = np.full(len(raw_labels), -1, dtype=np.int64)
     elif all(lab is not None and lab.lstrip("-").isdigit() for lab in raw_labels):
         labels = np.asarray([int(lab) for lab in raw_labels], dtype=np.int64)
     else:
@@ -135,9 +158,136 @@ def index_filelist(
         lookup = {n: i for i, n in enumerate(names)}
         labels = np.asarray([lookup.get(t, -1) for t in text], dtype=np.int64)
     if names is not None and labels.max(initial=-1) >= len(names):
+        raise DatasetError(f"{where} has label {labels.max()} but only {len(names)} class names")
+    return labels, names
+
+
+# --- tar shards in the webdataset layout ---------------------------------------------------
+
+_BRACE = re.compile(r"\{([^{}]*)\}")
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """webdataset's shard notation: ``train-{000000..000146}.tar`` (zero-padded numeric
+    ranges) and ``{a,b}`` alternatives, expanded in order."""
+    found = _BRACE.search(pattern)
+    if not found:
+        return [pattern]
+    head, tail, body = pattern[: found.start()], pattern[found.end() :], found.group(1)
+    numeric = re.fullmatch(r"(\d+)\.\.(\d+)", body)
+    if numeric:
+        lo, hi = numeric.groups()
+        width = len(lo) if lo.startswith("0") else 0
+        items = [str(i).zfill(width) for i in range(int(lo), int(hi) + 1)]
+    else:
+        items = body.split(",")
+    return [head + item + rest for item in items for rest in expand_braces(tail)]
+
+
+def tar_names(root: str | Path, tars: str | list[str]) -> list[str]:
+    """The tar files of a webdataset dataset, relative to ``root``, in order: a list, a brace
+    pattern (``shard-{0000..0099}.tar``) or a glob pattern (``*.tar``, sorted)."""
+    if isinstance(tars, (list, tuple)):
+        names = [str(t) for t in tars]
+    elif any(c in tars for c in "*?["):
+        names = sorted(os.path.relpath(p, root) for p in glob.glob(os.path.join(root, tars)))
+    else:
+        names = expand_braces(tars)
+    bad = [n for n in names if not n.endswith(".tar")]
+    if bad:
         raise DatasetError(
-            f"filelist: {list_file} has label {labels.max()} but only {len(names)} class names"
+            f"webdataset: tar shards must be uncompressed .tar files (read member by member), "
+            f"got {bad[:3]}"
         )
+    return names
+
+
+def split_member(path: str) -> tuple[str, str]:
+    """An index path ``<tar>/<member>`` as (tar, member name)."""
+    i = path.find(".tar/")
+    if i < 0:
+        raise DatasetError(f"{path!r} is not a '<shard>.tar/<member>' path of a tar dataset")
+    return path[: i + 4], path[i + 5 :]
+
+
+def tar_starts(paths: list[str]) -> list[int]:
+    """First row of every tar in an index of a tar dataset (its rows are grouped by tar)."""
+    starts, last = [], None
+    for row, p in enumerate(paths):
+        tar = split_member(p)[0]
+        if tar != last:
+            starts.append(row)
+            last = tar
+    return starts
+
+
+def sample_key(name: str) -> tuple[str, str]:
+    """webdataset's split of a member name into sample key and extension: the extension is
+    everything after the first dot of the file name (``a/b.seg.png`` -> ``a/b``, ``seg.png``)."""
+    folder, _, base = name.rpartition("/")
+    stem, _, ext = base.partition(".")
+    return (f"{folder}/{stem}" if folder else stem), ext.lower()
+
+
+def is_image_ext(ext: str) -> bool:
+    return f".{ext.rsplit('.', 1)[-1]}" in IMAGE_EXTENSIONS
+
+
+def tar_samples(path: str | Path, read_labels: bool = True) -> list[tuple[str, dict[str, str]]]:
+    """The samples of one tar, in order: (image member name, {"cls"/"txt": text}); only
+    headers and the small label members are read, never an image."""
+    samples: dict[str, dict] = {}
+    with tarfile.open(path, "r:") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            key, ext = sample_key(member.name)
+            sample = samples.setdefault(key, {})
+            if is_image_ext(ext):
+                sample.setdefault("image", member.name)
+            elif read_labels and ext in ("cls", "txt"):
+                data = tar.extractfile(member).read()
+                sample[ext] = data.decode("utf-8", errors="replace").strip()
+    return [(s.pop("image"), s) for s in samples.values() if "image" in s]
+
+
+def index_webdataset(
+    root: str | Path, tars: str | list[str], class_names: str | Path | None = None
+) -> DatasetIndex:
+    """Index tar shards of ``key.jpg`` (+ ``key.cls``: integer label, ``key.txt``: class
+    name): one row per image member, path ``<tar>/<member>``, rows grouped by tar."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"webdataset: root {root} is not a directory")
+    paths: list[str] = []
+    cls: list[str | None] = []
+    txt: list[str | None] = []
+    for name in tar_names(root, tars):
+        if not (root / name).is_file():
+            raise DatasetError(f"webdataset: tar shard {root / name} does not exist")
+        try:
+            samples = tar_samples(root / name)
+        except (tarfile.TarError, OSError) as err:
+            raise DatasetError(f"webdataset: {root / name} is not a readable tar file ({err})")
+        for member, labels in samples:
+            paths.append(f"{name}/{member}")
+            cls.append(labels.get("cls"))
+            txt.append(labels.get("txt"))
+    if not paths:
+        raise DatasetError(f"webdataset: no image members in the tar shards under {root}")
+    names = _read_class_names(class_names) if class_names else None
+    where = f"webdataset: {root}"
+    if any(c is not None for c in cls):
+        bad = next((c for c in cls if c is None or not c.lstrip("-").isdigit()), None)
+        if bad is not None or None in cls:
+            raise DatasetError(f"{where}: every image needs an integer .cls label, got {bad!r}")
+        if names is None and all(t is not None for t in txt):
+            by_class = dict(zip((int(c) for c in cls), txt))
+            if len(set(zip(cls, txt))) == len(by_class):  # one name per class
+                names = [by_class.get(i, str(i)) for i in range(max(by_class) + 1)]
+        labels, names = _resolve_labels(cls, names, where)
+    else:
+        labels, names = _resolve_labels(txt, names, where)
     return DatasetIndex(str(root), paths, labels, names)
 
 
@@ -174,6 +324,22 @@ def class_names_available(spec: Mapping[str, Any]) -> bool | None:
         except OSError:
             return None
         return None
+    if kind == "webdataset":
+        if spec.get("class_names"):
+            return True
+        try:  # the first sample of the first tar shard tells (a few header reads)
+            first = tar_names(spec["root"], spec["tars"])[0]
+            exts, first_key = set(), None
+            with tarfile.open(os.path.join(spec["root"], first), "r:") as tar:
+                for member in tar:
+                    key, ext = sample_key(member.name)
+                    if first_key is not None and key != first_key:
+                        break
+                    first_key = key
+                    exts.add(ext)
+            return "txt" in exts
+        except (OSError, tarfile.TarError, DatasetError, IndexError):
+            return None
     if kind == "embeddings":
         import h5py
 
@@ -194,8 +360,12 @@ def build_index(spec: Mapping[str, Any], seed: int = 0) -> DatasetIndex:
         index = index_imagefolder(spec["root"], spec.get("class_map"))
     elif kind == "filelist":
         index = index_filelist(spec["list"], spec["root"], spec.get("class_names"))
+    elif kind == "webdataset":
+        index = index_webdataset(spec["root"], spec["tars"], spec.get("class_names"))
     else:
-        raise DatasetError(f"cannot index dataset type {kind!r} (imagefolder or filelist)")
+        raise DatasetError(
+            f"cannot index dataset type {kind!r} (imagefolder, filelist or webdataset)"
+        )
     index.params = {"type": kind, **{k: v for k, v in spec.items() if k != "type"}}
     return subsample(index, spec.get("limit"), spec.get("seed", seed))
 

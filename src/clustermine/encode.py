@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import logging
+import tarfile
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -11,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .datasets import DatasetIndex
+from .datasets import DatasetIndex, split_member
 from .h5io import EmbeddingFileError, ImageEmbeddings, read_image_embeddings
 from .images import DEFAULT_MAX_PIXELS, load_rgb
 from .models import LoadedModel
@@ -43,6 +45,52 @@ class _ImageFiles(torch.utils.data.Dataset):
             return torch.zeros(self.shape), False
 
 
+class _TarImages(torch.utils.data.IterableDataset):
+    """Images of tar shards (webdataset layout), each tar read once, front to back; yields
+    (image, ok, row), ``row`` the image's position in ``paths`` (``<tar>/<member>``). DataLoader
+    workers share the tars out. Unreadable members, members missing from their tar and the
+    rest of an unreadable tar yield a zero tensor and ``ok = False``."""
+
+    def __init__(self, root: str, paths: Sequence[str], transform: Callable, shape,
+                 max_pixels: int | None):  # fmt: skip
+        self.root, self.transform, self.shape = Path(root), transform, shape
+        self.max_pixels = max_pixels
+        self.rows: dict[str, dict[str, int]] = {}  # tar -> {member: row}
+        for row, path in enumerate(paths):
+            tar, member = split_member(path)
+            self.rows.setdefault(tar, {})[member] = row
+
+    def __iter__(self):
+        tars = list(self.rows)
+        worker = torch.utils.data.get_worker_info()
+        if worker is not None:
+            tars = tars[worker.id :: worker.num_workers]
+        for tar in tars:
+            yield from self._read(tar)
+
+    def _read(self, tar: str):
+        wanted = dict(self.rows[tar])
+        try:
+            with tarfile.open(self.root / tar, "r|") as stream:  # sequential reads only
+                for member in stream:
+                    row = wanted.pop(member.name, None)
+                    if row is None:
+                        continue
+                    name = f"{tar}/{member.name}"
+                    try:
+                        data = io.BytesIO(stream.extractfile(member).read())
+                        data.name = name
+                        yield self.transform(load_rgb(data, self.max_pixels)), True, row
+                    except Exception as err:  # noqa: BLE001 - any decoding failure: unreadable
+                        log.warning("unreadable image %s: %s", self.root / name, err)
+                        yield torch.zeros(self.shape), False, row
+        except (tarfile.TarError, OSError) as err:
+            log.warning("tar shard %s cannot be read to its end: %s", self.root / tar, err)
+        for member, row in wanted.items():
+            log.warning("unreadable image %s/%s: not in its tar shard", self.root / tar, member)
+            yield torch.zeros(self.shape), False, row
+
+
 def _input_shape(preprocess: Callable) -> tuple[int, ...]:
     return tuple(preprocess(Image.new("RGB", (32, 32))).shape)
 
@@ -63,7 +111,8 @@ def encode_images(
     ``max_pixels``) are left out and listed."""
     stop = len(index) if stop is None else stop
     paths = index.paths[start:stop]
-    data = _ImageFiles(
+    image_type = _TarImages if index.params.get("type") == "webdataset" else _ImageFiles
+    data = image_type(
         index.root, paths, loaded.preprocess, _input_shape(loaded.preprocess), max_pixels
     )
     loader = torch.utils.data.DataLoader(
@@ -72,20 +121,24 @@ def encode_images(
         num_workers=num_workers,
         pin_memory=loaded.device.type == "cuda",
     )
-    chunks, oks = [], []
+    chunks, oks, rows = [], [], []
     done, last = 0, time.monotonic()
     t0 = last
     with torch.inference_mode(), loaded.autocast(precision):
-        for images, ok in loader:
+        for images, ok, *row in loader:
             feats = loaded.model.encode_image(images.to(loaded.device, non_blocking=True))
             chunks.append(feats.float().cpu().numpy())
             oks.append(ok.numpy())
+            rows += [r.numpy() for r in row]  # tar shards: in the order read
             done += len(images)
             if time.monotonic() - last > progress_every:
                 last = time.monotonic()
                 log.info("encoded %d/%d images (%.1f img/s)", done, len(paths), done / (last - t0))
     ok = np.concatenate(oks) if oks else np.zeros(0, dtype=bool)
     emb = np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
+    if rows:  # back to index order
+        order = np.argsort(np.concatenate(rows), kind="stable")
+        ok, emb = ok[order], emb[order]
     unreadable = [p for p, good in zip(paths, ok) if not good]
     log.info(
         "encoded %d images in %.1f s (%d unreadable)", len(paths), time.monotonic() - t0,
@@ -159,8 +212,13 @@ def encode_texts(
     precision: str = "auto",
     progress_every: float = 30.0,
     chunk_texts: int = 65536,
-) -> np.ndarray:
+    return_norms: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Prompt ensemble: normalise each prompt's embedding, average, normalise (float32 [M, D]).
+
+    With ``return_norms`` also the norm of every name's raw feature, the prompt mean of
+    ``encode_text`` before any normalisation (float32 [M]; debiased negative mining ranks
+    names by it).
 
     Prompts are encoded ``chunk_texts`` at a time. For text towers that mask their padding the
     prompts of a chunk are batched by token length and each batch cut to its longest prompt,
@@ -172,7 +230,7 @@ def encode_texts(
         batch_size = 1024 if loaded.device.type == "cuda" else 256
     pad = masked_padding_id(loaded.model)
     per_chunk = max(1, chunk_texts // len(templates))
-    out = []
+    out, norms = [], []
     last = t0 = time.monotonic()
     with torch.inference_mode(), loaded.autocast(precision):
         for s in range(0, len(names), per_chunk):
@@ -189,18 +247,21 @@ def encode_texts(
                 batch = tokens[idx]
                 if pad is not None:
                     batch = batch[:, : max(1, int(lengths[idx].max()))]
-                emb = loaded.model.encode_text(batch.to(loaded.device)).float()
-                emb = torch.nn.functional.normalize(emb, dim=-1).cpu()
+                raw_batch = loaded.model.encode_text(batch.to(loaded.device)).float().cpu()
                 if feats is None:
-                    feats = torch.empty(len(tokens), emb.shape[1])
-                feats[idx] = emb
+                    feats = torch.empty(len(tokens), raw_batch.shape[1])
+                    raw = torch.empty(len(tokens), raw_batch.shape[1])
+                feats[idx] = torch.nn.functional.normalize(raw_batch, dim=-1)
+                raw[idx] = raw_batch
                 if time.monotonic() - last > progress_every:
                     last = time.monotonic()
                     done = s + (b + len(idx)) // len(templates)
                     log.info("encoded %d/%d names", done, len(names))
             feats = feats.view(len(chunk), len(templates), -1).mean(dim=1)
             out.append(torch.nn.functional.normalize(feats, dim=-1).numpy())
+            norms.append(raw.view(len(chunk), len(templates), -1).mean(dim=1).norm(dim=-1).numpy())
     log.info(
         "encoded %d names x %d prompts in %.1f s", len(names), len(templates), time.monotonic() - t0
     )
-    return np.concatenate(out).astype(np.float32)
+    emb = np.concatenate(out).astype(np.float32)
+    return (emb, np.concatenate(norms).astype(np.float32)) if return_norms else emb

@@ -25,6 +25,8 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 STR = h5py.string_dtype("utf-8")
+# Text files: 2 adds ``norms``, the raw norm of every name's prompt-mean feature.
+TEXT_FORMAT_VERSION = 2
 MODEL_KEYS = ("model_arch", "model_pretrained")
 
 
@@ -121,6 +123,9 @@ class TextEmbeddings:
     pos: list[str] | None = None
     synsets: list[str] | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
+    # The norm of every name's raw (prompt-mean, unnormalised) feature; None in files of
+    # format 1, which predate it.
+    norms: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.embeddings)
@@ -246,9 +251,15 @@ def write_text_embeddings(path: str | os.PathLike, data: TextEmbeddings) -> None
     attrs.setdefault("kind", "text")
     attrs["embedding_dim"] = int(emb.shape[1])
     attrs["num_names"] = int(len(emb))
+    attrs["format_version"] = TEXT_FORMAT_VERSION
+    norms = None if data.norms is None else np.asarray(data.norms, np.float32).reshape(-1)
+    if norms is not None and (len(norms) != len(emb) or not np.isfinite(norms).all()):
+        raise EmbeddingFileError(f"{path}: {len(norms)} raw norms for {len(emb)} names, or some not finite")
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("embeddings", data=emb)
         f.create_dataset("names", data=np.asarray(data.names, dtype=object), dtype=STR)
+        if norms is not None:
+            f.create_dataset("norms", data=norms)
         if data.pos is not None:
             f.create_dataset("pos", data=np.asarray(data.pos, dtype=object), dtype=STR)
         if data.synsets is not None:
@@ -263,12 +274,16 @@ def read_text_embeddings(path: str | os.PathLike) -> TextEmbeddings:
         names = _strings(_require(f, "names", path))
         pos = _strings(f["pos"]) if "pos" in f else None
         synsets = _strings(f["synset"]) if "synset" in f else None
+        norms = f["norms"][()].astype(np.float32) if "norms" in f else None
         attrs = read_attrs(f)
     emb = check_embeddings(emb, path, attrs)
     attrs["embedding_dim"] = int(emb.shape[1])
-    if len(names) != len(emb):
-        raise EmbeddingFileError(f"{path}: {len(emb)} embeddings but {len(names)} names")
-    return TextEmbeddings(emb, names, pos, synsets, attrs)
+    if len(names) != len(emb) or (norms is not None and len(norms) != len(emb)):
+        raise EmbeddingFileError(
+            f"{path}: {len(emb)} embeddings but {len(names)} names"
+            + ("" if norms is None else f" and {len(norms)} raw norms")
+        )
+    return TextEmbeddings(emb, names, pos, synsets, attrs, norms)
 
 
 def read_image_labels(path: str | os.PathLike) -> np.ndarray:

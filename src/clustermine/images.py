@@ -9,6 +9,7 @@ their path, instead of Pillow's warning that names no file.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import IO
 
 import numpy as np
@@ -58,10 +59,8 @@ def load_rgb(
     errors for files that are not images; callers treat both as unreadable.
     """
     name = getattr(source, "name", source)
-    pillow_limit = Image.MAX_IMAGE_PIXELS
+    _allow(max_pixels)
     try:
-        # The limit is checked below, naming the file; Pillow's own check names none.
-        Image.MAX_IMAGE_PIXELS = None
         with Image.open(source) as img:
             pixels = img.size[0] * img.size[1]
             if max_pixels is not None and pixels > max_pixels:
@@ -71,5 +70,17 @@ def load_rgb(
                     "the limit"
                 )
             return to_rgb(img)
-    finally:
-        Image.MAX_IMAGE_PIXELS = pillow_limit
+    except Image.DecompressionBombError as err:  # above twice Pillow's own (raised) limit
+        raise ImageTooLarge(f"{name}: {err} (encode.max_image_pixels)") from None
+
+
+def _allow(max_pixels: int | None) -> None:
+    """Let Pillow open what our own limit allows. Pillow's limit is a process-wide setting,
+    so it is only ever raised, never toggled back (callers may decode in threads)."""
+    current = Image.MAX_IMAGE_PIXELS
+    if current is not None and (max_pixels is None or max_pixels > current):
+        Image.MAX_IMAGE_PIXELS = max_pixels
+
+
+# The limit is checked by load_rgb, naming the file; Pillow's warning names none.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)

@@ -73,10 +73,32 @@ def cosine_knn(
         raise ValueError(f"kNN needs a [N, D] matrix, got shape {tuple(np.shape(embeddings))}")
     if not 1 <= k < n:
         raise ValueError(f"kNN: k must be in [1, N-1] = [1, {n - 1}], got k={k}")
+    return blocked_topk(
+        embeddings, k, exclude_self=True, device=device, budget_bytes=budget_bytes, block=block
+    )
+
+
+def blocked_topk(
+    embeddings: np.ndarray | torch.Tensor,
+    k: int,
+    *,
+    key_bias: np.ndarray | None = None,
+    exclude_self: bool = True,
+    device: str | torch.device | None = None,
+    budget_bytes: int | None = None,
+    block: tuple[int, int] | None = None,
+) -> Neighbors:
+    """For every row i of ``embeddings``, the ``k`` rows j with the largest
+    ⟨x̂_i, x̂_j⟩ − ``key_bias``[j] (cosine kNN when there is no bias), the row itself left
+    out when ``exclude_self``. ``sims`` holds those values, largest first. Blocks of queries ×
+    keys stay within the memory budget; the full [N, N] matrix is never built.
+    """
+    n = len(embeddings)
     dev = pick_device(device)
     if budget_bytes is None:
         budget_bytes = default_budget(dev)
     keys = as_unit_tensor(embeddings, dev)
+    bias = None if key_bias is None else torch.as_tensor(np.asarray(key_bias, np.float32), device=dev)
     # Each query row's candidates are its current top-k plus one key block.
     rows, cols = block or block_shape(n, n, budget_bytes)
     cols = max(cols, 1)
@@ -92,7 +114,9 @@ def cosine_knn(
         for c0 in range(0, n, cols):
             c1 = min(n, c0 + cols)
             sims = query @ keys[c0:c1].T
-            if c0 < r1 and r0 < c1:  # this block holds some queries' own rows
+            if bias is not None:
+                sims -= bias[c0:c1]
+            if exclude_self and c0 < r1 and r0 < c1:  # this block holds some queries' own rows
                 own = row_ids - c0
                 hit = (own >= 0) & (own < c1 - c0)
                 sims[hit.nonzero().squeeze(1), own[hit]] = -torch.inf
@@ -107,10 +131,10 @@ def cosine_knn(
         out_idx[r0:r1] = best_idx.cpu().numpy()
         out_sim[r0:r1] = best_sim.cpu().numpy()
         if r0 == 0 or r1 == n or (r0 // rows) % 100 == 0:
-            log.info("kNN: %d/%d queries (%.1fs)", r1, n, time.perf_counter() - start)
+            log.info("top-%d: %d/%d queries (%.1fs)", k, r1, n, time.perf_counter() - start)
     attrs = {
         "k": int(k),
-        "metric": "cosine",
+        "metric": "cosine" if bias is None else "cosine minus key bias",
         "num_samples": int(n),
         "device": str(dev),
         "block_rows": int(rows),

@@ -277,3 +277,20 @@ def read_label_table(tsv_path: str | os.PathLike):
         if col in frame.columns:
             frame[col] = pd.to_numeric(frame[col].replace("", "nan"), errors="coerce")
     return frame
+
+
+def label_texts(tsv_path: str | os.PathLike, corpus, classes=None):
+    """A label set and the text embeddings of its positives and negatives.
+
+    ``corpus`` and ``classes`` are the :class:`clustermine.h5io.TextEmbeddings` of the corpus
+    and of the ID class names (None without them); returns ``(labels, positives, negatives)``.
+    """
+    from clustermine.h5io import TextEmbeddings
+
+    labels = read_label_set(tsv_path, corpus.names, classes.names if classes else None)
+    pos = labels.positive_embeddings(corpus.embeddings, classes.embeddings if classes else None)
+    return (
+        labels,
+        TextEmbeddings(pos, labels.pos_names),
+        TextEmbeddings(corpus.embeddings[labels.negatives], labels.neg_names),
+    )

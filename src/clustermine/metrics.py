@@ -64,24 +64,26 @@ def fpr95(id_scores: np.ndarray, ood_scores: np.ndarray, convention: str = "clip
 
 
 def evaluate_benchmarks(
-    id_scores: np.ndarray,
+    id_scores: np.ndarray | Mapping[str, np.ndarray],
     benchmarks: Mapping[str, np.ndarray],
     convention: str = "clip",
     main: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """``{"benchmarks": {name: {auroc, fpr95, n_id, n_ood}}, "mean": {auroc, fpr95}}``.
 
-    The mean runs over the ``main`` benchmarks (default: all); extra OOD sets are reported
-    per benchmark only, as in the paper's tables.
+    ``id_scores`` is one array, or one per benchmark (a test-time-adaptive detector scores the
+    ID set anew in each benchmark's stream). The mean runs over the ``main`` benchmarks
+    (default: all); extra OOD sets are reported per benchmark only, as in the paper's tables.
     """
     if not benchmarks:
         raise ValueError("no OOD benchmarks to evaluate")
     per = {}
     for name, ood in benchmarks.items():
+        ids = id_scores[name] if isinstance(id_scores, Mapping) else id_scores
         per[name] = {
-            "auroc": auroc(id_scores, ood),
-            "fpr95": fpr95(id_scores, ood, convention),
-            "n_id": int(len(id_scores)),
+            "auroc": auroc(ids, ood),
+            "fpr95": fpr95(ids, ood, convention),
+            "n_id": int(len(ids)),
             "n_ood": int(len(ood)),
         }
     averaged = [per[name] for name in (main if main is not None else per)]
@@ -96,7 +98,7 @@ def metrics_record(
     method: str,
     testset: str,
     detector: Mapping[str, Any],
-    id_scores: np.ndarray,
+    id_scores: np.ndarray | Mapping[str, np.ndarray],
     benchmarks: Mapping[str, np.ndarray],
     convention: str = "clip",
     main_benchmarks: Sequence[str] | None = None,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import pickle
+import zipfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -12,7 +15,13 @@ from typing import Any
 import torch
 
 from clustermine.compute import pick_device
-from clustermine.weights import is_local_checkpoint, is_random
+from clustermine import weights
+from clustermine.weights import (
+    WeightsMissing,
+    WeightsUnreadable,
+    is_local_checkpoint,
+    is_random,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +69,22 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def load_model(arch: str, pretrained: str | None, device: str | None = None) -> LoadedModel:
+def load_model(
+    arch: str,
+    pretrained: str | None,
+    device: str | None = None,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    slug: str | None = None,
+) -> LoadedModel:
     """Create an open_clip model with its preprocessing and tokenizer.
 
     ``pretrained`` is an open_clip tag (e.g. ``laion2b_s34b_b79k``), a local checkpoint
     path, or ``None`` for random weights (fine for testing plumbing, meaningless scores).
+    With ``cache_dir`` (the workflow's weight cache) a tag is loaded from there with hub
+    access switched off, and fails at once with :class:`WeightsMissing` when its files are
+    not there; without it open_clip's own caches and downloads are used. ``slug`` (the
+    model's key in the config) makes every error name the config key to fix.
     """
     import open_clip
 
@@ -77,6 +97,7 @@ def load_model(arch: str, pretrained: str | None, device: str | None = None) -> 
             "(e.g. ViT-B-32, ViT-H-14) or add a model config"
         )
     dev = pick_device(device)
+    checkpoint = None
     if is_random(pretrained):
         log.warning(
             "MODEL %s HAS RANDOM WEIGHTS (pretrained: null): embeddings and scores are "
@@ -85,14 +106,145 @@ def load_model(arch: str, pretrained: str | None, device: str | None = None) -> 
         )
         tag, label = None, RANDOM_WEIGHTS
     else:
-        tag = str(pretrained)
-        if is_local_checkpoint(tag) and not Path(tag).exists():
-            raise FileNotFoundError(f"model {arch}: checkpoint file {tag} does not exist")
-        label = tag
+        tag = label = str(pretrained)
+        if is_local_checkpoint(tag):
+            if not Path(tag).exists():
+                raise FileNotFoundError(
+                    f"{_key(slug)}: checkpoint file {tag} does not exist (model {arch})"
+                )
+            checkpoint = tag
+        elif cache_dir is not None:
+            source = weights.weight_source(arch, tag)
+            checkpoint = weights.cached_weights(source, cache_dir)
+            if checkpoint is None:
+                raise WeightsMissing(weights.missing_message(
+                    slug, arch, tag, cache_dir, looked_for=source.describe()))  # fmt: skip
     torch.manual_seed(0)  # random-weight models are reproducible
-    model, _, preprocess = open_clip.create_model_and_transforms(
-        arch, pretrained=tag, device=dev
-    )
+    cache = None if cache_dir is None else str(cache_dir)
+    offline = weights.hub_offline(cache_dir) if cache and tag else contextlib.nullcontext()
+    with offline:
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                arch, pretrained=tag, device=dev, cache_dir=cache
+            )
+        except Exception as err:  # noqa: BLE001 - classified into one clear error below
+            raise _weights_error(err, slug, arch, tag, checkpoint, cache_dir) from (
+                weights.error_cause(err)
+            )
+        try:
+            tokenizer = open_clip.get_tokenizer(arch, cache_dir=cache)
+        except Exception as err:  # noqa: BLE001
+            if tag is None or not weights.is_offline_error(err):
+                raise
+            raise WeightsMissing(weights.missing_message(
+                slug, arch, tag, cache_dir,
+                what=f"the tokenizer files of {weights.tokenizer_repo(arch)}",
+            )) from weights.error_cause(err)  # fmt: skip
     model.eval()
-    tokenizer = open_clip.get_tokenizer(arch)
     return LoadedModel(model, preprocess, tokenizer, dev, arch, label)
+
+
+def _key(slug: str | None) -> str:
+    return f"models.{slug or '<slug>'}.pretrained"
+
+
+def _weights_error(err, slug, arch, tag, checkpoint, cache_dir) -> Exception:
+    """The one clear error behind a failed ``create_model_and_transforms``: weights (or a
+    file the model reads beside them) that could not be downloaded, or a checkpoint that is
+    not ``arch``'s weights (never torch's advice to load it with ``weights_only=False``,
+    which would run code from the file)."""
+    if tag is None:
+        return err
+    if "Failed to download" in str(err) or weights.is_offline_error(err):
+        reason = weights._short_reason(err)
+        what = "its weights" if checkpoint is None else "files it reads beside its weights"
+        return WeightsMissing(
+            weights.missing_message(slug, arch, tag, cache_dir, reason, what=what)
+        )
+    if checkpoint is None:
+        return err
+    return WeightsUnreadable(
+        f"{_key(slug)}: {checkpoint} cannot be loaded as the weights of {arch}: "
+        f"{checkpoint_problem(checkpoint, arch, err)}. Download it again (for a tag: delete "
+        f"it from the weight cache and run {weights.fetch_command(slug)}), or point "
+        f"{_key(slug)} at the checkpoint of this architecture."
+    )
+
+
+def checkpoint_problem(path: str | os.PathLike, arch: str, err: BaseException) -> str:
+    """What is wrong with a checkpoint file that open_clip failed to load as ``arch``'s
+    weights: unreadable, or the keys and shapes of another architecture. Reads only the
+    file's keys and shapes (memory-mapped), never runs code from it."""
+    try:
+        found = checkpoint_shapes(path)
+    except CheckpointUnreadable as bad:
+        return str(bad)
+    expected = model_shapes(arch)
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    reshaped = [k for k in expected if k in found and found[k] != expected[k]]
+    parts = [f"{len(keys)} {what} (e.g. {', '.join(keys[:3])})"
+             for what, keys in (("missing keys", missing), ("unexpected keys", unexpected),
+                                ("tensors of another shape", reshaped)) if keys]  # fmt: skip
+    if parts:
+        return f"it holds the weights of another architecture: {'; '.join(parts)}"
+    first = (str(err).strip().splitlines() or [""])[0]
+    return f"open_clip could not load it ({type(err).__name__}: {first[:200]})"
+
+
+class CheckpointUnreadable(ValueError):
+    pass
+
+
+def checkpoint_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
+    """{key: shape} of the tensors in a checkpoint file (a state dict, or one under
+    ``state_dict``), without loading them; :class:`CheckpointUnreadable` says why not."""
+    path = str(path)
+    if path.endswith(".safetensors"):
+        from safetensors import safe_open
+
+        try:
+            with safe_open(path, "pt") as f:
+                return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise CheckpointUnreadable(
+                f"it is not a valid safetensors file ({first[:200]})"
+            ) from None
+    try:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as err:
+            if "mmap" not in str(err):
+                raise
+            obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy format
+    except pickle.UnpicklingError:
+        raise CheckpointUnreadable(
+            "it is not a PyTorch checkpoint (it cannot be unpickled as plain tensors: a broken "
+            "download, or not a model file)") from None  # fmt: skip
+    except (RuntimeError, OSError, EOFError, zipfile.BadZipFile) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CheckpointUnreadable(
+            f"the file is truncated or not a PyTorch checkpoint ({first[:200]})") from None
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not any(torch.is_tensor(v) for v in obj.values()):
+        raise CheckpointUnreadable(f"it holds no state dict of tensors (a {type(obj).__name__})")
+    return {
+        k[7:] if k.startswith("module.") else k: tuple(v.shape)
+        for k, v in obj.items()
+        if torch.is_tensor(v)
+    }
+
+
+def model_shapes(arch: str) -> dict[str, tuple[int, ...]]:
+    """{key: shape} of ``arch``'s state dict, built on the meta device (no memory used)."""
+    import open_clip
+
+    logging.disable(logging.WARNING)  # open_clip warns that it has no weights: that is wanted
+    try:
+        with torch.device("meta"):
+            model = open_clip.create_model(arch, pretrained=None, device="meta")
+    finally:
+        logging.disable(logging.NOTSET)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}

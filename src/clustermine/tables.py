@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from clustermine import catalog
+from clustermine.cluster_analysis import LEARNED_LOSS_RATIO as _LEARNED_RATIO
 from clustermine.h5io import atomic_path
 
 # Label-set keys that sweep one hyperparameter, with the spellings a config may use.
@@ -98,10 +99,15 @@ class ReportSettings:
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
     main_model: str | None = None
     main_idset: str | None = None
+    # One :func:`clustering_record` per cluster file the clustering table shows.
+    clusterings: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def build(
-        cls, settings: Mapping[str, Any] | None, records: Sequence[Mapping[str, Any]]
+        cls,
+        settings: Mapping[str, Any] | None,
+        records: Sequence[Mapping[str, Any]],
+        clusterings: Sequence[Mapping[str, Any]] = (),
     ) -> ReportSettings:
         s = dict(settings or {})
         models = list(s.get("models") or [])
@@ -120,7 +126,7 @@ class ReportSettings:
             methods.setdefault(r["method"], {"score": r.get("score"), "labels": r.get("labels")})
         main_idset = s.get("main_idset") or (next(iter(idsets)) if idsets else None)
         main_model = s.get("main_model") or (models[0] if models else None)
-        return cls(models, idsets, methods, main_model, main_idset)
+        return cls(models, idsets, methods, main_model, main_idset, [dict(c) for c in clusterings])
 
     def main_test(self, idset: str) -> str | None:
         tests = self.idsets.get(idset, {}).get("test") or []
@@ -463,6 +469,89 @@ def table_plp(records, s: ReportSettings) -> Table:
     )
 
 
+# Ground-truth metrics of a cluster file (attribute → column), all higher = better.
+CLUSTERING_METRICS = {
+    "nmi": "NMI",
+    "ari": "ARI",
+    "hungarian_accuracy": "Hungarian acc",
+    "overclustering_accuracy": "over-clustering acc",
+    "per_class_accuracy": "per-class acc",
+    "class_coverage": "classes with a cluster",
+}
+HEALTH_WORDS = {"not_learned": "NOT LEARNED", "all_warmup": "all warm-up",
+                "concentrated": "concentrated"}
+
+
+def clustering_record(
+    model: str, dataset: str, clusterer: str, num_clusters: int, attrs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """One row of the clustering table: the clustering of ``dataset`` (an ID set's train
+    images) by the clusterer slug at C clusters, from its cluster file's attributes
+    (:func:`clustermine.clustering.io.read_cluster_attrs`)."""
+    health = dict(attrs.get("health") or {})
+    return {
+        "model": model, "dataset": dataset, "clusterer": clusterer, "C": int(num_clusters),
+        "method": attrs.get("clusterer"),
+        **{key: _num(attrs.get(key)) for key in CLUSTERING_METRICS},
+        "num_classes": _num(attrs.get("num_classes")),
+        "nonempty_clusters": _num(health.get("nonempty_clusters",
+                                             attrs.get("num_nonempty_clusters"))),
+        "size_entropy_ratio": _num(health.get("size_entropy_ratio")),
+        "loss_ratio": _num(health.get("loss_ratio")),
+        "warnings": list(health["warnings"]) if "warnings" in health else None,
+        "messages": list(health.get("messages") or []),
+    }
+
+
+def table_clustering(records, s: ReportSettings) -> Table:
+    """The clustering benchmark of Adaloglou et al. (2023, 2024): every clusterer side by side
+    at each C against the ID-train classes, with each clustering's health check."""
+    name = "clustering"
+    title = "Clustering of the ID-train images against their classes (TEMI, k-means, ...)"
+    if not s.clusterings:
+        return _no_data(name, title, "no clustering in this configuration (a label set with a "
+                        "clusterer, or idsets.<idset>.cluster_sweep)")
+    rows = pd.DataFrame(s.clusterings)
+    health = ["not recorded" if w is None else "; ".join(HEALTH_WORDS.get(x, x) for x in w)
+              or "ok" for w in rows.warnings]
+    frame = pd.DataFrame({
+        "model": rows.model, "dataset": rows.dataset, "C": rows.C, "clusterer": rows.clusterer,
+        "method": rows.method,
+        **{col: rows[key] for key, col in CLUSTERING_METRICS.items()},
+        "K": rows.num_classes, "non-empty clusters": rows.nonempty_clusters,
+        "size entropy / ln C": rows.size_entropy_ratio,
+        "loss / uniform loss": rows.loss_ratio, "health": health,
+    })
+    frame = _sort_by(frame, {
+        "model": s.model_order(frame.model),
+        "dataset": _first_seen([*(i.get("train") for i in s.idsets.values()), *frame.dataset]),
+        "C": sorted(frame.C.unique()),
+        "clusterer": _first_seen(frame.clusterer),
+    })
+    failed = [f"{r.clusterer} C={r.C} ({r.model}, {r.dataset}): {'; '.join(r.messages)}"
+              for r in rows.itertuples() if r.messages]
+    description = (
+        "Per model, ID-train set and C, every clusterer the configuration runs on it; against "
+        "the classes "
+        "where the images have them: NMI, ARI, one-to-one Hungarian accuracy, over-clustering "
+        "accuracy (each extra cluster to its majority class), accuracy averaged per class and "
+        "the share of classes that own a cluster (the class-imbalance view of Adaloglou et al., "
+        "2024); K = classes. Health: size entropy of the clusters as a share of ln C (1 = "
+        "balanced), TEMI's final best-head loss in multiples of the loss of uniform outputs "
+        f"(below {_LEARNED_RATIO:g}: NOT LEARNED), and the warnings of the health check."
+    )
+    if failed:
+        description += f" HEALTH CHECK FAILED for {len(failed)}: " + "; ".join(failed) + "."
+    return Table(
+        name, title, frame,
+        better={col: "max" for col in CLUSTERING_METRICS.values()},
+        percent=tuple(CLUSTERING_METRICS.values()),
+        counts=("C", "K", "non-empty clusters"),
+        group_by=("model", "dataset", "C"),
+        description=description,
+    )
+
+
 TableBuilder = Callable[[Sequence[Mapping[str, Any]], ReportSettings], Table]
 
 # Output name -> builder, in the order and with the names the catalog declares.
@@ -473,9 +562,12 @@ FORMATS = catalog.TABLE_FORMATS
 
 
 def build_tables(
-    records: Sequence[Mapping[str, Any]], settings: Mapping[str, Any] | None = None
+    records: Sequence[Mapping[str, Any]],
+    settings: Mapping[str, Any] | None = None,
+    clusterings: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Table]:
-    s = ReportSettings.build(settings, records)
+    """Every table from the metrics ``records`` and the :func:`clustering_record` rows."""
+    s = ReportSettings.build(settings, records, clusterings)
     return {name: builder(records, s) for name, builder in TABLES.items()}
 
 

@@ -46,6 +46,25 @@ def planted_clusters(n=600, c=10, d=64, noise=0.05, seed=0):
     return (x * rng.uniform(0.5, 2.0, size=(n, 1))).astype(np.float32), y
 
 
+def clip_like_concepts(n=10000, concepts=100, submodes=4, d=384, gap=1.0, spread=0.5,
+                       noise=0.04, seed=0):
+    """Embeddings around planted concepts, shaped like a CLIP image tower's: every concept has
+    ``submodes`` sub-modes (directions ``spread`` away from it), every row shares one strong
+    direction (the modality gap: rows of different concepts have cosine about
+    gap² / (1 + gap²), 0.5 by default) and rows have random norms. Returns (x, concept)."""
+    rng = np.random.default_rng(seed)
+
+    def unit(v):
+        return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+    centres = unit(rng.normal(size=(concepts, d)))
+    modes = unit(centres[:, None] + spread * unit(rng.normal(size=(concepts, submodes, d))))
+    y = rng.integers(concepts, size=n)
+    mode = rng.integers(submodes, size=n)
+    x = unit(modes[y, mode] + noise * rng.normal(size=(n, d))) + gap * unit(rng.normal(size=d))
+    return (x * rng.uniform(2.0, 5.0, size=(n, 1))).astype(np.float32), y
+
+
 def tiny_config(data: Path, models: dict | None = None) -> dict:
     return {
         "seed": 0,
@@ -89,6 +108,8 @@ def write_config(project: Path, config: dict, name: str = "config.yaml") -> Path
 def run_workflow(workdir: Path, targets: list[str] | None = None, cores: int = 2,
                  configfile: str = "config.yaml", dryrun: bool = False, forceall=False):
     """Run the project's Snakefile in ``workdir`` through Snakemake's Python API."""
+    import importlib
+
     from snakemake.api import SnakemakeApi
     from snakemake.settings.enums import Quietness
     from snakemake.settings.types import (
@@ -99,6 +120,10 @@ def run_workflow(workdir: Path, targets: list[str] | None = None, cores: int = 2
         ResourceSettings,
     )
 
+    # Local rules run their scripts from this process, writing to the sys.stdout Snakemake saw
+    # when first imported: under pytest that may be an earlier test's closed capture stream.
+    # None: the process's own standard output.
+    importlib.import_module("snakemake.shell").STDOUT = None  # the module, not its class
     with SnakemakeApi(OutputSettings(quiet={Quietness.PROGRESS}, show_failed_logs=True)) as api:
         workflow_api = api.workflow(
             # No GPU here: GPU-tagged jobs may run side by side on the cores (as `make demo`).

@@ -22,6 +22,7 @@ from PIL import Image
 from helpers import REPO, planned_jobs
 
 from clustermine import catalog
+from clustermine.weights import is_pretrained_tag
 
 PAPER_CONFIG = REPO / "config" / "paper.yaml"
 
@@ -106,12 +107,33 @@ def expected_job_counts(config: dict[str, Any]) -> Counter:
         k = plugin.knn_k(clusterers[clusterer])
         if k is not None:
             add("knn", model, dataset, k)
+        if plugin.has("label_set"):  # the filtered names: a label set of its ID set
+            add_label_set(model, clusterers[clusterer]["idset"], clusterers[clusterer]["names_from"])
+
+    def add_label_set(model: str, idset: str, slug: str) -> None:
+        spec = config["idsets"][idset]
+        prompts = spec.get("prompts", "simple")
+        pending = [slug]
+        while pending:  # a label set and those whose positives it matches or takes
+            current = pending.pop()
+            ls = label_sets[current]
+            miner = catalog.miner(ls["miner"])
+            add("mine_labels", model, idset, current)
+            if miner.has("zero_shot"):
+                add("zero_shot_labels", model, spec["train"], spec["corpus"], prompts)
+            if miner.has("clusters"):
+                add_clustering(model, spec["train"], ls["clusterer"], ls["C"])
+            if miner.has("text_density"):
+                add("text_density", model, spec["corpus"], prompts, ls.get("k1", 100))
+            pending += [ls[k] for k in ("match_positives_of", "positives_of") if k in ls]
 
     for idset, spec in config["idsets"].items():
         prompts = spec.get("prompts", "simple")
         used = [spec["train"], *spec.get("test", []), *spec.get("benchmarks", []),
                 *spec.get("extra_benchmarks", [])]
         for model in spec.get("models", models):
+            if is_pretrained_tag(config["models"][model].get("pretrained")):
+                add("fetch_weights", model)  # a local job, once per model
             for ds in used:
                 add("merge_image_shards", model, ds)
                 for shard in range(datasets[ds].get("shards", 1)):
@@ -126,17 +148,7 @@ def expected_job_counts(config: dict[str, Any]) -> Counter:
                 if "labels" not in mspec:
                     continue
                 add("embed_class_names", model, spec["train"], prompts)
-                pending = [mspec["labels"]]
-                while pending:  # a label set and the one whose |Y_pos| it matches
-                    slug = pending.pop()
-                    ls = label_sets[slug]
-                    miner = catalog.miner(ls["miner"])
-                    add("mine_labels", model, idset, slug)
-                    if miner.has("zero_shot"):
-                        add("zero_shot_labels", model, spec["train"], spec["corpus"], prompts)
-                    if miner.has("clusters"):
-                        add_clustering(model, spec["train"], ls["clusterer"], ls["C"])
-                    pending += [ls[k] for k in ("match_positives_of", "positives_of") if k in ls]
+                add_label_set(model, idset, mspec["labels"])
             for clusterer, values in spec.get("cluster_sweep", {}).items():
                 add("cluster_sweep", model, idset, clusterer)
                 add("zero_shot_labels", model, spec["train"], spec["corpus"], prompts)
@@ -146,5 +158,5 @@ def expected_job_counts(config: dict[str, Any]) -> Counter:
             add("index_dataset", ds)
         add("corpus_names", spec["corpus"])
     counts = Counter({rule: len(keys) for rule, keys in files.items()})
-    counts.update({"tables": 1, "plots": 1, "all": 1})
+    counts.update({"check_data": 1, "tables": 1, "plots": 1, "all": 1})
     return counts

@@ -4,12 +4,20 @@ def knn_inputs(wildcards):
 
 
 def cluster_inputs(wildcards):
+    """The images, plus what the clusterer's catalog entry needs: a kNN graph, or a label set
+    with the text embeddings its positives index."""
+    model, dataset = wildcards.model, wildcards.dataset
     inputs = knn_inputs(wildcards)
     k = CFG.knn_k(wildcards.clusterer)
     if k is not None:
-        inputs["knn"] = path(
-            "knn", model=wildcards.model, dataset=wildcards.dataset, k=k
-        )
+        inputs["knn"] = path("knn", model=model, dataset=dataset, k=k)
+    names = CFG.clusterer_label_set(wildcards.clusterer, dataset)
+    if names is not None:
+        idset, labelset = names
+        spec, prompts = CFG.idset(idset), CFG.idset_prompts(idset)
+        inputs["labels"] = label_set_file(model, idset, labelset)
+        inputs["text"] = text_embeddings(model, spec["corpus"], prompts)
+        inputs["classes"] = class_names_input(model, spec["train"], prompts)
     return inputs
 
 

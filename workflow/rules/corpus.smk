@@ -4,6 +4,7 @@
 rule corpus_names:
     input:
         unpack(corpus_inputs),
+        checked=ancient(PATHS["data_check"]),
     output:
         PATHS["corpus_names"],
     log:
@@ -20,6 +21,7 @@ rule embed_text:
     input:
         names=PATHS["corpus_names"],
         checkpoint=model_checkpoint,
+        weights=weights_marker,
     output:
         PATHS["text"],
     log:
@@ -33,6 +35,7 @@ rule embed_text:
         gpu=1,
         mem_mb=8000,
         runtime=120,
+        weights_cache=weights_cache,
     params:
         model=model_params,
         source="corpus",
@@ -44,6 +47,7 @@ rule embed_class_names:
     input:
         names=PATHS["index"],
         checkpoint=model_checkpoint,
+        weights=weights_marker,
     output:
         PATHS["class_text"],
     log:
@@ -57,6 +61,7 @@ rule embed_class_names:
         gpu=1,
         mem_mb=4000,
         runtime=30,
+        weights_cache=weights_cache,
     params:
         model=model_params,
         source="class_names",

@@ -1,9 +1,54 @@
 # Image embeddings: index a dataset once, encode it in shards (one job each), merge.
+#
+# Pre-flight, on the host that runs Snakemake (local rules: on a cluster the login node, which
+# has the internet access compute nodes lack): fetch each model's pretrained weights once into
+# the weight cache, and check every dataset before any job reads one. Their outputs are
+# ancient() inputs of the jobs needing them, so writing them again reruns nothing.
+
+
+localrules:
+    fetch_weights,
+    check_data,
+
+
+rule fetch_weights:
+    output:
+        PATHS["weights"],
+    log:
+        log_path("weights"),
+    conda:
+        "../envs/clustermine.yaml"
+    resources:
+        weights_cache=weights_cache,
+    params:
+        arch=model_arch,
+        pretrained=model_pretrained,
+    script:
+        "../scripts/fetch_weights.py"
+
+
+rule check_data:
+    input:
+        data_check_requires,
+    output:
+        PATHS["data_check"],
+    log:
+        log_path("data_check"),
+    conda:
+        "../envs/clustermine.yaml"
+    resources:
+        max_unreadable=max_unreadable,
+    params:
+        datasets=data_check_datasets,
+        corpora=data_check_corpora,
+    script:
+        "../scripts/check_data.py"
 
 
 rule index_dataset:
     input:
         dataset_requires,
+        checked=ancient(PATHS["data_check"]),
     output:
         PATHS["index"],
     log:
@@ -28,6 +73,7 @@ rule embed_images:
     input:
         index=PATHS["index"],
         checkpoint=model_checkpoint,
+        weights=weights_marker,
     output:
         temp(PATHS["image_shard"]),
     log:
@@ -44,6 +90,7 @@ rule embed_images:
         batch_size=model_batch_size,
         loader_workers=loader_workers,
         max_unreadable=max_unreadable,
+        weights_cache=weights_cache,
     params:
         model=model_params,
         max_pixels=max_image_pixels,

@@ -1,4 +1,53 @@
 # Input, parameter and target functions of the rules in embed.smk.
+from clustermine.datacheck import checked_specs
+from clustermine.weights import is_pretrained_tag
+
+# What the data check reads: the datasets and word lists the config uses (no I/O here).
+CHECKED_DATASETS, CHECKED_CORPORA = checked_specs(CFG)
+
+
+# --- pre-flight --------------------------------------------------------------------------------
+
+
+def model_arch(wildcards):
+    return MODELS[wildcards.model]["arch"]
+
+
+def model_pretrained(wildcards):
+    return MODELS[wildcards.model].get("pretrained")
+
+
+def weights_marker(wildcards):
+    """The marker of a model's fetched weights, for models with a pretrained tag (local
+    checkpoints and random weights need none)."""
+    if not is_pretrained_tag(model_pretrained(wildcards)):
+        return []
+    return [ancient(path("weights", model=wildcards.model))]
+
+
+def weights_cache(wildcards):
+    # Where the weights lie changes only where they are read from: a resource, not a param.
+    return CFG.weights_cache()
+
+
+def data_check_requires(wildcards):
+    """Files the checked datasets need made first (by the workflow itself in the demo)."""
+    return sorted(
+        {f for spec in CHECKED_DATASETS.values() for f in spec.get("requires", [])}
+    )
+
+
+def data_check_datasets(wildcards):
+    return CHECKED_DATASETS
+
+
+def data_check_corpora(wildcards):
+    return CHECKED_CORPORA
+
+
+# --- indexing and encoding ---------------------------------------------------------------------
+
+
 def dataset_requires(wildcards):
     """Files that must exist before a dataset is read (made by the workflow itself in the demo)."""
     return DATASETS[wildcards.dataset].get("requires", [])
@@ -8,7 +57,7 @@ def index_params(wildcards):
     """What the index depends on: the dataset's declaration without the shard count (how the
     encoding is split) and its prerequisites."""
     spec = DATASETS[wildcards.dataset]
-    return {k: v for k, v in spec.items() if k not in ("shards", "requires")}
+    return {k: v for k, v in spec.items() if k not in ("shards", "requires", "public")}
 
 
 def image_shards(wildcards):

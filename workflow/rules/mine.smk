@@ -28,6 +28,28 @@ rule zero_shot_labels:
         "../scripts/zero_shot_labels.py"
 
 
+rule text_density:
+    input:
+        unpack(density_inputs),
+    output:
+        PATHS["text_density"],
+    log:
+        log_path("text_density"),
+    benchmark:
+        benchmark_path("text_density")
+    conda:
+        "../envs/clustermine.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=embeddings_mem_mb,
+        runtime=120,
+        device=compute_device,
+        budget_mb=budget_mb,
+    script:
+        "../scripts/text_density.py"
+
+
 rule mine_labels:
     input:
         unpack(mine_inputs),

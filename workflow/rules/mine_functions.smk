@@ -12,6 +12,12 @@ def zero_shot_inputs(wildcards):
     }
 
 
+def density_inputs(wildcards):
+    return {
+        "text": text_embeddings(wildcards.model, wildcards.corpus, wildcards.prompts)
+    }
+
+
 def label_set_file(model, idset, labelset):
     return path("labels", model=model, idset=idset, labelset=labelset)
 
@@ -32,6 +38,11 @@ def mine_inputs(wildcards):
         inputs["zeroshot"] = zero_shot_file(model, train, corpus, prompts)
     if plugin.has("clusters"):
         inputs["clusters"] = clusters_file(model, train, keys["clusterer"], keys["C"])
+    if plugin.has("text_density"):
+        k1 = plugin.resolve(CFG.label_set(wildcards.labelset)[1])["k1"]
+        inputs["density"] = path(
+            "text_density", model=model, corpus=corpus, prompts=prompts, k=k1
+        )
     if "match_positives_of" in keys:
         inputs["match"] = label_set_file(model, idset, keys["match_positives_of"])
     if "positives_of" in keys:

@@ -3,6 +3,9 @@
 # results/ carries the model slug, so one model's branch is independent of the others.
 
 PATHS = {
+    # pre-flight (embed.smk): fetched weights (one marker per model), the data check
+    "weights": "resources/weights/fetched/{model}.json",
+    "data_check": "resources/data_check.tsv",
     # embed
     "index": "resources/index/{dataset}.tsv",
     "image_shard": "results/{model}/images/shards/{dataset}.{shard}-of-{nshards}.h5",
@@ -17,6 +20,7 @@ PATHS = {
     "sweep": "results/{model}/clusters/sweeps/{idset}.{clusterer}.tsv",
     # mine
     "zero_shot": "results/{model}/zeroshot/{dataset}.{corpus}.{prompts}.h5",
+    "text_density": "results/{model}/text/density/{corpus}.{prompts}.k{k}.h5",
     "labels": "results/{model}/labels/{idset}.{labelset}.tsv",
     "label_meta": "results/{model}/labels/{idset}.{labelset}.json",
     # score

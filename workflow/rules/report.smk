@@ -7,6 +7,9 @@
 rule tables:
     input:
         metrics=metric_files(),
+        # The clustering table reads the health and ground-truth agreement of every
+        # clustering of the ID-train images (attributes only).
+        clusterings=clustering_files(),
     output:
         **table_outputs(),
         long=PATHS["metrics_long"],
@@ -19,6 +22,7 @@ rule tables:
         runtime=10,
     params:
         settings=report_settings,
+        clustering_keys=report_clustering_keys,
     script:
         "../scripts/make_tables.py"
 

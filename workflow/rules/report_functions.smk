@@ -14,6 +14,36 @@ def label_files():
     return [label_set_file(m, i, ls) for m, i, ls in label_keys()]
 
 
+def clustering_keys():
+    """(model, dataset, clusterer, C) of every clustering of an ID set's train images that
+    the config makes: those its methods' label sets vote on and those of its cluster
+    sweeps, each once (ID sets may share their train images).
+    """
+    keys = {}
+    for idset, spec in IDSETS.items():
+        used = {}
+        for method in CFG.idset_methods(idset):
+            labelset = CFG.method(method)[2]
+            for slug in CFG.label_set_chain(labelset) if labelset else []:
+                plugin, _, inputs = CFG.label_set(slug)
+                if plugin.has("clusters"):
+                    used[(inputs["clusterer"], int(inputs["C"]))] = None
+        for clusterer, values in (spec.get("cluster_sweep") or {}).items():
+            used.update({(clusterer, int(c)): None for c in values})
+        for model in CFG.idset_models(idset):
+            for clusterer, c in used:
+                keys[(model, spec["train"], clusterer, c)] = None
+    return [list(key) for key in keys]
+
+
+def clustering_files():
+    return [clusters_file(*key) for key in clustering_keys()]
+
+
+def report_clustering_keys(wildcards):
+    return clustering_keys()
+
+
 def report_settings(wildcards):
     """What the tables and figures need to know of the config (changes rerun them)."""
     methods = {

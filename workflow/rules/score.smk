@@ -26,6 +26,7 @@ rule fit_detector:
         score=method_score,
         score_params=method_params,
         labels=method_labels,
+        calibration=calibration_dataset,
     script:
         "../scripts/fit_detector.py"
 
@@ -50,6 +51,7 @@ rule score:
         budget_mb=budget_mb,
     params:
         datasets=scored_datasets,
+        tests=idset_tests,
     script:
         "../scripts/score.py"
 

@@ -21,12 +21,26 @@ def fit_detector_inputs(wildcards):
         "text": text_embeddings(model, spec["corpus"], prompts),
         "labels": [label_set_file(model, idset, labels)] if labels else [],
         "classes": class_names_input(model, spec["train"], prompts) if labels else [],
+        "calibration": (
+            [image_embeddings(model, calibration_dataset(wildcards))]
+            if calibration_dataset(wildcards)
+            else []
+        ),
     }
+
+
+def calibration_dataset(wildcards):
+    """The held-out ID set a detector is calibrated on (idsets.<slug>.calibration), or None."""
+    return CFG.idset_calibration(wildcards.idset)
 
 
 def scored_datasets(wildcards):
     """The datasets a detector scores: its ID set's test sets, then its OOD benchmarks."""
     return CFG.idset_tests(wildcards.idset) + CFG.idset_benchmarks(wildcards.idset)
+
+
+def idset_tests(wildcards):
+    return CFG.idset_tests(wildcards.idset)
 
 
 def score_inputs(wildcards):

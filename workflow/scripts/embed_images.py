@@ -9,7 +9,12 @@ wc, params, res = snakemake.wildcards, snakemake.params, snakemake.resources
 index = read_index(snakemake.input.index)
 start, stop = index.shard(int(wc.shard), int(wc.nshards))
 log.info("dataset %s shard %s/%s: rows %d-%d", wc.dataset, wc.shard, wc.nshards, start, stop)
-loaded = load_model(params.model["arch"], params.model["pretrained"])
+loaded = load_model(
+    params.model["arch"],
+    params.model["pretrained"],
+    cache_dir=res.weights_cache,
+    slug=wc.model,
+)
 log.info("model %s (%s) on %s", loaded.arch, loaded.pretrained, loaded.device)
 data = encode_images(
     loaded,

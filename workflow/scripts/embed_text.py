@@ -17,7 +17,12 @@ if params.source == "class_names":
 else:
     corpus = read_corpus_tsv(snakemake.input.names)
     names, pos, synsets, source = corpus.names, corpus.pos, corpus.synsets, {"corpus": wc.corpus}
-loaded = load_model(params.model["arch"], params.model["pretrained"])
+loaded = load_model(
+    params.model["arch"],
+    params.model["pretrained"],
+    cache_dir=snakemake.resources.weights_cache,
+    slug=wc.model,
+)
 log.info(
     "encoding %d names x %d prompts (%s) with %s on %s",
     len(names),
@@ -26,7 +31,9 @@ log.info(
     loaded.arch,
     loaded.device,
 )
-emb = encode_texts(loaded, names, templates, precision=params.model["precision"])
+emb, norms = encode_texts(
+    loaded, names, templates, precision=params.model["precision"], return_norms=True
+)
 attrs = {
     **loaded.attrs(),
     **source,
@@ -34,4 +41,6 @@ attrs = {
     "prompts": wc.prompts,
     "templates": list(templates),
 }
-write_text_embeddings(snakemake.output[0], TextEmbeddings(emb, list(names), pos, synsets, attrs))
+write_text_embeddings(
+    snakemake.output[0], TextEmbeddings(emb, list(names), pos, synsets, attrs, norms)
+)

@@ -3,12 +3,15 @@
 from clustermine.labelsets import read_label_meta
 from clustermine.logs import setup_logging
 from clustermine.metrics import metrics_record, write_metrics
-from clustermine.score_files import read_scores
+from clustermine.score_files import read_pair
 
 log = setup_logging(snakemake.log[0])
 inp, params, wc = snakemake.input, snakemake.params, snakemake.wildcards
-id_file = read_scores(inp.scores, wc.testset)
-ood = {name: read_scores(inp.scores, name).scores for name in params.benchmarks}
+# ID and OOD scores as each pair was scored (one stream per pair for adaptive detectors).
+pairs = {name: read_pair(inp.scores, wc.testset, name) for name in params.benchmarks}
+id_file = next(iter(pairs.values()))[0]
+ids = {name: pair[0].scores for name, pair in pairs.items()}
+ood = {name: pair[1].scores for name, pair in pairs.items()}
 label_meta = read_label_meta(inp.labels[0]) if inp.labels else {}
 record = metrics_record(
     model=wc.model,
@@ -16,7 +19,7 @@ record = metrics_record(
     method=wc.method,
     testset=wc.testset,
     detector={**id_file.attrs, "labels": params.labels},
-    id_scores=id_file.scores,
+    id_scores=ids,
     benchmarks=ood,
     convention=params.convention,
     main_benchmarks=params.main_benchmarks,

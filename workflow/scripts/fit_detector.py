@@ -1,4 +1,6 @@
-"""Fit one OOD detector (score + label set) of an ID set and save it as one HDF5 file."""
+"""Fit one OOD detector (score + label set) of an ID set, calibrate it on the ID set's held-out
+ID images (their sorted scores give thresholds and p-values of new images) and save it as one
+HDF5 file."""
 
 import numpy as np
 import torch
@@ -59,6 +61,11 @@ meta = {
     "labels": params.labels,
     "model_arch": image_attrs.get("model_arch"),
     "model_pretrained": image_attrs.get("model_pretrained"),
+    # What rebuilds the model to score new images (clustermine score / serve / export).
+    "random_weights": image_attrs.get("random_weights"),
+    "preprocessing": image_attrs.get("preprocessing"),
+    "embedding_dim": image_attrs.get("embedding_dim"),
+    "library_versions": image_attrs.get("library_versions"),
     "corpus": corpus.attrs.get("corpus"),
     "prompts": corpus.attrs.get("prompts"),
     "train": str(inp.train),
@@ -78,4 +85,29 @@ try:
 except DetectorConfigError as err:
     raise DetectorConfigError(f"config: methods.{wc.method} (idset {wc.idset}): {err}") from err
 log.info("fitted %s: %s", params.score, detector.describe())
+if inp.calibration:
+    held_out = read_image_embeddings(inp.calibration[0])
+    x = held_out.embeddings
+    if detector.stateful:
+        # Scored as rule score scores a stream: shuffled by the stream seed, from the fitted
+        # state; then back to the fitted state, in which the detector is saved.
+        order = np.random.default_rng(int(detector.params.get("stream_seed", 0))).permutation(
+            len(x)
+        )
+        scores = np.empty(len(x))
+        scores[order] = detector.score(x[order], held_out.attrs, inp.calibration[0])
+        detector.reset()
+    else:
+        scores = detector.score(x, held_out.attrs, inp.calibration[0])
+    cal = detector.calibrate(
+        scores, params.calibration, {"embeddings": str(inp.calibration[0])}
+    )
+    log.info(
+        "calibrated on %s (%d images): threshold %.6g accepts 95%% of them",
+        params.calibration,
+        len(cal),
+        cal.threshold(0.95),
+    )
+else:
+    log.warning("idset %s has no calibration set: no thresholds or p-values", wc.idset)
 detector.save(snakemake.output[0])

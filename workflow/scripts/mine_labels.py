@@ -8,12 +8,14 @@ from clustermine.h5io import (
     EmbeddingFileError,
     check_same_model,
     read_attributes,
+    read_image_embeddings,
     read_image_labels,
     read_text_embeddings,
 )
-from clustermine.labelsets import read_label_meta, write_label_set
+from clustermine.labelsets import read_label_meta, read_label_set, write_label_set
 from clustermine.logs import setup_logging
-from clustermine.mining import MinerConfigError, MiningInputs, mine_labels
+from clustermine.mining import MinerConfigError, MiningInputs, mine_labels, miner_plugin
+from clustermine.mining.debiased import read_density
 from clustermine.mining.inputs import read_class_names
 from clustermine.mining.report import cluster_summary, quality_of
 from clustermine.zeroshot import read_zero_shot
@@ -37,7 +39,7 @@ if inp.classes:
         )
     class_names, class_emb, class_syn = classes.names, classes.embeddings, classes.synsets
     sources["class_emb"] = str(inp.classes[0])
-top1 = assignments = None
+top1 = assignments = cluster_health = None
 if "zeroshot" in inp.keys():
     zs = read_zero_shot(inp.zeroshot)
     checked.append((inp.zeroshot, zs.attrs))
@@ -48,6 +50,27 @@ if "clusters" in inp.keys():
     clusters = read_clusters(inp.clusters)
     checked.append((inp.clusters, clusters.attrs))
     assignments, sources["assignments"] = clusters.assignments, str(inp.clusters)
+    # The health of the clustering voted on travels with the label set.
+    cluster_health = clusters.health
+    for message in cluster_health.get("messages", []):
+        log.warning("the clustering voted on failed a health check: %s", message)
+image_emb = None
+if miner_plugin(params.miner).has("image_embeddings"):
+    images = read_image_embeddings(inp.images)
+    image_emb, sources["images"] = images.embeddings, str(inp.images)
+corpus_density = None
+if "density" in inp.keys():
+    corpus_density, density_attrs = read_density(inp.density)
+    checked.append((inp.density, density_attrs))
+    if len(corpus_density) != len(corpus):
+        raise EmbeddingFileError(f"{inp.density} was computed over another corpus; delete it")
+    sources["density"] = str(inp.density)
+positive_set = None
+if "positives" in inp.keys():
+    # Another label set's positives become this one's (debiased mining's positives_of).
+    positive_set = read_label_set(inp.positives, corpus.names, class_names)
+    sources["positives_of"] = str(inp.positives)
+    log.info("taking the %d positives of %s", positive_set.n_pos, inp.positives)
 check_same_model(checked)
 
 inputs = MiningInputs(
@@ -57,11 +80,16 @@ inputs = MiningInputs(
     class_emb,
     corpus.synsets,
     class_syn,
+    image_emb=image_emb,
     top1=top1,
     assignments=assignments,
     budget_bytes=budget_from_mb(snakemake.resources.budget_mb),
     device=snakemake.resources.device,
     sources=sources,
+    corpus_pos=corpus.pos,
+    corpus_norms=corpus.norms,
+    corpus_density=corpus_density,
+    positive_set=positive_set,
 )
 miner_params = dict(params.miner_params)
 if "match" in inp.keys():
@@ -88,5 +116,6 @@ extra = {
         if assignments is not None
         else None
     ),
+    "cluster_health": cluster_health,
 }
 write_label_set(snakemake.output.tsv, labels, extra, per_label)

@@ -31,7 +31,7 @@ NEEDS = {
         "zero_shot": "the zero-shot top-1 corpus name of every ID-train image",
         "clusters": "cluster assignments of the ID-train images (label-set keys clusterer, C)",
         "image_embeddings": "the ID-train image embeddings themselves",
-        "text_norms": "the raw (pre-normalisation) norm of every corpus text embedding",
+        "text_density": "the density of every corpus name's raw text feature (cached per k1)",
         "positives_of": "the positives of another label set (label-set key positives_of)",
     },
     "score": {

@@ -27,7 +27,13 @@ TEMI_PARAMS = (
     ),
     Param("warmup_epochs", 20, {"type": "integer", "minimum": 0}, "epochs of linear warm-up"),
     Param("weight_decay", 1e-4, {"type": "number", "minimum": 0}, "AdamW weight decay"),
-    Param("teacher_momentum", 0.996, UNIT, "EMA momentum of the teacher"),
+    Param("teacher_momentum", 0.996, UNIT, "EMA momentum of the teacher (first step)"),
+    Param(
+        "final_teacher_momentum",
+        None,
+        {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+        "teacher momentum at the last step (cosine ramp); null keeps it constant",
+    ),
     Param("student_temp", 0.1, POSITIVE, "student softmax temperature"),
     Param("teacher_temp", 0.1, POSITIVE, "teacher softmax temperature"),
     Param("beta", 0.6, POSITIVE, "β of the weighted PMI"),
@@ -36,7 +42,10 @@ TEMI_PARAMS = (
     Param("bottleneck_dim", 256, COUNT, "bottleneck width of each head"),
     Param("freeze_last_layer_epochs", 1, {"type": "integer", "minimum": 0},
           "epochs the last layer stays fixed"),  # fmt: skip
-    Param("zscore", False, {"type": "boolean"}, "z-score dimensions instead of L2-normalising"),
+    Param("zscore", True, {"type": "boolean"},
+          "standardise every dimension (mean, N−1 std) before the heads"),  # fmt: skip
+    Param("l2_normalize", False, {"type": "boolean"},
+          "L2-normalise the (z-scored) rows before the heads; false feeds them as they are"),  # fmt: skip
     SEED,
 )
 
@@ -70,5 +79,24 @@ CLUSTERER_PLUGINS = (
         "Lloyd (1982); k-means++ (Arthur & Vassilvitskii, 2007)",
         "clustermine.clustering.kmeans:fit_kmeans",
         params=KMEANS_PARAMS,
+    ),
+    Plugin(
+        "clusterer",
+        "language_assisted",
+        "spherical k-means of [x̂, r(x)], r(x) the text retrieved from a label set's positives",
+        "Peng et al., ICCV 2025 (GradNorm, language-assisted clustering)",
+        "clustermine.clustering.language_assisted:fit_language_assisted",
+        params=(
+            Param("tau_r", 0.006, POSITIVE, "τ_r, temperature of the text retrieval"),
+            *(p for p in KMEANS_PARAMS if p.name != "metric"),
+        ),
+        input_keys=(
+            Param("names_from", None, {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
+                  "the label set whose positives are the filtered names (gradnorm)", True),
+            Param("idset", None, {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
+                  "the ID set of that label set (default: the one whose train set is "
+                  "clustered)"),
+        ),  # fmt: skip
+        needs=frozenset({"label_set"}),
     ),
 )

@@ -20,7 +20,7 @@ NEED_WORDS = {
     "zero_shot": "zero-shot labels",
     "clusters": "clusters",
     "image_embeddings": "ID-train images",
-    "text_norms": "raw text norms",
+    "text_density": "text density",
     "positives_of": "another label set's positives",
     "train_embeddings": "ID-train images",
     "positives": "positives",

@@ -98,6 +98,55 @@ MINER_PLUGINS = (
     ),
     Plugin(
         "miner",
+        "gradnorm",
+        "per cluster, the top_k corpus names of smallest gradient norm of a prototype classifier",
+        "GradNorm filtering (Peng et al., ICCV 2025)",
+        "clustermine.mining.gradnorm:mine_gradnorm",
+        params=(
+            Param("temperature", 0.02, {"type": "number", "exclusiveMinimum": 0},
+                  "softmax temperature over the cluster prototypes"),
+            Param("top_k", 3, INTEGER, "names kept per cluster"),
+            *NEGATIVES,
+        ),  # fmt: skip
+        input_keys=CLUSTERS,
+        needs=frozenset({"clusters", "image_embeddings", "zero_shot"}),
+    ),
+    Plugin(
+        "miner",
+        "debiased",
+        "negatives of densest raw text features, no ID label used; positives Y_GT or another "
+        "label set's",
+        "Debiased negative mining (Peng, Lu, Zhang, Fang, KDD 2026)",
+        "clustermine.mining.debiased:mine_debiased",
+        params=(
+            Param("k1", 100, INTEGER, "neighbours of the density (10 for ViT-B/32 in the paper)"),
+            Param("noun_fraction", 0.23, FRACTION, "share of the nouns kept, densest first"),
+            Param("adjective_fraction", 0.13, FRACTION,
+                  "share of the adjectives kept, densest first"),
+            MISSING_GT,
+        ),  # fmt: skip
+        input_keys=(
+            Param("positives_of", None, SLUG,
+                  "take the positives of this label set (e.g. clustermine) instead of Y_GT"),
+        ),  # fmt: skip
+        needs=frozenset({"text_density"}),
+    ),
+    Plugin(
+        "miner",
+        "clipscope",
+        "Y_GT and the names of smallest and largest rank-th cosine to it",
+        "CLIPScope (Fu, Patel, Krishnamurthy, Khorrami, 2024)",
+        "clustermine.mining.clipscope:mine_clipscope",
+        params=(
+            Param("rank", 50, INTEGER, "v_w is the rank-th largest cosine of w to the Y_GT texts"),
+            Param("num_low", 5000, {"type": "integer", "minimum": 0}, "names of smallest v_w kept"),
+            Param("num_high", 5000, {"type": "integer", "minimum": 0}, "names of largest v_w kept"),
+            MISSING_GT,
+        ),  # fmt: skip
+        needs=frozenset({"class_names"}),
+    ),
+    Plugin(
+        "miner",
         "neglabel",
         "Y_GT and the K corpus names least similar to it (0.95-quantile cosine)",
         "NegLabel (Jiang et al., ICLR 2024)",

@@ -31,6 +31,10 @@ GAUSSIAN = (
     Param("inverse", "pinv", {"enum": ["pinv", "solve"]}, "how the covariance is inverted"),
 )
 LABELS = frozenset({"positives"})
+STREAM_SEED = Param(
+    "stream_seed", 0, {"type": "integer"},
+    "seed of the shuffle of every (ID test set, benchmark) stream",
+)  # fmt: skip
 
 SCORE_PLUGINS = (
     Plugin(
@@ -50,6 +54,65 @@ SCORE_PLUGINS = (
         "clustermine.detectors.eq1_grouped:Eq1GroupedDetector",
         params=(*TAU, GROUPS, SEED),
         needs=frozenset({"positives", "negatives"}),
+    ),
+    Plugin(
+        "score",
+        "debiased",
+        "log mean_j A / Z_j with the debiased partition function Z_j of each negative group",
+        "Debiased negative mining (Peng, Lu, Zhang, Fang, KDD 2026)",
+        "clustermine.detectors.debiased:DebiasedDetector",
+        params=(
+            Param("temperature", 0.01, POSITIVE, "softmax temperature T of the cosines"),
+            GROUPS,
+            Param("tau_ood", 0.5, {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                  "τ, the share of true negatives (0.12 for ViT-B/32 and ViT-L/14@336; 1.0 "
+                  "for covariate-shifted ID sets; 1.0 is grouped NegLabel)"),
+            Param("kappa", "adapt_groups", {"enum": ["adapt_groups", "refuse"]},
+                  "when κ = Q(1−τ)/(τC) ≥ 1: raise the number of groups until κ < 1, or stop"),
+            SEED,
+        ),  # fmt: skip
+        needs=frozenset({"positives", "negatives"}),
+    ),
+    Plugin(
+        "score",
+        "clipscope",
+        "log p(ŷ|x)·P_ID(x)/π(ŷ), π the running histogram of predicted ID classes",
+        "CLIPScope (Fu, Patel, Krishnamurthy, Khorrami, 2024)",
+        "clustermine.detectors.clipscope:CLIPScopeDetector",
+        params=(STREAM_SEED,),
+        needs=frozenset({"positives", "negatives", "stream"}),
+    ),
+    Plugin(
+        "score",
+        "clipscope_static",
+        "CLIPScope with π uniform: log p(ŷ|x)·P_ID(x), no test-time state",
+        "CLIPScope (Fu et al., 2024), without its histogram",
+        "clustermine.detectors.clipscope:CLIPScopeStaticDetector",
+        needs=frozenset({"positives", "negatives"}),
+    ),
+    Plugin(
+        "score",
+        "adaneg",
+        "S_ada + λ·S_v: grouped NegLabel on proxies adapted by a memory of test images",
+        "AdaNeg (Zhang & Zhang, NeurIPS 2024; OpenOOD-VLM TTAPromptPostprocessor_noadagap)",
+        "clustermine.detectors.adaneg:AdaNegDetector",
+        params=(
+            Param("groups", 5, {"type": "integer", "minimum": 1}, "G, seeded groups of negatives"),
+            Param("thres", 0.5, {"type": "number", "minimum": 0, "maximum": 1},
+                  "centre of the write thresholds on S_v"),
+            Param("gap", 0.5, {"type": "number", "minimum": 0, "maximum": 1},
+                  "width of the band around thres in which nothing is written"),
+            Param("memory", 10, {"type": "integer", "minimum": 1}, "L, memory slots per proxy"),
+            Param("lam", 0.1, {"type": "number", "minimum": 0}, "λ, weight of S_v in the score"),
+            Param("beta", 5.0, POSITIVE, "β of the slot weights exp(−β(1 − cos))"),
+            Param("samada", True, {"type": "boolean"},
+                  "sample-adaptive proxies (false: the mean of the slots)"),
+            Param("stream_batch_size", 256, {"type": "integer", "minimum": 1},
+                  "images per memory update (OpenOOD's test batch size)"),
+            STREAM_SEED,
+            SEED,
+        ),  # fmt: skip
+        needs=frozenset({"positives", "negatives", "stream"}),
     ),
     Plugin(
         "score",

@@ -26,7 +26,12 @@ class ClusterResult:
 
     ``head_losses`` holds the final loss of every head (TEMI: mean loss of the last epoch; k-means:
     a single entry, the final inertia); ``best_head`` is the one whose assignments these are.
-    ``loss_history`` is [epochs or iterations, heads].
+    ``loss_history`` is [epochs or iterations, heads]. ``second_assignments`` is the second most
+    likely cluster of every sample where the clusterer has one (TEMI: from the teacher's best
+    head), else None. ``health`` is the record of
+    :func:`clustermine.cluster_analysis.clustering_health`: size statistics, what the
+    clusterer reports (TEMI: loss against the uniform level, teacher confidence; k-means:
+    iterations) and ``warnings`` (codes) with their ``messages``.
     """
 
     assignments: np.ndarray
@@ -38,10 +43,14 @@ class ClusterResult:
     seed: int = 0
     loss_history: np.ndarray | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
+    health: dict[str, Any] = field(default_factory=dict)
+    second_assignments: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.assignments = np.asarray(self.assignments, dtype=np.int64).reshape(-1)
         self.head_losses = np.asarray(self.head_losses, dtype=np.float64).reshape(-1)
+        if self.second_assignments is not None:
+            self.second_assignments = np.asarray(self.second_assignments, np.int64).reshape(-1)
         self.validate()
 
     def validate(self) -> None:
@@ -50,13 +59,21 @@ class ClusterResult:
             raise ClusterConfigError(
                 f"best head {self.best_head} outside the {len(self.head_losses)} head losses"
             )
-        if len(self.assignments) and (
-            self.assignments.min() < 0 or self.assignments.max() >= self.num_clusters
-        ):
+        second = self.second_assignments
+        for name, a in (("assignments", self.assignments), ("second_assignments", second)):
+            if a is not None and len(a) and (a.min() < 0 or a.max() >= self.num_clusters):
+                raise ClusterConfigError(
+                    f"{name} must lie in [0, {self.num_clusters}), found [{a.min()}, {a.max()}]"
+                )
+        if second is not None and len(second) != len(self.assignments):
             raise ClusterConfigError(
-                f"assignments must lie in [0, {self.num_clusters}), found "
-                f"[{self.assignments.min()}, {self.assignments.max()}]"
+                f"{len(second)} second assignments for {len(self.assignments)} samples"
             )
+
+    @property
+    def warnings(self) -> list[str]:
+        """Codes of the health warnings (empty: the clustering looks healthy)."""
+        return list(self.health.get("warnings") or [])
 
     @property
     def sizes(self) -> np.ndarray:
@@ -76,24 +93,28 @@ def fit_clusters(
     neighbors=None,
     device: str | None = None,
     budget_bytes: int | None = None,
+    texts=None,
 ) -> ClusterResult:
     """Cluster ``embeddings`` with the clusterer declared as ``method`` in the catalog.
 
     ``device``: ``None``/``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda:1"``, ...;
-    ``budget_bytes`` bounds the working memory of chunked similarity blocks.
+    ``budget_bytes`` bounds the working memory of chunked similarity blocks; ``texts``: the
+    text embeddings of a label set's positives, for clusterers that need a ``label_set``.
     """
     try:
-        fit = catalog.clusterer(method).load()
+        plugin = catalog.clusterer(method)
     except catalog.CatalogError as err:
         raise ClusterConfigError(str(err)) from err
     params = {k: v for k, v in dict(params or {}).items() if k != "method"}
-    return fit(
+    extra = {"texts": texts} if plugin.has("label_set") else {}
+    return plugin.load()(
         embeddings,
         int(num_clusters),
         params,
         neighbors=neighbors,
         device=device,
         budget_bytes=budget_bytes,
+        **extra,
     )
 
 

@@ -1,9 +1,12 @@
 """Cluster files: ``results/{model}/clusters/{dataset}.{clusterer}-C{C}.h5``.
 
 Datasets: ``assignments`` int64 [N], ``head_losses`` float64 [H] (k-means: [1], the inertia),
-``sizes`` int64 [C], optional ``loss_history`` [epochs or iterations, H]. Attributes: the
-clusterer, C, the chosen head, all parameters (JSON), the seed, whatever the clusterer reports
-(device, time) and the model/dataset attributes of the embedding file clustered.
+``sizes`` int64 [C], optional ``loss_history`` [epochs or iterations, H] and
+``second_assignments`` int64 [N] (the second most likely cluster; TEMI). Attributes: the
+clusterer, C, the chosen head, all parameters (JSON), the seed, the ``health`` record (JSON),
+whatever the clusterer reports (device, time) and the model/dataset attributes of the
+embedding file clustered. Files written before the health check lack ``health`` and
+``second_assignments``; they read with an empty health record and no second assignments.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from clustermine.clustering import ClusterResult
 from clustermine.h5io import EmbeddingFileError, atomic_path, read_attrs, write_attrs
 
 # Attributes owned by the result itself; everything else in the file is context.
-_RESULT_KEYS = ("kind", "clusterer", "num_clusters", "best_head", "params", "seed")
+_RESULT_KEYS = ("kind", "clusterer", "num_clusters", "best_head", "params", "seed", "health")
 
 
 def write_clusters(
@@ -34,6 +37,8 @@ def write_clusters(
         f.create_dataset("sizes", data=result.sizes)
         if result.loss_history is not None:
             f.create_dataset("loss_history", data=np.asarray(result.loss_history, np.float64))
+        if result.second_assignments is not None:
+            f.create_dataset("second_assignments", data=result.second_assignments)
         write_attrs(
             f,
             {
@@ -45,6 +50,7 @@ def write_clusters(
                 "best_head": int(result.best_head),
                 "params": dict(result.params),
                 "seed": int(result.seed),
+                "health": dict(result.health),
             },
         )
 
@@ -63,6 +69,7 @@ def read_clusters(path: str | os.PathLike) -> ClusterResult:
             )
         attrs = read_attrs(f)
         history = f["loss_history"][()] if "loss_history" in f else None
+        second = f["second_assignments"][()] if "second_assignments" in f else None
         result = ClusterResult(
             assignments=f["assignments"][()],
             num_clusters=int(attrs["num_clusters"]),
@@ -73,5 +80,23 @@ def read_clusters(path: str | os.PathLike) -> ClusterResult:
             seed=int(attrs.get("seed", 0)),
             loss_history=history,
             attrs={k: v for k, v in attrs.items() if k not in _RESULT_KEYS},
+            health=dict(attrs.get("health") or {}),
+            second_assignments=second,
         )
     return result
+
+
+def read_cluster_attrs(path: str | os.PathLike) -> dict[str, Any]:
+    """Every attribute of a cluster file (health, parameters, ground-truth agreement, ...)
+    without reading its arrays: what the report's clustering table needs."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: cluster file does not exist")
+    with h5py.File(path, "r") as f:
+        if f.attrs.get("kind") != "clusters":
+            raise EmbeddingFileError(
+                f"{path}: not a cluster file; delete it and rerun the cluster rule"
+            )
+        attrs = read_attrs(f)
+    attrs.setdefault("health", {})
+    return attrs

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from clustermine import catalog
+from clustermine.cluster_analysis import clustering_health
 from clustermine.clustering import ClusterConfigError, ClusterResult, config_from_params
 from clustermine.compute import default_budget, pick_device, rows_within
 
@@ -262,6 +263,11 @@ def fit_kmeans(
             best = (labels, history)
     labels, history = best
     assignments = labels.cpu().numpy().astype(np.int64)
+    health = clustering_health(
+        assignments, cfg.num_clusters, iterations=len(history), max_iter=cfg.max_iter
+    )
+    for message in health["messages"]:
+        log.warning("kmeans: %s", message)
     return ClusterResult(
         assignments=assignments,
         num_clusters=cfg.num_clusters,
@@ -277,4 +283,5 @@ def fit_kmeans(
             "iterations": len(history),
             "num_nonempty_clusters": int(len(np.unique(assignments))),
         },
+        health=health,
     )

@@ -7,6 +7,10 @@ information between the student's prediction for one element of a pair and the t
 the other (:func:`temi_loss`). All heads live in stacked [H, ...] weight tensors and run as
 one batched matrix product per layer; the head with the lowest final loss is used and every
 sample goes to the argmax of the teacher's best head.
+
+Training follows the official code (HHU-MMBS/TEMI-official-BMVC2023) where it and its README
+agree, and the README's commands (the paper's runs) where they differ; docs/clustering.md says
+which source every default follows.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clustermine import catalog
+from clustermine.cluster_analysis import clustering_health, uniform_temi_loss
 from clustermine.clustering import ClusterConfigError, ClusterResult, config_from_params
 from clustermine.knn import Neighbors, cosine_knn
 from clustermine.compute import default_budget, pick_device, rows_within
@@ -49,6 +54,7 @@ class TEMIConfig:
     warmup_epochs: int = _DEFAULTS["warmup_epochs"]
     weight_decay: float = _DEFAULTS["weight_decay"]
     teacher_momentum: float = _DEFAULTS["teacher_momentum"]
+    final_teacher_momentum: float | None = _DEFAULTS["final_teacher_momentum"]
     student_temp: float = _DEFAULTS["student_temp"]
     teacher_temp: float = _DEFAULTS["teacher_temp"]
     beta: float = _DEFAULTS["beta"]
@@ -57,6 +63,7 @@ class TEMIConfig:
     bottleneck_dim: int = _DEFAULTS["bottleneck_dim"]
     freeze_last_layer_epochs: int = _DEFAULTS["freeze_last_layer_epochs"]
     zscore: bool = _DEFAULTS["zscore"]
+    l2_normalize: bool = _DEFAULTS["l2_normalize"]
     seed: int = _DEFAULTS["seed"]
 
     def __post_init__(self) -> None:
@@ -69,6 +76,8 @@ class TEMIConfig:
             "lr": self.lr > 0,
             "warmup_epochs": 0 <= self.warmup_epochs,
             "teacher_momentum": 0 <= self.teacher_momentum <= 1,
+            "final_teacher_momentum": self.final_teacher_momentum is None
+            or 0 <= self.final_teacher_momentum <= 1,
             "prior_momentum": 0 <= self.prior_momentum <= 1,
             "student_temp": self.student_temp > 0,
             "teacher_temp": self.teacher_temp > 0,
@@ -119,7 +128,13 @@ def temi_loss(
 
 
 class BatchedHeads(nn.Module):
-    """H clustering heads as stacked weights; ``forward`` gives logits [H, B, C]."""
+    """H clustering heads as stacked weights; ``forward`` gives logits [H, B, C].
+
+    Initialised as the official code leaves its heads: MLP weights N(0, 0.02²) (its truncated
+    normal cuts at ±2, a hundred standard deviations out), biases 0; the weight-normalised last
+    layer keeps PyTorch's default ``nn.Linear`` initialisation, U(−1/√fan_in, 1/√fan_in) with
+    fan_in = bottleneck_dim (column norm ≈ 0.58), and its gain g starts at 1.
+    """
 
     def __init__(
         self,
@@ -140,7 +155,10 @@ class BatchedHeads(nn.Module):
         self.w2 = normal(heads, hidden_dim, bottleneck_dim, std=0.02)
         self.b2 = nn.Parameter(torch.zeros(heads, bottleneck_dim))
         # Weight-normalised last layer: direction v (normalised over its inputs) and gain g.
-        self.v = normal(heads, bottleneck_dim, num_clusters, std=1.0)
+        # PyTorch's nn.Linear default (kaiming_uniform_ with a = √5) is U(−1/√fan_in, 1/√fan_in).
+        bound = 1.0 / math.sqrt(bottleneck_dim)
+        uniform = torch.rand(heads, bottleneck_dim, num_clusters, generator=generator)
+        self.v = nn.Parameter((2 * uniform - 1) * bound)
         self.g = nn.Parameter(torch.ones(heads, 1, num_clusters))
 
     @property
@@ -148,10 +166,12 @@ class BatchedHeads(nn.Module):
         return self.w1.shape[0]
 
     def decayed_parameters(self) -> list[nn.Parameter]:
-        return [self.w1, self.w2, self.v]
+        # As the official code groups them: every weight matrix, the last layer's gain too
+        # (its weight_g is [C, 1], 2-D); only biases are not decayed.
+        return [self.w1, self.w2, self.v, self.g]
 
     def other_parameters(self) -> list[nn.Parameter]:
-        return [self.b1, self.b2, self.g]
+        return [self.b1, self.b2]
 
     def last_layer(self) -> list[nn.Parameter]:
         return [self.v, self.g]
@@ -166,30 +186,50 @@ class BatchedHeads(nn.Module):
         return torch.bmm(h, weight)
 
 
-def prepare_embeddings(embeddings: np.ndarray, zscore: bool) -> np.ndarray:
-    """L2-normalised rows, or z-scored dimensions when ``zscore``; float32 (statistics in
-    float64, without a float64 copy of the data)."""
+def prepare_embeddings(embeddings: np.ndarray, zscore: bool, l2_normalize: bool) -> np.ndarray:
+    """The heads' input, float32: with ``zscore`` every dimension minus its mean, divided by
+    its standard deviation (N − 1 in the denominator, as ``torch.std``; statistics in float64
+    without a float64 copy of the data); then, with ``l2_normalize``, every row divided by its
+    norm. Neither: the embeddings as they are (the official code's default)."""
     x = np.array(embeddings, dtype=np.float32)
     if zscore:
-        mean = x.mean(axis=0, dtype=np.float64)
-        std = np.sqrt(np.maximum((x * x).mean(axis=0, dtype=np.float64) - mean**2, 0.0))
-        x -= mean.astype(np.float32)
+        x -= x.mean(axis=0, dtype=np.float64).astype(np.float32)
+        std = np.sqrt((x * x).sum(axis=0, dtype=np.float64) / max(len(x) - 1, 1))
         x /= np.where(std > 1e-12, std, 1.0).astype(np.float32)
-    else:
+    if l2_normalize:
         x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     return x
 
 
+def cosine_schedule(
+    start: float, end: float, total_steps: int, warmup_steps: int = 0
+) -> np.ndarray:
+    """Per-step values as the official code (and DINO) schedules them: a linear ramp from 0 to
+    ``start`` over ``warmup_steps`` (both ends included), then ``end + ½ (start − end)(1 +
+    cos(π i / n))`` for the remaining n steps, i = 0 … n − 1 (it approaches ``end`` without
+    reaching it). A run shorter than its warm-up stops part-way up the ramp (the official
+    code refuses such a run)."""
+    ramp = np.linspace(0.0, start, warmup_steps)[:total_steps]
+    rest = np.arange(total_steps - len(ramp))
+    cosine = end + 0.5 * (start - end) * (1 + np.cos(np.pi * rest / max(len(rest), 1)))
+    return np.concatenate([ramp, cosine])
+
+
 def lr_schedule(cfg: TEMIConfig, steps_per_epoch: int, batch_size: int) -> np.ndarray:
-    """Per-step learning rate: linear warm-up from 0, then cosine decay to ``min_lr``."""
+    """Per-step learning rate: linear warm-up from 0 to ``lr`` · batch/256 over
+    ``warmup_epochs``, then cosine decay to ``min_lr`` · batch/256 (``min_lr`` None: ``lr``,
+    a constant rate after warm-up)."""
     peak = cfg.peak_lr(batch_size)
     final = peak if cfg.min_lr is None else cfg.min_lr * batch_size / 256
     total = cfg.epochs * steps_per_epoch
-    warm = min(total, cfg.warmup_epochs * steps_per_epoch)
-    warmup = np.linspace(0.0, peak, warm, endpoint=False) + (peak / max(warm, 1))
-    rest = np.arange(total - warm)
-    cosine = final + 0.5 * (peak - final) * (1 + np.cos(np.pi * rest / max(len(rest) - 1, 1)))
-    return np.concatenate([warmup, cosine])
+    return cosine_schedule(peak, final, total, cfg.warmup_epochs * steps_per_epoch)
+
+
+def momentum_schedule(cfg: TEMIConfig, steps_per_epoch: int) -> np.ndarray:
+    """Per-step teacher momentum: cosine from ``teacher_momentum`` to
+    ``final_teacher_momentum`` over the whole run (None: constant)."""
+    start, end = cfg.teacher_momentum, cfg.final_teacher_momentum
+    return cosine_schedule(start, start if end is None else end, cfg.epochs * steps_per_epoch)
 
 
 class TEMITrainer:
@@ -226,8 +266,16 @@ class TEMITrainer:
             lr=cfg.lr,
         )
 
-    def step(self, x: torch.Tensor, y: torch.Tensor, lr: float, freeze_last: bool) -> torch.Tensor:
-        """One optimisation step on pairs (x, y); returns the per-head losses [H]."""
+    def step(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        lr: float,
+        freeze_last: bool,
+        momentum: float | None = None,
+    ) -> torch.Tensor:
+        """One optimisation step on pairs (x, y) at learning rate ``lr`` and teacher momentum
+        ``momentum`` (None: ``teacher_momentum``); returns the per-head losses [H]."""
         cfg = self.cfg
         b = len(x)
         xy = torch.cat([x, y])
@@ -255,21 +303,26 @@ class TEMITrainer:
                 p.grad = None
         self.optimizer.step()
         with torch.no_grad():
-            m = cfg.teacher_momentum
+            m = cfg.teacher_momentum if momentum is None else momentum
             for t, s in zip(self.teacher.parameters(), self.student.parameters()):
                 t.mul_(m).add_(s.detach(), alpha=1 - m)
         return losses.detach()
 
     @torch.no_grad()
-    def assign(self, data: torch.Tensor, head: int) -> np.ndarray:
+    def assign(self, data: torch.Tensor, head: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """The most and second most likely cluster of every sample under the teacher's head
+        ``head``, and the mean of its largest probability (at the teacher temperature)."""
         # Rows per block: the head's hidden activations and logits within the memory budget.
         width = self.cfg.hidden_dim + self.cfg.bottleneck_dim + self.cfg.num_clusters
         rows = rows_within(self.budget_bytes, 4 * 3 * width, len(data))
-        out = []
+        top2, max_prob = [], 0.0
         for i in range(0, len(data), rows):
             logits = self.teacher(data[i : i + rows], head=head)[0]
-            out.append(logits.argmax(dim=1).cpu())
-        return torch.cat(out).numpy().astype(np.int64)
+            top2.append(logits.topk(2, dim=1).indices.cpu())
+            probs = F.softmax(logits / self.cfg.teacher_temp, dim=1)
+            max_prob += float(probs.max(dim=1).values.double().sum())
+        top2 = torch.cat(top2).numpy().astype(np.int64)
+        return top2[:, 0], top2[:, 1], max_prob / len(data)
 
     def fit(self, data: torch.Tensor, neighbors: torch.Tensor) -> ClusterResult:
         cfg = self.cfg
@@ -277,6 +330,7 @@ class TEMITrainer:
         batch = min(cfg.batch_size, n)
         steps = n // batch
         schedule = lr_schedule(cfg, steps, batch)
+        momenta = momentum_schedule(cfg, steps)
         history = np.zeros((cfg.epochs, cfg.heads))
         k = neighbors.shape[1]
         start = time.perf_counter()
@@ -288,11 +342,13 @@ class TEMITrainer:
             for s in range(steps):
                 idx = order[s * batch : (s + 1) * batch]
                 partner = neighbors[idx, pick[idx]]
+                it = epoch * steps + s
                 total += self.step(
                     data[idx],
                     data[partner],
-                    float(schedule[epoch * steps + s]),
+                    float(schedule[it]),
                     epoch < cfg.freeze_last_layer_epochs,
+                    float(momenta[it]),
                 )
             history[epoch] = (total / steps).cpu().numpy()
             if not np.all(np.isfinite(history[epoch])):
@@ -302,25 +358,43 @@ class TEMITrainer:
                 )
             best = int(np.argmin(history[epoch]))
             log.info(
-                "temi epoch %d/%d: mean loss %.4f, best head %d (loss %.4f), lr %.2e, %.1fs",
+                "temi epoch %d/%d: mean loss %.4f, best head %d (loss %.4f, %.2fx uniform), "
+                "lr %.2e, %.1fs",
                 epoch + 1,
                 cfg.epochs,
                 history[epoch].mean(),
                 best,
                 history[epoch][best],
+                history[epoch][best] / uniform_temi_loss(cfg.num_clusters, cfg.beta),
                 schedule[(epoch + 1) * steps - 1],
                 time.perf_counter() - start,
             )
         best = int(np.argmin(history[-1]))
-        assignments = self.assign(data, best)
+        assignments, second, max_prob = self.assign(data, best)
         seconds = time.perf_counter() - start
-        log.info(
-            "temi: best head %d, %d non-empty clusters of %d, %.1fs",
-            best,
-            len(np.unique(assignments)),
+        health = clustering_health(
+            assignments,
             cfg.num_clusters,
+            best_head_loss=float(history[-1][best]),
+            beta=cfg.beta,
+            teacher_max_prob=max_prob,
+            epochs=cfg.epochs,
+            warmup_epochs=cfg.warmup_epochs,
+        )
+        log.info(
+            "temi: best head %d (loss %.4g, uniform level %.4g), %d non-empty clusters of %d, "
+            "teacher max probability %.3f (uniform %.3g), %.1fs",
+            best,
+            health["best_head_loss"],
+            health["uniform_loss"],
+            health["nonempty_clusters"],
+            cfg.num_clusters,
+            max_prob,
+            1 / cfg.num_clusters,
             seconds,
         )
+        for message in health["messages"]:
+            log.warning("temi: %s", message)
         return ClusterResult(
             assignments=assignments,
             num_clusters=cfg.num_clusters,
@@ -336,8 +410,10 @@ class TEMITrainer:
                 "steps_per_epoch": steps,
                 "effective_batch_size": batch,
                 "peak_lr": cfg.peak_lr(batch),
-                "num_nonempty_clusters": int(len(np.unique(assignments))),
+                "num_nonempty_clusters": health["nonempty_clusters"],
             },
+            health=health,
+            second_assignments=second,
         )
 
 
@@ -378,22 +454,25 @@ def fit_temi(
             f"temi: knn={cfg.knn} but the kNN graph holds only {idx.shape[1]} neighbours"
         )
     idx = idx[:, : cfg.knn]
-    data = torch.from_numpy(prepare_embeddings(x, cfg.zscore)).to(dev)
+    data = torch.from_numpy(prepare_embeddings(x, cfg.zscore, cfg.l2_normalize)).to(dev)
     graph = torch.from_numpy(np.ascontiguousarray(idx, dtype=np.int64)).to(dev)
     log.info(
-        "temi: N=%d D=%d C=%d heads=%d knn=%d epochs=%d batch=%d on %s",
+        "temi: N=%d D=%d C=%d heads=%d knn=%d epochs=%d (warm-up %d) batch=%d input %s on %s",
         len(x),
         x.shape[1],
         cfg.num_clusters,
         cfg.heads,
         cfg.knn,
         cfg.epochs,
+        cfg.warmup_epochs,
         min(cfg.batch_size, len(x)),
+        "+".join(n for n, on in (("z-scored", cfg.zscore), ("L2", cfg.l2_normalize)) if on)
+        or "raw",
         dev,
     )
     if cfg.warmup_epochs >= cfg.epochs:
         log.warning(
-            "temi: warmup_epochs=%d >= epochs=%d: the learning rate never leaves its warm-up",
+            "temi: warmup_epochs=%d >= epochs=%d: the whole run is learning-rate warm-up",
             cfg.warmup_epochs,
             cfg.epochs,
         )

@@ -18,7 +18,9 @@ import numpy as np
 import torch
 
 from clustermine import catalog
+from clustermine.detectors.calibration import Calibration
 from clustermine.h5io import (
+    MODEL_KEYS,
     STR,
     EmbeddingFileError,
     TextEmbeddings,
@@ -31,11 +33,16 @@ from clustermine.compute import DEFAULT_BUDGET_BYTES, pick_device
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+# 2: an optional /calibration group (the sorted scores of a held-out ID set).
+FORMAT_VERSION = 2
 
 
 class DetectorConfigError(ValueError):
     """A method's parameters or label set do not fit its score."""
+
+
+class DetectorFileError(EmbeddingFileError):
+    """A detector file that cannot be read: missing, truncated, junk, or of a newer format."""
 
 
 def empty_texts(dim: int = 0) -> TextEmbeddings:
@@ -69,6 +76,10 @@ class Detector:
         self.meta = dict(meta or {})
         self.state: dict[str, np.ndarray] = {}
         self.fit_stats: dict[str, Any] = {}
+        # What the last call of ``score`` reports about itself (e.g. clamped terms).
+        self.score_stats: dict[str, Any] = {}
+        self.calibration: Calibration | None = None
+        self.path: str | None = None  # the file it was loaded from
         self.device = pick_device(None)
         self.budget_bytes = DEFAULT_BUDGET_BYTES
         self._device_texts: dict[str, torch.Tensor] = {}
@@ -84,6 +95,12 @@ class Detector:
             return cls.plugin().resolve(params)
         except catalog.CatalogError as err:
             raise DetectorConfigError(str(err)) from err
+
+    @property
+    def stateful(self) -> bool:
+        """Whether the score adapts at test time (catalog need ``stream``): each call of
+        :meth:`score` then continues from the state the previous calls left."""
+        return self.plugin().stateful
 
     @property
     def needs_positives(self) -> bool:
@@ -144,13 +161,47 @@ class Detector:
         # Raw embeddings: each score normalises them in the precision it needs.
         x = None if train_image_emb is None else np.asarray(train_image_emb)
         det._fit(x, None if train_labels is None else np.asarray(train_labels, np.int64))
+        det._fitted_state = _copy_state(det.state)
         return det
 
     def _fit(self, train: np.ndarray | None, labels: np.ndarray | None) -> None:
         """Post-hoc scores over label texts need no training data."""
 
-    def score(self, image_emb: np.ndarray) -> np.ndarray:
-        """float64 scores [N], higher = more in-distribution."""
+    # --- test-time state (stateful scores) --------------------------------------------------
+
+    def reset(self) -> "Detector":
+        """Back to the state right after fitting (or as saved): a stateful score forgets the
+        test images it has seen. Static scores have nothing to forget."""
+        if self.stateful:
+            self.reset_state(getattr(self, "_fitted_state", self.state))
+        return self
+
+    def reset_state(self, fitted: dict) -> None:
+        self.state = _copy_state(fitted)
+
+    def sync_state(self) -> None:
+        """Bring state kept elsewhere (on the compute device) back into ``state``."""
+
+    def warn(self, message: str) -> None:
+        """A problem that does not stop fitting: logged and recorded in ``fit_stats``."""
+        log.warning("%s: %s", self.name, message)
+        self.fit_stats.setdefault("warnings", []).append(message)
+
+    def score(
+        self,
+        image_emb: np.ndarray,
+        attrs: Mapping[str, Any] | None = None,
+        source: str | os.PathLike | None = None,
+    ) -> np.ndarray:
+        """float64 scores [N], higher = more in-distribution.
+
+        ``attrs``: the model attributes of the embeddings (an embedding file's attributes);
+        when given they must name the model the detector was fitted with (see
+        :meth:`check_model`), since embeddings of another model of the same width would be
+        scored without any error. ``source`` names them in messages.
+        """
+        if attrs is not None:
+            self.check_model(attrs, source)
         image_emb = np.asarray(image_emb)
         if image_emb.ndim != 2:
             raise ValueError(f"image embeddings must be [N, D], got shape {image_emb.shape}")
@@ -166,6 +217,35 @@ class Detector:
 
     def _score(self, image_emb: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def check_model(
+        self, attrs: Mapping[str, Any], source: str | os.PathLike | None = None
+    ) -> None:
+        """Refuse embeddings whose model attributes (``model_arch``, ``model_pretrained``)
+        differ from the ones this detector was fitted with. Where either side does not
+        record an attribute it cannot be compared, which is logged."""
+        source = source or "the embeddings"
+        mine = self.path or f"detector {self.name!r}"
+        for key in MODEL_KEYS:
+            ours, theirs = self.meta.get(key), attrs.get(key)
+            if ours in (None, "none") or theirs in (None, "none"):
+                log.warning("%s: cannot check %s against %s: not recorded", source, key, mine)
+                continue
+            if str(ours) != str(theirs):
+                raise EmbeddingFileError(
+                    f"model mismatch: {source} has {key}={theirs!r} but {mine} was fitted on "
+                    f"embeddings with {key}={ours!r}. Its scores on them would be meaningless "
+                    "(the dimensions may well agree); encode the images with the detector's "
+                    "model, or use a detector fitted for theirs."
+                )
+
+    def calibrate(
+        self, scores: np.ndarray, dataset: str, attrs: Mapping[str, Any] | None = None
+    ) -> Calibration:
+        """Store the scores of a held-out ID set (``dataset``), from which come the
+        threshold and p-values of new images (:mod:`clustermine.detectors.calibration`)."""
+        self.calibration = Calibration(scores, dataset, dict(attrs or {}))
+        return self.calibration
 
     @property
     def embedding_dim(self) -> int | None:
@@ -186,6 +266,7 @@ class Detector:
     # --- file -----------------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike) -> None:
+        self.sync_state()
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             for group, texts in (("pos", self.text_pos), ("neg", self.text_neg)):
                 g = f.create_group(group)
@@ -193,7 +274,15 @@ class Detector:
                 g.create_dataset("embeddings", data=texts.embeddings.astype(np.float32))
             st = f.create_group("state")
             for key, value in self.state.items():
-                st.create_dataset(key, data=np.asarray(value))
+                value = np.asarray(value)
+                # Large state (a test-time memory, mostly empty after fitting) compresses well.
+                big = value.size > 2**20
+                st.create_dataset(key, data=value, compression="gzip" if big else None,
+                                  compression_opts=1 if big else None)  # fmt: skip
+            if self.calibration is not None:
+                cal = f.create_group("calibration")
+                cal.create_dataset("scores", data=self.calibration.scores)
+                write_attrs(cal, {**self.calibration.attrs, "dataset": self.calibration.dataset})
             write_attrs(
                 f,
                 {
@@ -224,6 +313,13 @@ class Detector:
         # The stored rows are already unit length; normalising again could move the last bit.
         det.text_pos, det.text_neg = texts["pos"], texts["neg"]
         det.state = {k: f["state"][k][()] for k in f["state"]}
+        det._fitted_state = _copy_state(det.state)
+        if "calibration" in f:
+            cal_attrs = read_attrs(f["calibration"])
+            det.calibration = Calibration(
+                f["calibration"]["scores"][()], str(cal_attrs.pop("dataset", "")), cal_attrs
+            )
+        det.path = str(path)
         det.fit_stats = attrs.get("fit_stats") if isinstance(attrs.get("fit_stats"), dict) else {}
         return det
 
@@ -237,6 +333,10 @@ class Detector:
             "n_pos": len(self.text_pos.names),
             "n_neg": len(self.text_neg.names),
         }
+
+
+def _copy_state(state: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: np.array(v, copy=True) for k, v in state.items()}
 
 
 def _unit_texts(texts: TextEmbeddings | None) -> TextEmbeddings:

@@ -15,7 +15,7 @@ import torch
 
 from clustermine.compute import as_unit_tensor, block_shape
 
-REDUCTIONS = ("lse", "max")
+REDUCTIONS = ("lse", "max", "argmax")
 
 
 def segment_reduce(
@@ -25,8 +25,9 @@ def segment_reduce(
     budget_bytes: int = 256 * 2**20,
     reductions: Sequence[str] = ("lse",),
 ) -> dict[str, np.ndarray]:
-    """Per image and segment of names: logsumexp of ``scale``·cosine (``"lse"``) and/or the
-    max cosine (``"max"``). Returns float64 arrays [N, len(segments)].
+    """Per image and segment of names: logsumexp of ``scale``·cosine (``"lse"``), the max
+    cosine (``"max"``) and/or its position in the segment (``"argmax"``, int64, ties to the
+    first). Returns arrays [N, len(segments)].
 
     A segment is a tensor of unit text rows on the compute device, or ``(rows, index)`` to
     use ``rows[index]`` without materialising it (e.g. a permuted group of negatives).
@@ -40,17 +41,24 @@ def segment_reduce(
     dev = parts[0][0].device if parts else torch.device("cpu")
     n = len(images)
     rows_per_block, cols = block_shape(n, max(sizes + [1]), budget_bytes)
-    out = {r: np.full((n, len(parts)), -np.inf) for r in reductions}
+    out = {r: np.full((n, len(parts)), -np.inf) for r in reductions if r != "argmax"}
+    if "argmax" in reductions:
+        out["argmax"] = np.zeros((n, len(parts)), dtype=np.int64)
+    track_max = "max" in reductions or "argmax" in reductions
     for r0 in range(0, n, rows_per_block):
         img = as_unit_tensor(images[r0 : r0 + rows_per_block], dev)
         for j, ((rows, idx), size) in enumerate(zip(parts, sizes)):
             lse = torch.full((len(img),), -np.inf, dtype=torch.float64, device=dev)
             mx = torch.full((len(img),), -np.inf, dtype=torch.float64, device=dev)
+            arg = torch.zeros((len(img),), dtype=torch.int64, device=dev)
             for c0 in range(0, size, cols):
                 block = rows[c0 : c0 + cols] if idx is None else rows[idx[c0 : c0 + cols]]
                 sims = img @ block.T
-                if "max" in out:
-                    mx = torch.maximum(mx, sims.max(dim=1).values.double())
+                if track_max:
+                    value, where = sims.max(dim=1)
+                    better = value.double() > mx  # strictly: ties stay with the earlier block
+                    arg = torch.where(better, where + c0, arg)
+                    mx = torch.where(better, value.double(), mx)
                 if "lse" in out:
                     sims.mul_(scale)
                     lse = torch.logaddexp(lse, torch.logsumexp(sims, dim=1).double())
@@ -58,4 +66,6 @@ def segment_reduce(
                 out["lse"][r0 : r0 + len(img), j] = lse.cpu().numpy()
             if "max" in out:
                 out["max"][r0 : r0 + len(img), j] = mx.cpu().numpy()
+            if "argmax" in out:
+                out["argmax"][r0 : r0 + len(img), j] = arg.cpu().numpy()
     return out

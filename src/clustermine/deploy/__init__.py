@@ -1,0 +1,35 @@
+"""The second front door: a fitted detector scores new images from a command
+(``clustermine score``), the Python API (:func:`load_detector`) and an HTTP service
+(``clustermine serve``); ``clustermine export`` makes a self-contained bundle of it
+(docs/deploy.md).
+
+Modules: :mod:`~clustermine.deploy.detector` (the API), :mod:`~clustermine.deploy.modelspec`
+(which model, where its weights are), :mod:`~clustermine.deploy.inputs` (images in),
+:mod:`~clustermine.deploy.bundle`, :mod:`~clustermine.deploy.service` and
+:mod:`~clustermine.deploy.commands` (the subcommands).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# Imported on first use: the command-line parser imports this package, and building it should
+# not import torch.
+_EXPORTS = {
+    "DeployedDetector": "clustermine.deploy.detector",
+    "Label": "clustermine.deploy.detector",
+    "Predictions": "clustermine.deploy.detector",
+    "UnreadableImages": "clustermine.deploy.detector",
+    "load_detector": "clustermine.deploy.detector",
+    "ModelUnavailable": "clustermine.deploy.modelspec",
+    "export_bundle": "clustermine.deploy.bundle",
+    "BundleError": "clustermine.deploy.bundle",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'clustermine.deploy' has no attribute {name!r}")

@@ -1,0 +1,86 @@
+"""CLIPScope's negative labels (Fu, Patel, Krishnamurthy, Khorrami, 2024; official code
+fu1001hao/CLIPScope, ``mining.py``): every candidate name w (corpus \\ Y_GT) is ranked by v_w,
+its ``rank``-th largest cosine to the Y_GT texts (the 50th in the paper); the OOD labels are
+the ``num_low`` names of smallest v_w plus the ``num_high`` of largest (5,000 each).
+
+The paper embeds candidates with the prompt "the {w}"; here they come with the ID set's
+prompt set, like every other miner's candidates.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from clustermine.compute import pick_device, rows_within
+from clustermine.labelsets import LabelSet
+from clustermine.mining.gt import gt_stats
+from clustermine.mining.inputs import MinerConfigError, MiningInputs
+
+log = logging.getLogger(__name__)
+
+
+def kth_largest_similarity(
+    candidates: np.ndarray, anchors: np.ndarray, k: int, budget_bytes: int, device=None
+) -> np.ndarray:
+    """For every candidate row, its ``k``-th largest cosine to the anchor rows (float64), in
+    candidate blocks within the memory budget."""
+    dev = pick_device(device)
+    a = torch.nn.functional.normalize(torch.as_tensor(np.asarray(anchors, np.float32), device=dev))
+    rows = rows_within(budget_bytes, 4 * 3 * len(a), len(candidates))
+    out = np.empty(len(candidates), dtype=np.float64)
+    for r0 in range(0, len(candidates), rows):
+        c = torch.as_tensor(np.asarray(candidates[r0 : r0 + rows], np.float32), device=dev)
+        sims = torch.nn.functional.normalize(c) @ a.T
+        out[r0 : r0 + len(c)] = torch.kthvalue(sims, len(a) - k + 1, dim=1).values.cpu().numpy()
+    return out
+
+
+def mine_clipscope(
+    inputs: MiningInputs,
+    *,
+    rank: int,
+    num_low: int,
+    num_high: int,
+    missing_gt: str,
+) -> LabelSet:
+    """Negative score = v_w; the low names come first in the file, then the high ones."""
+    if rank < 1 or num_low < 0 or num_high < 0:
+        raise MinerConfigError(
+            f"clipscope: rank must be >= 1 and the counts >= 0, got {rank}, {num_low}, {num_high}"
+        )
+    gt = inputs.ground_truth(missing_gt)
+    k = min(rank, len(gt.names))
+    if k < rank:
+        log.warning(
+            "clipscope: rank %d is more than the %d ID classes; using the %d-th largest cosine",
+            rank,
+            len(gt.names),
+            k,
+        )
+    cand = np.setdiff1d(np.arange(len(inputs.corpus_names)), gt.corpus_rows)
+    v = kth_largest_similarity(
+        inputs.corpus_emb[cand], gt.embeddings, k, inputs.budget_bytes, inputs.device
+    )
+    order = np.argsort(v, kind="stable")  # ascending; equal values keep corpus order
+    low = order[: min(num_low, len(order))]
+    high = order[max(len(low), len(order) - num_high) :]
+    keep = np.concatenate([low, high])
+    return LabelSet(
+        "clipscope",
+        inputs.corpus_names,
+        negatives=cand[keep],
+        neg_scores=v[keep],
+        class_names=inputs.class_names,
+        params={"rank": rank, "num_low": num_low, "num_high": num_high, "missing_gt": missing_gt},
+        stats={
+            **gt_stats(inputs, gt),
+            "rank_used": k,
+            "n_candidates": int(len(cand)),
+            "n_low": int(len(low)),
+            "n_high": int(len(high)),
+        },
+        **gt.positives(),
+    )

@@ -1,0 +1,130 @@
+"""The pre-flight data check: missing folders, short file lists, class maps, tar shards and
+word lists are named; counts are set against the public releases'; it reads listings only
+(never an image) and stops a workflow run before any job reads a dataset."""
+
+from __future__ import annotations
+
+import re
+import tarfile
+import time
+
+import pytest
+from helpers import REPO, make_image_folder, read_config, snakemake, write_config
+
+from clustermine.cli import main
+from clustermine.datacheck import DataCheckFailed, check_data, check_dataset
+from clustermine.public_sets import PUBLIC_SETS
+
+
+def test_image_folder_counts_and_the_public_count(tmp_path):
+    root = make_image_folder(tmp_path / "val", {"n01": 3, "n02": 2}, seed=0)
+    (root / "n02" / "notes.txt").write_text("not an image")
+    check = check_dataset("imagenet-val", {"type": "imagefolder", "root": str(root),
+                                           "public": "imagenet-val", "limit": 4})
+    assert (check.found, check.used, check.expected) == (5, 4, 50_000)
+    assert check.status == "warning" and not check.errors
+    assert "found 5 images, the public release 'imagenet-val' has 50,000" in check.warnings[0]
+    (tmp_path / "map.txt").write_text("n01 tench\n")
+    mapped = check_dataset("x", {"type": "imagefolder", "root": str(root),
+                                 "class_map": str(tmp_path / "map.txt")})
+    assert mapped.errors == [f"class map {tmp_path / 'map.txt'} lacks 1 of the 2 class "
+                             "folders, e.g. n02"]
+    gone = check_dataset("x", {"type": "imagefolder", "root": str(tmp_path / "nowhere")})
+    assert gone.errors == [f"root folder {tmp_path / 'nowhere'} does not exist"]
+
+
+def test_file_list_missing_files_are_named(tmp_path):
+    root = make_image_folder(tmp_path / "imgs", {"a": 10}, seed=1)
+    listed = [f"a/{i:03d}.png" for i in range(10)] + ["a/lost1.png", "b/lost2.png"]
+    (tmp_path / "list.txt").write_text("".join(f"{p} 0\n" for p in listed))
+    spec = {"type": "filelist", "root": str(root), "list": str(tmp_path / "list.txt")}
+    strict = check_dataset("ood", spec, max_missing=0.1)
+    assert strict.found == 10 and strict.status == "ERROR"
+    assert "2 of the 12 listed files are missing" in strict.errors[0]
+    assert "a/lost1.png, b/lost2.png" in strict.errors[0]
+    lenient = check_dataset("ood", spec, max_missing=0.2)
+    assert lenient.status == "warning" and "left out as unreadable" in lenient.warnings[0]
+    missing_list = check_dataset("ood", {**spec, "list": str(tmp_path / "none.txt")})
+    assert missing_list.errors == [f"file list {tmp_path / 'none.txt'} does not exist"]
+
+
+def test_tar_shards_and_word_lists(tmp_path):
+    (tmp_path / "tars").mkdir()
+    for t in range(2):
+        with tarfile.open(tmp_path / "tars" / f"s-{t}.tar", "w") as tar:
+            for i in range(3):
+                for ext in ("jpg", "cls"):
+                    (tmp_path / f"k{i}.{ext}").write_bytes(b"x")
+                    tar.add(tmp_path / f"k{i}.{ext}", arcname=f"t{t}k{i}.{ext}")
+    spec = {"type": "webdataset", "root": str(tmp_path / "tars"), "tars": "s-{0..1}.tar"}
+    assert check_dataset("shards", spec).found == 6
+    absent = check_dataset("shards", {**spec, "tars": "s-{0..3}.tar"})
+    assert absent.errors == ["2 of 4 tar shards are missing: s-2.tar, s-3.tar"]
+    (tmp_path / "words.txt").write_text("dog\n\ncat\n")
+    result = check_data({}, {"words": {"type": "wordlist", "path": str(tmp_path / "words.txt")},
+                             "gone": {"type": "wordlist", "path": str(tmp_path / "no.txt")}})
+    assert [c.found for c in result.checks] == [2, None] and not result.ok
+    with pytest.raises(DataCheckFailed, match="gone: word list .*no.txt does not exist"):
+        result.raise_for_errors()
+
+
+def test_listing_only_seconds_for_many_files(tmp_path):
+    """The check lists folders: files that are not images at all (empty) pass and are
+    counted, and 20,000 of them take well under a second."""
+    root = tmp_path / "big"
+    for c in range(20):
+        (root / f"c{c:02d}").mkdir(parents=True)
+        for i in range(1000):
+            (root / f"c{c:02d}" / f"{i}.JPEG").touch()
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(f"c{c:02d}/{i}.JPEG\n" for c in range(20) for i in range(1000)))
+    start = time.perf_counter()
+    folder = check_dataset("big", {"type": "imagefolder", "root": str(root)})
+    listed = check_dataset("big-list", {"type": "filelist", "root": str(root),
+                                        "list": str(listing)})
+    seconds = time.perf_counter() - start
+    assert folder.found == listed.found == 20_000 and folder.status == listed.status == "ok"
+    assert seconds < 5, seconds
+
+
+def test_check_data_command_names_a_missing_folder_and_a_short_list(tiny_project, capsys):
+    config = read_config(tiny_project)
+    data = tiny_project / "data"
+    (data / "ood.txt").write_text("tree/000.png\ntree/001.png\ntree/gone.png\n")
+    config["datasets"]["ood"] = {"type": "filelist", "root": str(data / "ood"),
+                                 "list": str(data / "ood.txt"), "public": "ninco"}
+    config["datasets"]["id-test"]["root"] = str(data / "moved-away")
+    cfg = str(write_config(tiny_project, config))
+    assert main(["check-data", "--configfile", cfg]) == 1
+    out = capsys.readouterr()
+    table = {line.split("|")[1].strip(): line for line in out.out.splitlines()[2:]}
+    assert set(table) == {"id-train", "id-test", "ood", "words"}
+    assert re.search(r"\| imagefolder \| .* \| 36 \| 36 \|  \| ok \|", table["id-train"])
+    assert "ERROR" in table["id-test"] and "ERROR" in table["ood"]
+    assert f"id-test: root folder {data / 'moved-away'} does not exist" in out.err
+    assert "ood: 1 of the 3 listed files are missing" in out.err and "tree/gone.png" in out.err
+    assert "| 5,879 |" in table["ood"]  # the public count is listed beside what was found
+    # --config overrides as for snakemake
+    assert main(["check-data", "--configfile", cfg, "--config", "encode={max_unreadable_"
+                 "fraction: 0.5}"]) == 1
+    assert "ood: 1 of the 3" not in capsys.readouterr().err
+
+
+def test_the_workflow_checks_data_before_any_job_reads_it(tiny_project):
+    config = read_config(tiny_project)
+    config["datasets"]["ood"]["root"] = str(tiny_project / "data" / "not-there")
+    write_config(tiny_project, config)
+    out = snakemake(tiny_project, "--cores", "2")
+    text = out.stdout + out.stderr
+    assert out.returncode != 0 and "Error in rule check_data" in text
+    assert f"ood: root folder {tiny_project / 'data' / 'not-there'} does not exist" in text
+    assert not (tiny_project / "resources" / "index").exists()
+    assert not (tiny_project / "resources" / "corpus").exists()
+
+
+def test_public_counts_are_documented_with_their_source():
+    docs = (REPO / "docs" / "results.md").read_text().split("#### Expected image counts")[1]
+    for name, ref in PUBLIC_SETS.items():
+        row = next((line for line in docs.splitlines() if line.startswith(f"| `{name}` ")), None)
+        assert row is not None, f"docs/results.md has no row for public set {name}"
+        assert f"{ref.images:,}" in row, (name, ref.images)

@@ -1,0 +1,186 @@
+"""``clustermine serve``: a real server on 127.0.0.1, started by the test from a bundle, and
+real HTTP requests: scores as the API gives them, 4xx answers to bad uploads after which the
+server keeps serving, and a bounded load test (8 concurrent clients × 25 requests)."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from helpers import TINY_WORDS, make_image_folder
+from PIL import Image
+
+import clustermine
+from clustermine.deploy.bundle import export_bundle
+from clustermine.deploy.inputs import gather_paths
+
+LIMITS = {"--max-upload-mb": "0.05", "--max-images": "4", "--max-pixels": "10000"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_detector(root: Path) -> Path:
+    """An Eq. 1 detector on the tiny model (random weights), calibrated, saved as a bundle."""
+    from clustermine.datasets import index_imagefolder
+    from clustermine.detectors import get_detector
+    from clustermine.encode import encode_images, encode_texts
+    from clustermine.h5io import TextEmbeddings
+    from clustermine.models import load_model
+
+    make_image_folder(root / "id", {"dog": 6, "cat": 6}, seed=1)
+    make_image_folder(root / "ood", {"tree": 4}, seed=3)
+    loaded = load_model("clustermine-tiny", None, "cpu")
+    held_out = encode_images(loaded, index_imagefolder(root / "id"))
+    held_out.attrs.update(loaded.attrs())
+    text = encode_texts(loaded, TINY_WORDS, ["a photo of a {}."])
+    meta = {"model": "tiny", "idset": "pets", "method": "clustermine", "labels": "mined",
+            **{k: held_out.attrs[k] for k in ("model_arch", "model_pretrained", "preprocessing",
+                                              "random_weights", "library_versions")}}  # fmt: skip
+    det = get_detector("eq1").fit(
+        None, TextEmbeddings(text[:2], TINY_WORDS[:2]), TextEmbeddings(text[2:], TINY_WORDS[2:]),
+        loaded.logit_scale, meta=meta, device="cpu",
+    )  # fmt: skip
+    det.calibrate(det.score(held_out.embeddings, held_out.attrs), "pets-test")
+    det.save(root / "detector.h5")
+    export_bundle(root / "detector.h5", root / "bundle")
+    return root / "bundle"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("service")
+    bundle = make_detector(root)
+    port = free_port()
+    args = [sys.executable, "-m", "clustermine.cli", "serve", str(bundle), "--port", str(port),
+            "--max-batch", "16", "--max-wait-ms", "20"]  # fmt: skip
+    for key, value in LIMITS.items():
+        args += [key, value]
+    log = open(root / "server.log", "w")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if requests.get(f"{url}/health", timeout=1).status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"server did not start:\n{(root / 'server.log').read_text()}")
+        time.sleep(0.2)
+    yield {"url": url, "root": root, "bundle": bundle, "proc": proc}
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+def upload(paths):
+    return [("files", (Path(p).name, Path(p).read_bytes(), "image/png")) for p in paths]
+
+
+def png_bytes(size, seed=0) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 255, (size, size, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_health_and_info(server):
+    assert requests.get(f"{server['url']}/health").json() == {"status": "ok"}
+    info = requests.get(f"{server['url']}/info").json()
+    assert info["method"] == "clustermine" and info["idset"] == "pets"
+    assert info["model"]["arch"] == "clustermine-tiny" and info["bundle"] is True
+    assert info["num_positives"] == 2 and info["num_negatives"] == len(TINY_WORDS) - 2
+    assert info["calibration"]["dataset"] == "pets-test"
+    assert info["calibration"]["num_samples"] == 12 and info["id_acceptance"] == 0.95
+    assert info["limits"]["max_images"] == 4 and info["adapts_at_test_time"] is False
+    docs = requests.get(f"{server['url']}/openapi.json").json()
+    assert "/score" in docs["paths"] and "multipart/form-data" in str(docs["paths"]["/score"])
+
+
+def test_scores_agree_with_the_python_api(server):
+    paths = gather_paths([server["root"] / "id" / "dog", server["root"] / "ood"])[:4]
+    r = requests.post(f"{server['url']}/score", files=upload(paths))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    api = clustermine.load_detector(server["bundle"], device="cpu")
+    want = api.predict(paths, top_labels=True).rows()
+    assert body["threshold"] == api.threshold
+    assert [x["filename"] for x in body["results"]] == [Path(p).name for p in paths]
+    for got, row in zip(body["results"], want):
+        assert got["score"] == pytest.approx(row["score"], rel=1e-5)
+        assert got["p_value"] == row["p_value"] and got["ood"] == row["ood"]
+        assert got["top_positive"]["name"] == row["top_positive"]["name"] in TINY_WORDS[:2]
+        assert got["top_negative"]["name"] == row["top_negative"]["name"]
+
+
+def test_bad_uploads_get_4xx_and_the_server_keeps_serving(server, tmp_path):
+    url = f"{server['url']}/score"
+    good = gather_paths([server["root"] / "id"])[:1]
+    image = Path(good[0]).read_bytes()
+    bad = {
+        "not an image": (422, {"files": ("notes.txt", b"hello, not an image", "text/plain")},
+                         "notes.txt: not a readable image"),
+        "truncated": (422, {"files": ("cut.png", image[: len(image) // 2], "image/png")},
+                      "cut.png: not a readable image"),
+        "too large": (413, {"files": ("big.png", png_bytes(300), "image/png")},
+                      "larger than the limit of 52,428 bytes"),
+        "too many pixels": (413, {"files": ("wide.png", png_bytes(120), "image/png")},
+                            "above the limit of 10,000"),
+        "wrong field": (422, {"image": ("a.png", image, "image/png")},
+                        "fields named 'files'"),
+        "empty file": (422, {"files": ("empty.png", b"", "image/png")}, "empty.png"),
+    }  # fmt: skip
+    for what, (status, files, message) in bad.items():
+        r = requests.post(url, files=files)
+        assert r.status_code == status, (what, r.text)
+        assert message in r.json()["detail"], (what, r.json())
+    r = requests.post(url, files=upload(good * 5))
+    assert r.status_code == 413 and "more than 4 images" in r.json()["detail"]
+    r = requests.post(url, data={"files": "a.png"})
+    assert r.status_code == 415 and "multipart/form-data" in r.json()["detail"]
+    r = requests.post(url, files={"files": (None, "just text")})
+    assert r.status_code == 422
+    assert server["proc"].poll() is None
+    r = requests.post(url, files=upload(good))
+    assert r.status_code == 200 and len(r.json()["results"]) == 1
+
+
+def test_concurrent_clients_are_batched_without_errors(server):
+    paths = gather_paths([server["root"] / "id", server["root"] / "ood"])
+    requests_per_client, clients = 25, 8
+
+    def client(k):
+        errors, session = [], requests.Session()
+        for i in range(requests_per_client):
+            batch = [paths[(k * 7 + i + j) % len(paths)] for j in range(1 + i % 2)]
+            r = session.post(f"{server['url']}/score", files=upload(batch), timeout=60)
+            if r.status_code != 200 or len(r.json()["results"]) != len(batch):
+                errors.append((r.status_code, r.text[:200]))
+        return errors
+
+    before = requests.get(f"{server['url']}/info").json()["served"]
+    with ThreadPoolExecutor(clients) as pool:
+        errors = [e for result in pool.map(client, range(clients)) for e in result]
+    assert errors == []
+    after = requests.get(f"{server['url']}/info").json()["served"]
+    assert after["requests"] - before["requests"] == clients * requests_per_client
+    images = after["images"] - before["images"]
+    assert images == clients * (13 * 1 + 12 * 2)
+    # Concurrent requests share model calls.
+    assert after["model_calls"] - before["model_calls"] < clients * requests_per_client
