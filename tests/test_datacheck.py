@@ -9,7 +9,7 @@ import tarfile
 import time
 
 import pytest
-from helpers import REPO, make_image_folder, read_config, snakemake, write_config
+from helpers import REPO, make_image_folder, planned_jobs, read_config, snakemake, write_config
 
 from clustermine.cli import main
 from clustermine.datacheck import DataCheckFailed, check_data, check_dataset
@@ -120,6 +120,22 @@ def test_the_workflow_checks_data_before_any_job_reads_it(tiny_project):
     assert f"ood: root folder {tiny_project / 'data' / 'not-there'} does not exist" in text
     assert not (tiny_project / "resources" / "index").exists()
     assert not (tiny_project / "resources" / "corpus").exists()
+
+
+def test_a_check_reruns_with_its_index_and_only_with_it(tiny_project):
+    target = "resources/index/ood.tsv"
+    snakemake(tiny_project, "--cores", "1", target, check=True)
+    table = (tiny_project / "resources/checked/ood.tsv").read_text()
+    assert table.splitlines()[1].split("\t")[:4] == ["ood", "imagefolder",
+                                                      str(tiny_project / "data/ood"), "12"]
+    config = read_config(tiny_project)
+    config["datasets"]["ood"]["public"] = "imagenet-o"  # changes no result: reruns nothing
+    config["encode"]["max_unreadable_fraction"] = 0.5
+    write_config(tiny_project, config)
+    assert planned_jobs(tiny_project, target) == {}
+    config["datasets"]["ood"]["limit"] = 5  # changes the index: the check runs first
+    write_config(tiny_project, config)
+    assert planned_jobs(tiny_project, target) == {"check_data": 1, "index_dataset": 1}
 
 
 def test_public_counts_are_documented_with_their_source():

@@ -36,8 +36,8 @@ def test_knn_excludes_self_but_keeps_duplicates():
 def test_small_budget_gives_small_blocks_and_same_result():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(300, 8)).astype(np.float32)
-    ref = cosine_knn(x, 4, device="cpu")
-    tight = cosine_knn(x, 4, device="cpu", budget_bytes=4 * 3 * 1000)
+    ref = cosine_knn(x, 4, device="cpu", backend="torch")
+    tight = cosine_knn(x, 4, device="cpu", budget_bytes=4 * 3 * 1000, backend="torch")
     assert tight.attrs["block_rows"] * tight.attrs["block_cols"] <= 1000
     assert tight.attrs["block_cols"] < 300
     np.testing.assert_array_equal(tight.indices, ref.indices)

@@ -423,3 +423,17 @@ def test_report_rules_run_on_existing_metrics(tmp_path):
         [m, c] for m in ("m1", "m2") for c in (20, 40, 80)]
     assert clustering.NMI.tolist() == pytest.approx([52.0, 54.0, 58.0] * 2)
     assert set(clustering.health) == {"ok"}
+
+
+def test_openood_table_groups_benchmarks_with_their_means():
+    conf = settings()
+    conf["idsets"]["main"]["benchmark_groups"] = {"near": ["o1"], "far": ["o2", "x1"]}
+    table = T.TABLES["openood"](grid(), T.ReportSettings.build(conf, grid()))
+    row = table.frame[(table.frame.model == "m1") & (table.frame.method == "cm")].iloc[0]
+    assert list(table.frame.columns[2:]) == [
+        "o1 FPR95", "o1 AUROC", "near mean FPR95", "near mean AUROC",
+        "o2 FPR95", "o2 AUROC", "x1 FPR95", "x1 AUROC", "far mean FPR95", "far mean AUROC"]
+    assert row["near mean AUROC"] == pytest.approx(0.70)  # o1 of cm on m1 = 0.60 + 0.1
+    assert row["far mean AUROC"] == pytest.approx((0.50 + 0.30) / 2)
+    assert "near: o1" in table.description
+    assert T.TABLES["openood"](grid(), T.ReportSettings.build(settings(), grid())).note

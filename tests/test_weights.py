@@ -58,16 +58,22 @@ def test_a_cached_tag_loads_offline_through_open_clip(weight_file, tmp_path):
     assert not os.environ.get("HF_HUB_CACHE", "").startswith(str(cache))  # switched back
 
 
-def test_a_url_tag_loads_from_the_cache_folder(weight_file, tmp_path, monkeypatch):
-    """Tags open_clip downloads from a URL: the file lies in the cache under its name."""
+def test_a_url_tag_is_downloaded_into_the_cache_folder(weight_file, tmp_path, monkeypatch):
+    """Tags open_clip downloads from a URL (here a file:// one, so that the download really
+    runs offline): fetched into the cache under their file name, then loaded from there."""
     from open_clip import pretrained
 
-    monkeypatch.setitem(pretrained._PRETRAINED[ARCH], "url_test", pretrained._pcfg(
-        url="https://weights.invalid/clustermine/tiny-url-test.pt"))  # fmt: skip
-    torch.save(safetensors.torch.load_file(weight_file), tmp_path / "tiny.pt")
-    placed = weights.place_in_cache(tmp_path / "tiny.pt", ARCH, "url_test", tmp_path / "cache")
-    assert placed == tmp_path / "cache" / "tiny-url-test.pt"
-    loaded = load_model(ARCH, "url_test", device="cpu", cache_dir=tmp_path / "cache")
+    served = tmp_path / "served" / "tiny-url-test.pt"
+    served.parent.mkdir()
+    torch.save(safetensors.torch.load_file(weight_file), served)
+    monkeypatch.setitem(pretrained._PRETRAINED[ARCH], "url_test",
+                        pretrained._pcfg(url=served.as_uri()))  # fmt: skip
+    cache = tmp_path / "cache"
+    path, downloaded = weights.fetch(ARCH, "url_test", cache)
+    assert (path, downloaded) == (cache / "tiny-url-test.pt", True)
+    assert sorted(p.name for p in cache.iterdir()) == ["tiny-url-test.pt"]  # nothing partial
+    assert weights.fetch(ARCH, "url_test", cache) == (path, False)
+    loaded = load_model(ARCH, "url_test", device="cpu", cache_dir=cache)
     assert loaded.logit_scale == pytest.approx(LOGIT_SCALE)
 
 
@@ -185,7 +191,7 @@ def test_workflow_fetches_once_and_encodes_from_the_cache(tiny_project, weight_f
     for attrs in (images.attrs, text_emb.attrs):
         assert attrs["model_pretrained"] == TAG and not attrs["random_weights"]
         assert attrs["logit_scale"] == pytest.approx(LOGIT_SCALE)
-    marker = weights.read_marker(tiny_project / "resources/weights/fetched/tiny-t.json")
+    marker = weights.read_marker(tiny_project / f"resources/weights/fetched/{ARCH}/{TAG}.json")
     assert marker["arch"] == ARCH and marker["file"].endswith("open_clip_model.safetensors")
     assert not (tiny_project / "no-hf-home").exists()
     # The cache folder is a speed setting: moving it reruns nothing.

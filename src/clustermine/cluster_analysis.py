@@ -238,9 +238,8 @@ def is_concentrated(stats: Mapping[str, Any]) -> bool:
     if "clusters_for_half" not in stats:
         return False
     c, k = stats["num_clusters"], stats["clusters_for_half"]
-    return k <= max(1, int(CONCENTRATION_SHARE * c)) and stats["share_of_half_clusters"] >= min(
-        1.0, 2 * k / c
-    )
+    few = k <= max(1, int(CONCENTRATION_SHARE * c))
+    return few and stats["share_of_half_clusters"] >= min(1.0, 2 * k / c)
 
 
 def uniform_temi_loss(num_clusters: int, beta: float) -> float:
@@ -260,8 +259,8 @@ def clustering_health(
 
     TEMI passes ``best_head_loss``, ``beta``, ``teacher_max_prob``, ``epochs`` and
     ``warmup_epochs``; k-means its ``iterations`` and ``max_iter``. Codes: ``not_learned``
-    (the best head's loss is within :data:`LEARNED_LOSS_RATIO` times the uniform-output
-    level), ``all_warmup`` (epochs <= warm-up epochs), ``concentrated``
+    (the best head's loss is less than :data:`LEARNED_LOSS_RATIO` times the uniform-output
+    loss), ``all_warmup`` (epochs <= warm-up epochs), ``concentrated``
     (:func:`is_concentrated`).
     """
     health: dict[str, Any] = {**size_statistics(assignments, num_clusters), **extra}
@@ -276,7 +275,7 @@ def clustering_health(
                 f"the best head's final loss {extra['best_head_loss']:.4g} is only "
                 f"{ratio:.2f}x the loss of uniform outputs ({uniform:.4g}): the heads stayed "
                 "near uniform and the clusters are close to random; train longer (epochs), "
-                "z-score the input or raise lr"
+                "raise lr, or z-score the input (zscore: true)"
             )
     if "epochs" in extra and extra.get("warmup_epochs", 0) >= extra["epochs"]:
         warnings.append("all_warmup")

@@ -71,3 +71,47 @@ def as_unit_tensor(x: np.ndarray | torch.Tensor, device: torch.device) -> torch.
     t = torch.as_tensor(np.asarray(x, dtype=np.float32) if not torch.is_tensor(x) else x)
     t = t.to(device=device, dtype=torch.float32)
     return torch.nn.functional.normalize(t, dim=-1, eps=1e-12)
+
+
+# Which library does the heavy kernels of kNN and k-means (docs/clustering.md, "Backends").
+BACKENDS = ("auto", "faiss", "torch")
+
+
+def faiss_module():
+    """The ``faiss`` module with its OpenMP threads set to torch's (the job's ``threads``), or
+    None when faiss is not installed."""
+    try:
+        import faiss
+    except ImportError:
+        return None
+    faiss.omp_set_num_threads(torch.get_num_threads())
+    return faiss
+
+
+def pick_backend(backend: str | None, device: torch.device) -> str:
+    """``"faiss"`` or ``"torch"`` for a requested backend on ``device``.
+
+    ``auto`` (or None) is faiss on the CPU when it is installed, else torch: torch on a GPU,
+    and torch on the CPU without faiss (the fallback). ``faiss`` is refused on a GPU (the
+    CPU build is the dependency; faiss-gpu is measured by benchmarks/gpu_check.sh, not used)
+    and when faiss is not installed.
+    """
+    backend = "auto" if backend is None else str(backend)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "torch":
+        return "torch"
+    on_cpu = device.type == "cpu"
+    if backend == "auto":
+        return "faiss" if on_cpu and faiss_module() is not None else "torch"
+    if not on_cpu:
+        raise ValueError(
+            f"backend 'faiss' runs on the CPU, but the device is {device}; use backend 'auto' "
+            "(torch on a GPU) or the device 'cpu'"
+        )
+    if faiss_module() is None:
+        raise ValueError(
+            "backend 'faiss' needs the faiss package (pip install faiss-cpu); 'auto' falls back "
+            "to torch without it"
+        )
+    return "faiss"

@@ -5,7 +5,8 @@ against the public release's count (clustermine.public_sets) where a dataset nam
 It works on directory listings (one ``scandir`` per folder; for file lists one listing per
 folder they name, not one ``stat`` per file; for tar shards their headers) and never decodes
 an image, so it takes seconds where indexing and encoding take hours. Run by the workflow's
-first local job (rule ``check_data``) and by ``clustermine check-data``. Torch-free.
+first local jobs (rule ``check_data``, one per dataset, before its index job) and, for a whole
+config with its word lists, by ``clustermine check-data``. Torch-free.
 """
 
 from __future__ import annotations

@@ -1,10 +1,17 @@
 """Exact k nearest neighbours by cosine similarity, in memory-bounded blocks.
 
-The full similarity matrix of 1.28M images would be 6.5 TB, so queries and keys are both
-processed in blocks whose working set fits a memory budget, and a running top-k per query is
-merged across key blocks. torch does the matrix products (on the GPU when one is present).
-The result is cached in its own HDF5 file so that every clusterer needing the same k (TEMI
-with any number of clusters) reuses it.
+The full similarity matrix of 1.28M images would be 6.5 TB, so the search never builds it.
+Two backends compute the same exact top-k (``backend``; docs/clustering.md, "Backends"):
+
+- ``faiss`` (the default on the CPU when faiss is installed): brute-force inner-product search
+  of the unit rows (``faiss.knn``), which blocks the products and keeps a heap per query.
+- ``torch`` (on a GPU, and the fallback without faiss): queries × keys in blocks whose working
+  set fits a memory budget, a running top-k per query merged across key blocks.
+
+An approximate search (an IVF index, :func:`approximate_knn`) is an option of the library,
+reported with its measured recall; the workflow's kNN files are exact. The result is cached in
+its own HDF5 file so that every clusterer needing the same k (TEMI with any number of
+clusters) reuses it.
 """
 
 from __future__ import annotations
@@ -20,7 +27,14 @@ import numpy as np
 import torch
 
 from clustermine.h5io import EmbeddingFileError, atomic_path, read_attrs, write_attrs
-from clustermine.compute import as_unit_tensor, block_shape, default_budget, pick_device
+from clustermine.compute import (
+    as_unit_tensor,
+    block_shape,
+    default_budget,
+    faiss_module,
+    pick_backend,
+    pick_device,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +74,18 @@ def cosine_knn(
     device: str | torch.device | None = None,
     budget_bytes: int | None = None,
     block: tuple[int, int] | None = None,
+    backend: str | None = "auto",
+    query_rows: tuple[int, int] | None = None,
 ) -> Neighbors:
     """The ``k`` most cosine-similar other rows of every row of ``embeddings`` [N, D].
 
     Rows need not be normalised. The working memory beyond the embeddings themselves is
     bounded by ``budget_bytes`` whatever N is; ``block`` = (query rows, key rows) overrides
-    the block shape (tests use it to force many blocks). The default budget is 1 GiB on a
-    GPU (bigger blocks keep it busy) and 256 MiB on the CPU.
+    the block shape of the torch code (tests use it to force many blocks; with ``backend``
+    ``auto`` it chooses torch). The default budget is 1 GiB on a GPU (bigger blocks keep it
+    busy) and 256 MiB on the CPU. ``backend``: ``auto`` (faiss on the CPU when installed,
+    else torch), ``faiss`` or ``torch``; all return the same exact neighbours.
+    ``query_rows`` = (first, stop) searches for those rows only (benchmarks time a part).
     """
     n = len(embeddings)
     if np.ndim(embeddings) != 2:
@@ -74,7 +93,14 @@ def cosine_knn(
     if not 1 <= k < n:
         raise ValueError(f"kNN: k must be in [1, N-1] = [1, {n - 1}], got k={k}")
     return blocked_topk(
-        embeddings, k, exclude_self=True, device=device, budget_bytes=budget_bytes, block=block
+        embeddings,
+        k,
+        exclude_self=True,
+        device=device,
+        budget_bytes=budget_bytes,
+        block=block,
+        backend=backend,
+        query_rows=query_rows,
     )
 
 
@@ -87,26 +113,63 @@ def blocked_topk(
     device: str | torch.device | None = None,
     budget_bytes: int | None = None,
     block: tuple[int, int] | None = None,
+    backend: str | None = "auto",
+    query_rows: tuple[int, int] | None = None,
 ) -> Neighbors:
-    """For every row i of ``embeddings``, the ``k`` rows j with the largest
-    ⟨x̂_i, x̂_j⟩ − ``key_bias``[j] (cosine kNN when there is no bias), the row itself left
-    out when ``exclude_self``. ``sims`` holds those values, largest first. Blocks of queries ×
-    keys stay within the memory budget; the full [N, N] matrix is never built.
+    """For every row i of ``embeddings`` (or of rows [first, stop) = ``query_rows``), the
+    ``k`` rows j with the largest ⟨x̂_i, x̂_j⟩ − ``key_bias``[j] (cosine kNN when there is no
+    bias), the row itself left out when ``exclude_self``. ``sims`` holds those values, largest first. The full [N, N]
+    matrix is never built: torch works in blocks of queries × keys within the memory budget,
+    faiss in its own fixed blocks (4096 × 1024).
     """
     n = len(embeddings)
     dev = pick_device(device)
     if budget_bytes is None:
         budget_bytes = default_budget(dev)
+    if block is not None and backend in (None, "auto"):
+        chosen = "torch"  # an explicit block shape is the torch code's
+    else:
+        chosen = pick_backend(backend, dev)
+    first, stop = query_rows or (0, n)
+    start = time.perf_counter()
+    if chosen == "faiss":
+        out_idx, out_sim, shape = _faiss_topk(embeddings, k, key_bias, exclude_self, first, stop)
+    else:
+        out_idx, out_sim, shape = _torch_topk(
+            embeddings, k, key_bias, exclude_self, dev, budget_bytes, block, first, stop
+        )
+    log.info("top-%d of %d rows by %s: %.1fs", k, stop - first, chosen,
+             time.perf_counter() - start)  # fmt: skip
+    attrs = {
+        "k": int(k),
+        "metric": "cosine" if key_bias is None else "cosine minus key bias",
+        "num_samples": int(n),
+        "device": str(dev),
+        "backend": chosen,
+        "index": "exact",
+        **shape,
+        **({"query_rows": [int(first), int(stop)]} if query_rows else {}),
+    }
+    return Neighbors(out_idx, out_sim, attrs)
+
+
+def _progress(k: int, done: int, total: int, step: int, start: float) -> None:
+    if done <= step or done == total or (done // step) % 100 == 0:
+        log.info("top-%d: %d/%d queries (%.1fs)", k, done, total, time.perf_counter() - start)
+
+
+def _torch_topk(embeddings, k, key_bias, exclude_self, dev, budget_bytes, block, first, stop):
+    n = len(embeddings)
     keys = as_unit_tensor(embeddings, dev)
     bias = None if key_bias is None else torch.as_tensor(np.asarray(key_bias, np.float32), device=dev)
     # Each query row's candidates are its current top-k plus one key block.
     rows, cols = block or block_shape(n, n, budget_bytes)
     cols = max(cols, 1)
-    out_idx = np.empty((n, k), dtype=np.int64)
-    out_sim = np.empty((n, k), dtype=np.float32)
+    out_idx = np.empty((stop - first, k), dtype=np.int64)
+    out_sim = np.empty((stop - first, k), dtype=np.float32)
     start = time.perf_counter()
-    for r0 in range(0, n, rows):
-        r1 = min(n, r0 + rows)
+    for r0 in range(first, stop, rows):
+        r1 = min(stop, r0 + rows)
         query = keys[r0:r1]
         best_sim = torch.empty((r1 - r0, 0), device=dev)
         best_idx = torch.empty((r1 - r0, 0), dtype=torch.int64, device=dev)
@@ -128,19 +191,120 @@ def blocked_topk(
             cand_idx = torch.cat([best_idx, i + c0], dim=1)
             best_sim, pos = torch.topk(cand_sim, min(k, cand_sim.shape[1]), dim=1)
             best_idx = torch.gather(cand_idx, 1, pos)
-        out_idx[r0:r1] = best_idx.cpu().numpy()
-        out_sim[r0:r1] = best_sim.cpu().numpy()
-        if r0 == 0 or r1 == n or (r0 // rows) % 100 == 0:
-            log.info("top-%d: %d/%d queries (%.1fs)", k, r1, n, time.perf_counter() - start)
+        out_idx[r0 - first : r1 - first] = best_idx.cpu().numpy()
+        out_sim[r0 - first : r1 - first] = best_sim.cpu().numpy()
+        _progress(k, r1 - first, stop - first, rows, start)
+    return out_idx, out_sim, {"block_rows": int(rows), "block_cols": int(cols)}
+
+
+# Queries per faiss call: only how often progress is logged (faiss blocks the products itself).
+FAISS_QUERY_ROWS = 16384
+
+
+def _faiss_topk(embeddings, k, key_bias, exclude_self, first, stop):
+    """faiss inner-product search of the unit rows. A key bias b_j becomes one more dimension:
+    [x̂_i, 1] · [x̂_j, −b_j] = ⟨x̂_i, x̂_j⟩ − b_j. With ``exclude_self`` one neighbour more is
+    searched and the row itself dropped (or, when ties with it pushed it out, the last)."""
+    faiss = faiss_module()
+    n = len(embeddings)
+    keys = as_unit_tensor(embeddings, torch.device("cpu")).numpy()
+    queries = keys
+    if key_bias is not None:
+        bias = np.asarray(key_bias, np.float32).reshape(n, 1)
+        queries = np.hstack([keys, np.ones((n, 1), np.float32)])
+        keys = np.hstack([keys, -bias])
+    kk = min(n, k + 1) if exclude_self else k
+    out_idx = np.empty((stop - first, k), dtype=np.int64)
+    out_sim = np.empty((stop - first, k), dtype=np.float32)
+    start = time.perf_counter()
+    for r0 in range(first, stop, FAISS_QUERY_ROWS):
+        r1 = min(stop, r0 + FAISS_QUERY_ROWS)
+        sims, idx = faiss.knn(queries[r0:r1], keys, kk, metric=faiss.METRIC_INNER_PRODUCT)
+        if exclude_self:
+            drop = idx == np.arange(r0, r1)[:, None]
+            drop[~drop.any(axis=1), -1] = True  # self not found: drop the last instead
+            keep = ~drop
+            idx, sims = idx[keep].reshape(-1, k), sims[keep].reshape(-1, k)
+        out_idx[r0 - first : r1 - first], out_sim[r0 - first : r1 - first] = idx, sims
+        _progress(k, r1 - first, stop - first, FAISS_QUERY_ROWS, start)
+    return out_idx, out_sim, {"query_block": FAISS_QUERY_ROWS}
+
+
+def approximate_knn(
+    embeddings: np.ndarray,
+    k: int,
+    *,
+    nlist: int | None = None,
+    nprobe: int = 16,
+    seed: int = 0,
+    recall_queries: int = 1000,
+) -> Neighbors:
+    """Approximate cosine kNN with a faiss IVF index (an option; the workflow is exact).
+
+    The unit rows are split into ``nlist`` cells (default 4·√N) by k-means on a sample; each
+    query searches its ``nprobe`` nearest cells. The recall@k against the exact search on
+    ``recall_queries`` seeded random queries is measured and recorded (``attrs["recall"]``),
+    so the quality of every approximate graph is known.
+    """
+    faiss = faiss_module()
+    if faiss is None:
+        raise ValueError("approximate_knn needs the faiss package (pip install faiss-cpu)")
+    n = len(embeddings)
+    if not 1 <= k < n:
+        raise ValueError(f"kNN: k must be in [1, N-1] = [1, {n - 1}], got k={k}")
+    x = as_unit_tensor(embeddings, torch.device("cpu")).numpy()
+    nlist = int(nlist or max(1, min(n // 39, round(4 * np.sqrt(n)))))
+    start = time.perf_counter()
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(x.shape[1]), x.shape[1], nlist,
+                               faiss.METRIC_INNER_PRODUCT)  # fmt: skip
+    index.cp.seed = seed
+    index.train(x)
+    index.add(x)
+    index.nprobe = min(nprobe, nlist)
+    out_idx = np.empty((n, k), dtype=np.int64)
+    out_sim = np.empty((n, k), dtype=np.float32)
+    for r0 in range(0, n, FAISS_QUERY_ROWS):
+        r1 = min(n, r0 + FAISS_QUERY_ROWS)
+        sims, idx = index.search(x[r0:r1], k + 1)
+        drop = idx == np.arange(r0, r1)[:, None]
+        drop[~drop.any(axis=1), -1] = True
+        out_idx[r0:r1] = idx[~drop].reshape(-1, k)
+        out_sim[r0:r1] = sims[~drop].reshape(-1, k)
+    seconds = time.perf_counter() - start
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(n, size=min(recall_queries, n), replace=False))
+    recall = neighbour_recall(out_idx[sample], _faiss_exact_rows(x, sample, k))
+    log.info("IVF kNN (nlist %d, nprobe %d): %.1fs, recall@%d %.4f on %d queries",
+             nlist, index.nprobe, seconds, k, recall, len(sample))  # fmt: skip
     attrs = {
         "k": int(k),
-        "metric": "cosine" if bias is None else "cosine minus key bias",
+        "metric": "cosine",
         "num_samples": int(n),
-        "device": str(dev),
-        "block_rows": int(rows),
-        "block_cols": int(cols),
+        "device": "cpu",
+        "backend": "faiss",
+        "index": "ivf",
+        "nlist": nlist,
+        "nprobe": int(index.nprobe),
+        "seed": int(seed),
+        "recall": recall,
+        "recall_queries": int(len(sample)),
     }
     return Neighbors(out_idx, out_sim, attrs)
+
+
+def _faiss_exact_rows(x: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """Exact neighbours (self left out) of the unit rows ``x[rows]``."""
+    faiss = faiss_module()
+    _, idx = faiss.knn(x[rows], x, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
+    drop = idx == rows[:, None]
+    drop[~drop.any(axis=1), -1] = True
+    return idx[~drop].reshape(-1, k)
+
+
+def neighbour_recall(found: np.ndarray, exact: np.ndarray) -> float:
+    """Share of the exact neighbours [N, k] that ``found`` [N, k] holds (row by row)."""
+    hits = sum(len(np.intersect1d(a, b)) for a, b in zip(found, exact))
+    return float(hits / exact.size)
 
 
 def inherited_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:

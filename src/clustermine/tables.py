@@ -554,6 +554,41 @@ def table_clustering(records, s: ReportSettings) -> Table:
 
 TableBuilder = Callable[[Sequence[Mapping[str, Any]], ReportSettings], Table]
 
+def table_openood(records, s: ReportSettings) -> Table:
+    """Paper Table 5 (OpenOOD v1.5): FPR95 and AUROC per benchmark, grouped as the ID set's
+    ``benchmark_groups`` (near / far OOD), with each group's mean."""
+    name, title = "openood", "OOD detection by benchmark group, OpenOOD v1.5 layout (paper Table 5)"
+    grouped = [i for i, spec in s.idsets.items() if spec.get("benchmark_groups")]
+    if not grouped:
+        return _no_data(name, title, "needs an ID set with benchmark_groups (config/openood.yaml: "
+                        "near and far OOD)")  # fmt: skip
+    idset = s.main_idset if s.main_idset in grouped else grouped[0]
+    groups = s.idsets[idset]["benchmark_groups"]
+    bench = benchmark_frame(records)
+    bench = bench[(bench.idset == idset) & (bench.testset == s.main_test(idset))]
+    if bench.empty:
+        return _no_data(name, title, f"no metrics for ID set {idset}")
+    keys = ["model", "method"]
+    parts = []
+    for group, members in groups.items():
+        wide = _per_benchmark(bench, members, keys)
+        cols = [c for m in members for c in (f"{m} FPR95", f"{m} AUROC")]
+        wide = wide[cols]
+        wide[f"{group} mean FPR95"] = wide[[f"{m} FPR95" for m in members]].mean(axis=1)
+        wide[f"{group} mean AUROC"] = wide[[f"{m} AUROC" for m in members]].mean(axis=1)
+        parts.append(wide)
+    frame = pd.concat(parts, axis=1).reset_index()
+    cols = [c for c in frame.columns if c not in keys]
+    return Table(
+        name, title, _order_rows(frame, s),
+        better={c: ("max" if "AUROC" in c else "min") for c in cols},
+        percent=tuple(cols),
+        description=f"ID set {idset}, ID test set {s.main_test(idset)}; groups "
+        + "; ".join(f"{g}: {', '.join(m)}" for g, m in groups.items())
+        + f"; FPR95 convention {s.idsets[idset].get('fpr_convention', 'clip')}.",
+    )
+
+
 # Output name -> builder, in the order and with the names the catalog declares.
 TABLES: dict[str, TableBuilder] = {
     name: globals()[target.split(":")[1]] for name, target in catalog.TABLES.items()

@@ -216,9 +216,14 @@ def _hub_cache(cache_dir: str | os.PathLike) -> Iterator[None]:
 # --- the message of a missing tag ------------------------------------------------------------
 
 
+def _slugs(slug: str | None) -> list[str]:
+    """Model slugs: one, or several comma-separated (models sharing architecture and tag)."""
+    return [s for s in (slug or "").split(",") if s]
+
+
 def fetch_command(slug: str | None, configfiles: list[str] | None = None) -> str:
     configs = " ".join(f"--configfile {c}" for c in configfiles or []) or "--configfile <config>"
-    return f"clustermine fetch {configs}" + (f" --model {slug}" if slug else "")
+    return f"clustermine fetch {configs}" + "".join(f" --model {s}" for s in _slugs(slug))
 
 
 def missing_message(
@@ -234,7 +239,10 @@ def missing_message(
     """One message naming the model, its architecture and tag, the cache folder looked in
     and the command that fetches the weights (``what`` is missing: its weights, or a file
     it reads beside them)."""
-    who = f"model '{slug}' ({arch}, pretrained {tag})" if slug else f"model {arch} ({tag})"
+    slugs = _slugs(slug)
+    names = ", ".join(f"'{s}'" for s in slugs)
+    who = (f"model{'s' if len(slugs) > 1 else ''} {names} ({arch}, pretrained {tag})" if slugs
+           else f"model {arch} ({tag})")  # fmt: skip
     where = f"the weight cache {cache_dir}" if cache_dir else "open_clip's download caches"
     looked = f" (looked for {looked_for})" if looked_for else ""
     lines = [f"{who}: {what} are not in {where}{looked}."]
@@ -244,7 +252,7 @@ def missing_message(
         "Fetch them once on a machine with internet access (a cluster's login node):\n"
         f"    {fetch_command(slug, configfiles)}\n"
         "(the workflow's local rule fetch_weights does the same when the workflow starts), or "
-        f"set models.{slug or '<slug>'}.pretrained to a checkpoint file."
+        f"set models.{slugs[0] if len(slugs) == 1 else '<slug>'}.pretrained to a checkpoint file."
     )
     return "\n".join(lines)
 
@@ -261,7 +269,9 @@ _OFFLINE_SIGNS = (
 def is_offline_error(err: BaseException) -> bool:
     """Whether ``err`` (or what it was raised from) says a hub file is not cached and could
     not be downloaded."""
-    while err is not None:
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
         text = f"{type(err).__name__}: {err}"
         if any(sign in text for sign in _OFFLINE_SIGNS):
             return True
@@ -302,14 +312,23 @@ def fetch(
     found = cached_weights(source, cache_dir)
     downloaded = found is None
     if found is None:
-        if _hub_is_offline():
+        if source.repo_id and _hub_is_offline():
             raise WeightsMissing(missing_message(
                 slug, arch, tag, cache_dir, "hub access is switched off (HF_HUB_OFFLINE=1)",
                 configfiles, source.describe()))  # fmt: skip
         try:
-            with _hub_cache(cache_dir):
-                found = Path(open_clip.download_pretrained(
-                    pretrained_cfg(arch, tag), cache_dir=str(cache_dir)))  # fmt: skip
+            if source.repo_id:  # huggingface_hub renames a download into place when complete
+                with _hub_cache(cache_dir):
+                    found = Path(open_clip.download_pretrained(
+                        pretrained_cfg(arch, tag), cache_dir=str(cache_dir)))  # fmt: skip
+            else:  # open_clip writes a URL download in place: download beside, then rename
+                partial = Path(cache_dir) / ".partial"
+                shutil.rmtree(partial, ignore_errors=True)
+                cfg = pretrained_cfg(arch, tag)
+                done = open_clip.download_pretrained(cfg, cache_dir=str(partial))
+                found = Path(cache_dir) / os.path.basename(done)
+                os.replace(done, found)
+                shutil.rmtree(partial, ignore_errors=True)
         except Exception as err:  # noqa: BLE001 - any download failure gets the one message
             raise WeightsMissing(
                 missing_message(slug, arch, tag, cache_dir, _short_reason(err), configfiles,
@@ -383,16 +402,16 @@ def place_in_cache(file: str | os.PathLike, arch: str, tag: str,
 # --- marker files of the workflow ------------------------------------------------------------
 
 
-def marker_record(slug: str, arch: str, tag: str, cache_dir: str | os.PathLike,
+def marker_record(arch: str, tag: str, cache_dir: str | os.PathLike,
                   weights_file: str | os.PathLike) -> dict[str, Any]:
-    """What the marker of a fetched model records (no time stamps: reruns compare equal)."""
+    """What the marker of fetched weights records (no time stamps: rewriting it with the same
+    weights gives the same bytes, which Snakemake's input checksums see)."""
     path = Path(weights_file)
     try:
         rel = str(path.relative_to(Path(cache_dir)))
     except ValueError:
         rel = str(path)
     return {
-        "model": slug,
         "arch": arch,
         "pretrained": tag,
         "cache": str(cache_dir),

@@ -132,8 +132,9 @@ def expected_job_counts(config: dict[str, Any]) -> Counter:
         used = [spec["train"], *spec.get("test", []), *spec.get("benchmarks", []),
                 *spec.get("extra_benchmarks", [])]
         for model in spec.get("models", models):
-            if is_pretrained_tag(config["models"][model].get("pretrained")):
-                add("fetch_weights", model)  # a local job, once per model
+            spec_m = config["models"][model]
+            if is_pretrained_tag(spec_m.get("pretrained")):  # a local job per weights
+                add("fetch_weights", spec_m["arch"], spec_m["pretrained"])
             for ds in used:
                 add("merge_image_shards", model, ds)
                 for shard in range(datasets[ds].get("shards", 1)):
@@ -156,7 +157,8 @@ def expected_job_counts(config: dict[str, Any]) -> Counter:
                     add_clustering(model, spec["train"], clusterer, c)
         for ds in used:
             add("index_dataset", ds)
+            add("check_data", ds)  # a local job before each index
         add("corpus_names", spec["corpus"])
     counts = Counter({rule: len(keys) for rule, keys in files.items()})
-    counts.update({"check_data": 1, "tables": 1, "plots": 1, "all": 1})
+    counts.update({"tables": 1, "plots": 1, "all": 1})
     return counts

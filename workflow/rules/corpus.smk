@@ -4,7 +4,6 @@
 rule corpus_names:
     input:
         unpack(corpus_inputs),
-        checked=ancient(PATHS["data_check"]),
     output:
         PATHS["corpus_names"],
     log:

@@ -1,9 +1,9 @@
 # Image embeddings: index a dataset once, encode it in shards (one job each), merge.
 #
 # Pre-flight, on the host that runs Snakemake (local rules: on a cluster the login node, which
-# has the internet access compute nodes lack): fetch each model's pretrained weights once into
-# the weight cache, and check every dataset before any job reads one. Their outputs are
-# ancient() inputs of the jobs needing them, so writing them again reruns nothing.
+# has the internet access compute nodes lack): fetch the pretrained weights of each
+# architecture and tag once into the weight cache, and check each dataset before its index job
+# reads it (the check has the index job's params, so they rerun together and only together).
 
 
 localrules:
@@ -16,20 +16,21 @@ rule fetch_weights:
         PATHS["weights"],
     log:
         log_path("weights"),
+    wildcard_constraints:
+        arch=r"[A-Za-z0-9_.+-]+",
+        tag=r"[A-Za-z0-9_.+-]+",
     conda:
         "../envs/clustermine.yaml"
     resources:
         weights_cache=weights_cache,
-    params:
-        arch=model_arch,
-        pretrained=model_pretrained,
+        models=models_of_weights,
     script:
         "../scripts/fetch_weights.py"
 
 
 rule check_data:
     input:
-        data_check_requires,
+        dataset_requires,
     output:
         PATHS["data_check"],
     log:
@@ -38,9 +39,9 @@ rule check_data:
         "../envs/clustermine.yaml"
     resources:
         max_unreadable=max_unreadable,
+        public=public_set,
     params:
-        datasets=data_check_datasets,
-        corpora=data_check_corpora,
+        spec=index_params,
     script:
         "../scripts/check_data.py"
 
@@ -48,7 +49,7 @@ rule check_data:
 rule index_dataset:
     input:
         dataset_requires,
-        checked=ancient(PATHS["data_check"]),
+        checked=PATHS["data_check"],
     output:
         PATHS["index"],
     log:

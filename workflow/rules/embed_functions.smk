@@ -1,28 +1,25 @@
 # Input, parameter and target functions of the rules in embed.smk.
-from clustermine.datacheck import checked_specs
 from clustermine.weights import is_pretrained_tag
-
-# What the data check reads: the datasets and word lists the config uses (no I/O here).
-CHECKED_DATASETS, CHECKED_CORPORA = checked_specs(CFG)
-
 
 # --- pre-flight --------------------------------------------------------------------------------
 
 
-def model_arch(wildcards):
-    return MODELS[wildcards.model]["arch"]
-
-
-def model_pretrained(wildcards):
-    return MODELS[wildcards.model].get("pretrained")
-
-
 def weights_marker(wildcards):
-    """The marker of a model's fetched weights, for models with a pretrained tag (local
-    checkpoints and random weights need none)."""
-    if not is_pretrained_tag(model_pretrained(wildcards)):
+    """The marker of the fetched weights of a model's architecture and tag, for models with a
+    pretrained tag (local checkpoints and random weights need none)."""
+    spec = MODELS[wildcards.model]
+    if not is_pretrained_tag(spec.get("pretrained")):
         return []
-    return [ancient(path("weights", model=wildcards.model))]
+    return [path("weights", arch=spec["arch"], tag=spec["pretrained"])]
+
+
+def models_of_weights(wildcards):
+    # The model slugs using these weights, for messages only: a resource.
+    return ",".join(
+        slug
+        for slug, spec in MODELS.items()
+        if (spec["arch"], spec.get("pretrained")) == (wildcards.arch, wildcards.tag)
+    )
 
 
 def weights_cache(wildcards):
@@ -30,19 +27,9 @@ def weights_cache(wildcards):
     return CFG.weights_cache()
 
 
-def data_check_requires(wildcards):
-    """Files the checked datasets need made first (by the workflow itself in the demo)."""
-    return sorted(
-        {f for spec in CHECKED_DATASETS.values() for f in spec.get("requires", [])}
-    )
-
-
-def data_check_datasets(wildcards):
-    return CHECKED_DATASETS
-
-
-def data_check_corpora(wildcards):
-    return CHECKED_CORPORA
+def public_set(wildcards):
+    # The public release a dataset is changes only the check's warning: a resource.
+    return DATASETS[wildcards.dataset].get("public", "")
 
 
 # --- indexing and encoding ---------------------------------------------------------------------

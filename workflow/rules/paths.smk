@@ -3,9 +3,9 @@
 # results/ carries the model slug, so one model's branch is independent of the others.
 
 PATHS = {
-    # pre-flight (embed.smk): fetched weights (one marker per model), the data check
-    "weights": "resources/weights/fetched/{model}.json",
-    "data_check": "resources/data_check.tsv",
+    # pre-flight (embed.smk): fetched weights (a marker per architecture and tag), data checks
+    "weights": "resources/weights/fetched/{arch}/{tag}.json",
+    "data_check": "resources/checked/{dataset}.tsv",
     # embed
     "index": "resources/index/{dataset}.tsv",
     "image_shard": "results/{model}/images/shards/{dataset}.{shard}-of-{nshards}.h5",

@@ -58,6 +58,8 @@ def report_settings(wildcards):
             "prompts": CFG.idset_prompts(slug),
             "benchmarks": CFG.idset_benchmarks(slug, extra=False),
             "extra_benchmarks": list(spec.get("extra_benchmarks") or []),
+            "benchmark_groups": dict(spec.get("benchmark_groups") or {}),
+            "fpr_convention": spec.get("fpr_convention", "clip"),
             "methods": CFG.idset_methods(slug),
             "models": CFG.idset_models(slug),
         }

@@ -59,6 +59,12 @@ KMEANS_PARAMS = (
           "candidates per greedy k-means++ step (null: 2 + ln C)"),  # fmt: skip
     Param("init_size", None, {"type": ["integer", "null"], "minimum": 1},
           "rows k-means++ seeds from (null: all up to max(100,000, 32·C))"),  # fmt: skip
+    Param("init", "kmeans++", {"enum": ["kmeans++", "random"]},
+          "seeding: greedy k-means++ or C distinct random rows"),  # fmt: skip
+    # A parameter, not a speed setting: the backends agree up to float rounding, but Lloyd's
+    # iterations can turn one rounding-level tie into a different final clustering.
+    Param("backend", "auto", {"enum": ["auto", "faiss", "torch"]},
+          "who computes the assignments: auto (faiss on the CPU when installed, else torch)"),  # fmt: skip
     SEED,
 )
 

@@ -11,6 +11,7 @@ TABLES = {
     "positives": "clustermine.tables:table_positives",
     "all_benchmarks": "clustermine.tables:table_all_benchmarks",
     "plp": "clustermine.tables:table_plp",
+    "openood": "clustermine.tables:table_openood",
     "clustering": "clustermine.tables:table_clustering",
 }
 TABLE_FORMATS = ("tsv", "md", "html")

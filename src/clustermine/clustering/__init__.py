@@ -107,7 +107,7 @@ def fit_clusters(
         raise ClusterConfigError(str(err)) from err
     params = {k: v for k, v in dict(params or {}).items() if k != "method"}
     extra = {"texts": texts} if plugin.has("label_set") else {}
-    return plugin.load()(
+    result = plugin.load()(
         embeddings,
         int(num_clusters),
         params,
@@ -116,6 +116,11 @@ def fit_clusters(
         budget_bytes=budget_bytes,
         **extra,
     )
+    if not result.health:  # every clustering gets at least the size check
+        from clustermine.cluster_analysis import clustering_health
+
+        result.health = clustering_health(result.assignments, result.num_clusters)
+    return result
 
 
 def config_from_params(cls, num_clusters: int, params: Mapping[str, Any], method: str):

@@ -1,9 +1,15 @@
-"""k-means with k-means++ seeding, in memory-bounded chunks on the GPU or CPU.
+"""k-means with k-means++ or random seeding, in memory-bounded chunks on the GPU or CPU.
 
 ``metric="cosine"`` (the default) is spherical k-means: rows are L2-normalised, each sample goes
 to the centre of highest cosine and centres are the normalised means of their members.
 ``metric="euclidean"`` is ordinary (Lloyd) k-means on the raw rows. No [N, C] matrix is ever
 held beyond one chunk, so C = 4000 on 1.28M samples fits any GPU.
+
+The assignment of every row to its nearest centre is the cost of an iteration; ``backend``
+chooses who computes it: faiss (``faiss.knn`` with k = 1, the default on the CPU) or torch
+(on a GPU, and without faiss). The rest of the algorithm (seeding, float64 centre sums,
+re-seeding of empty clusters, the stopping rule) is the same code for both, so the backends
+agree up to floating-point rounding (docs/clustering.md, "Backends").
 """
 
 from __future__ import annotations
@@ -21,11 +27,19 @@ import torch
 from clustermine import catalog
 from clustermine.cluster_analysis import clustering_health
 from clustermine.clustering import ClusterConfigError, ClusterResult, config_from_params
-from clustermine.compute import default_budget, pick_device, rows_within
+from clustermine.compute import (
+    BACKENDS,
+    default_budget,
+    faiss_module,
+    pick_backend,
+    pick_device,
+    rows_within,
+)
 
 log = logging.getLogger(__name__)
 
 METRICS = ("cosine", "euclidean")
+INITS = ("kmeans++", "random")
 
 
 _DEFAULTS = catalog.clusterer("kmeans").defaults
@@ -50,11 +64,22 @@ class KMeansConfig:
     # with C = 4000 a sample is what keeps it in minutes; Lloyd then runs on every row.
     init_size: int | None = _DEFAULTS["init_size"]
     seed: int = _DEFAULTS["seed"]
+    # Seeding: greedy k-means++ (on init_size rows) or C distinct rows drawn at random.
+    init: str = _DEFAULTS["init"]
+    # Who computes the assignments: auto (faiss on the CPU when installed, else torch), faiss
+    # or torch.
+    backend: str = _DEFAULTS["backend"]
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
             raise ClusterConfigError(
                 f"kmeans: metric must be one of {METRICS}, got {self.metric!r}"
+            )
+        if self.init not in INITS:
+            raise ClusterConfigError(f"kmeans: init must be one of {INITS}, got {self.init!r}")
+        if self.backend not in BACKENDS:
+            raise ClusterConfigError(
+                f"kmeans: backend must be one of {BACKENDS}, got {self.backend!r}"
             )
         if self.init_size is not None and self.init_size < self.num_clusters:
             raise ClusterConfigError(
@@ -72,13 +97,20 @@ CONFIG = KMeansConfig
 
 
 class _Distances:
-    """Chunked distances of all rows to a few or many centres (cosine: 1 - cos)."""
+    """Chunked distances of all rows to a few or many centres (cosine: 1 - cos).
 
-    def __init__(self, data: torch.Tensor, metric: str, budget_bytes: int) -> None:
+    ``backend`` ("torch" or "faiss") computes :meth:`nearest`, the assignment step;
+    the seeding's distances to a few candidates (:meth:`block`) are torch's.
+    """
+
+    def __init__(
+        self, data: torch.Tensor, metric: str, budget_bytes: int, backend: str = "torch"
+    ) -> None:
         self.data = data
         self.metric = metric
         self.sqnorm = (data * data).sum(1) if metric == "euclidean" else None
         self.budget_bytes = budget_bytes
+        self.backend = backend
 
     def chunk_rows(self, num_centres: int) -> int:
         # Scores, distances and argmin temporaries: about 4 float32 copies per element.
@@ -93,14 +125,35 @@ class _Distances:
 
     def nearest(self, centres: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Index of and distance to the nearest centre, for every row."""
+        if self.backend == "faiss":
+            return self._nearest_faiss(centres)
         n = len(self.data)
         rows = self.chunk_rows(len(centres))
         labels = torch.empty(n, dtype=torch.int64, device=self.data.device)
         dist = torch.empty(n, dtype=self.data.dtype, device=self.data.device)
         for lo in range(0, n, rows):
-            d, i = self.block(lo, lo + rows, centres).min(dim=1)
+            x = self.data[lo : lo + rows]
+            if self.metric == "cosine":  # the largest cosine, then 1 - cos: one pass
+                d, i = (x @ centres.T).max(dim=1)
+                d = (1.0 - d).clamp_min_(0.0)
+            else:  # argmin of |c|² - 2⟨x, c⟩, then |x|² added back
+                c2 = (centres * centres).sum(1)
+                d, i = torch.addmm(c2[None], x, centres.T, alpha=-2.0).min(dim=1)
+                d = (d + self.sqnorm[lo : lo + rows]).clamp_min_(0.0)
             labels[lo : lo + rows], dist[lo : lo + rows] = i, d
         return labels, dist
+
+    def _nearest_faiss(self, centres: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        faiss = faiss_module()
+        c = np.ascontiguousarray(centres.numpy(), dtype=np.float32)
+        x = self.data.numpy()
+        if self.metric == "cosine":
+            sims, idx = faiss.knn(x, c, 1, metric=faiss.METRIC_INNER_PRODUCT)
+            dist = np.maximum(1.0 - sims[:, 0], 0.0)
+        else:  # squared euclidean distances
+            sq, idx = faiss.knn(x, c, 1, metric=faiss.METRIC_L2)
+            dist = np.maximum(sq[:, 0], 0.0)
+        return torch.from_numpy(idx[:, 0].copy()), torch.from_numpy(dist.astype(np.float32))
 
 
 def kmeans_plus_plus(
@@ -139,6 +192,11 @@ def kmeans_plus_plus(
         chosen.append(int(cand[best]))
         closest = cand_dist[best].clone()
     return torch.tensor(chosen, dtype=torch.int64, device=dev)
+
+
+def random_seeds(n: int, num_clusters: int, generator: torch.Generator) -> torch.Tensor:
+    """Random seeding: ``num_clusters`` distinct row indices drawn uniformly (as faiss)."""
+    return torch.randperm(n, generator=generator)[:num_clusters]
 
 
 def init_rows(n: int, cfg: KMeansConfig, generator: torch.Generator) -> torch.Tensor | None:
@@ -231,16 +289,22 @@ def fit_kmeans(
     dev = pick_device(device)
     if budget_bytes is None:
         budget_bytes = default_budget(dev)
+    try:
+        backend = pick_backend(cfg.backend, dev)
+    except ValueError as err:
+        raise ClusterConfigError(f"kmeans: {err}") from err
     data = torch.from_numpy(x).to(dev)
     if cfg.metric == "cosine":
         data = torch.nn.functional.normalize(data, dim=1)
-    dist = _Distances(data, cfg.metric, budget_bytes)
+    dist = _Distances(data, cfg.metric, budget_bytes, backend)
     generator = torch.Generator().manual_seed(cfg.seed)
     start = time.perf_counter()
     best = None
     for run in range(cfg.n_init):
-        sample = init_rows(len(data), cfg, generator)
-        if sample is None:
+        sample = None if cfg.init == "random" else init_rows(len(data), cfg, generator)
+        if cfg.init == "random":
+            init = random_seeds(len(data), cfg.num_clusters, generator).to(dev)
+        elif sample is None:
             init = kmeans_plus_plus(dist, cfg.num_clusters, generator, cfg.local_trials)
         else:
             sample = sample.to(dev)
@@ -249,12 +313,14 @@ def fit_kmeans(
             log.info("kmeans++ seeded from %d of %d rows", len(sample), len(data))
         labels, _, history = lloyd(dist, data[init].clone(), cfg)
         log.info(
-            "kmeans run %d/%d: %d iterations, inertia %.6g (%s, C=%d, N=%d, %.1fs)",
+            "kmeans run %d/%d: %d iterations, inertia %.6g (%s, %s seeding, %s, C=%d, N=%d, %.1fs)",
             run + 1,
             cfg.n_init,
             len(history),
             history[-1],
             cfg.metric,
+            cfg.init,
+            backend,
             cfg.num_clusters,
             len(x),
             time.perf_counter() - start,
@@ -279,6 +345,7 @@ def fit_kmeans(
         loss_history=np.asarray(history, dtype=np.float64)[:, None],
         attrs={
             "device": str(dev),
+            "backend": backend,
             "train_seconds": time.perf_counter() - start,
             "iterations": len(history),
             "num_nonempty_clusters": int(len(np.unique(assignments))),

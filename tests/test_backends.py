@@ -1,0 +1,137 @@
+"""The faiss backend of kNN and k-means against the project's torch code: the same exact
+neighbours, the same k-means; the torch fallback without faiss; the approximate index reports
+its recall."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+from helpers import planted_clusters
+
+from clustermine.clustering import ClusterConfigError
+from clustermine.clustering.kmeans import fit_kmeans
+from clustermine.compute import pick_backend
+from clustermine.knn import approximate_knn, blocked_topk, cosine_knn, neighbour_recall
+
+faiss = pytest.importorskip("faiss")
+
+
+@pytest.fixture
+def no_faiss(monkeypatch):
+    """As if faiss were not installed (importing it fails)."""
+    monkeypatch.setitem(sys.modules, "faiss", None)
+
+
+def gaussian_rows(n=400, d=24, seed=0):
+    """Rows in general position: no two cosines tie."""
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n, d)) * rng.uniform(0.5, 3, size=(n, 1))).astype(np.float32)
+
+
+def test_exact_knn_of_faiss_and_torch_agree():
+    x = gaussian_rows()
+    ours = cosine_knn(x, 10, device="cpu", backend="torch", block=(37, 50))
+    theirs = cosine_knn(x, 10, device="cpu", backend="faiss")
+    assert theirs.attrs["backend"] == "faiss" and ours.attrs["backend"] == "torch"
+    assert neighbour_recall(theirs.indices, ours.indices) == 1.0
+    np.testing.assert_array_equal(theirs.indices, ours.indices)  # same order too: no ties
+    np.testing.assert_allclose(theirs.sims, ours.sims, atol=1e-6)
+    assert not (theirs.indices == np.arange(len(x))[:, None]).any()
+
+
+def test_auto_is_faiss_on_the_cpu():
+    nn = cosine_knn(gaussian_rows(50), 3, device="cpu")
+    assert nn.attrs["backend"] == "faiss"
+    assert pick_backend("auto", torch.device("cpu")) == "faiss"
+    assert pick_backend("auto", torch.device("cuda")) == "torch"  # faiss-cpu has no GPU
+
+
+def test_faiss_keeps_duplicates_and_leaves_out_only_the_row_itself():
+    x = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], dtype=np.float32)
+    nn = cosine_knn(x, 1, device="cpu", backend="faiss")
+    assert nn.indices[:, 0].tolist() == [1, 0, 3, 2]
+    # Three identical rows, k = 2: each row's neighbours are the other two.
+    same = np.ones((3, 4), np.float32)
+    nn = cosine_knn(same, 2, device="cpu", backend="faiss")
+    for i, row in enumerate(nn.indices):
+        assert sorted(row) == sorted({0, 1, 2} - {i})
+
+
+def test_key_bias_search_of_faiss_equals_torch():
+    """The debiased miner's top-k of ⟨x̂_i, x̂_j⟩ − b_j, the row itself included."""
+    x = gaussian_rows(300, 16, seed=1)
+    bias = np.random.default_rng(2).uniform(0, 0.5, len(x)).astype(np.float32)
+    kw = dict(key_bias=bias, exclude_self=False, device="cpu")
+    ours = blocked_topk(x, 7, backend="torch", budget_bytes=4096, **kw)
+    theirs = blocked_topk(x, 7, backend="faiss", **kw)
+    np.testing.assert_array_equal(theirs.indices, ours.indices)
+    np.testing.assert_allclose(theirs.sims, ours.sims, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["torch", "faiss"])
+def test_query_rows_are_those_rows_of_the_full_search(backend):
+    x = gaussian_rows(200, 8, seed=3)
+    full = cosine_knn(x, 5, device="cpu", backend=backend)
+    part = cosine_knn(x, 5, device="cpu", backend=backend, query_rows=(50, 120))
+    np.testing.assert_array_equal(part.indices, full.indices[50:120])
+    assert part.attrs["query_rows"] == [50, 120]
+
+
+def test_without_faiss_auto_falls_back_to_torch(no_faiss):
+    x = gaussian_rows(120, 8)
+    nn = cosine_knn(x, 4, device="cpu")
+    assert nn.attrs["backend"] == "torch"
+    result = fit_kmeans(planted_clusters(n=300, c=5)[0], 5, device="cpu")
+    assert result.attrs["backend"] == "torch"
+    with pytest.raises(ValueError, match="pip install faiss-cpu"):
+        cosine_knn(x, 4, device="cpu", backend="faiss")
+    with pytest.raises(ClusterConfigError, match="pip install faiss-cpu"):
+        fit_kmeans(x, 3, {"backend": "faiss"}, device="cpu")
+
+
+def test_faiss_is_refused_on_a_gpu():
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        pick_backend("faiss", torch.device("cuda"))
+    with pytest.raises(ValueError, match="backend must be one of"):
+        pick_backend("cuvs", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+@pytest.mark.parametrize("init", ["kmeans++", "random"])
+def test_kmeans_of_faiss_and_torch_agree(metric, init):
+    x, _ = planted_clusters(n=1500, c=12, noise=0.3, seed=4)
+    params = {"metric": metric, "init": init, "seed": 1, "tol": 0}
+    ours = fit_kmeans(x, 12, {**params, "backend": "torch"}, device="cpu")
+    theirs = fit_kmeans(x, 12, {**params, "backend": "faiss"}, device="cpu")
+    assert ours.attrs["backend"] == "torch" and theirs.attrs["backend"] == "faiss"
+    assert theirs.params["backend"] == "faiss"  # recorded with the other parameters
+    assert theirs.head_losses[0] == pytest.approx(ours.head_losses[0], rel=1e-5)
+    np.testing.assert_allclose(theirs.loss_history, ours.loss_history, rtol=1e-5)
+    assert (theirs.assignments == ours.assignments).mean() >= 0.999
+
+
+def test_random_seeding_is_seeded_and_recovers_planted_clusters():
+    from sklearn.metrics import normalized_mutual_info_score as nmi
+
+    x, y = planted_clusters(n=2000, c=10, seed=6)
+    a = fit_kmeans(x, 10, {"init": "random", "seed": 3, "n_init": 3}, device="cpu")
+    b = fit_kmeans(x, 10, {"init": "random", "seed": 3, "n_init": 3}, device="cpu")
+    np.testing.assert_array_equal(a.assignments, b.assignments)
+    assert nmi(y, a.assignments) >= 0.9 and a.params["init"] == "random"
+    with pytest.raises(ClusterConfigError, match="init must be one of"):
+        fit_kmeans(x, 10, {"init": "forgy"}, device="cpu")
+
+
+def test_approximate_knn_reports_its_recall():
+    x, _ = planted_clusters(n=2000, c=20, noise=0.3, seed=7)
+    exact = cosine_knn(x, 10, device="cpu")
+    # Probing every cell is an exhaustive search: recall 1.
+    full = approximate_knn(x, 10, nlist=16, nprobe=16, recall_queries=200)
+    assert full.attrs["recall"] == 1.0 and full.attrs["index"] == "ivf"
+    assert neighbour_recall(full.indices, exact.indices) == 1.0
+    one = approximate_knn(x, 10, nlist=16, nprobe=1, recall_queries=2000)
+    assert 0 < one.attrs["recall"] < 1.0
+    assert one.attrs["recall"] == pytest.approx(neighbour_recall(one.indices, exact.indices))
