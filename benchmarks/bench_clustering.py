@@ -3,11 +3,13 @@
 1. TEMI training throughput with H heads as stacked tensors (one batched product per layer)
    against the same heads as separate modules run in a Python loop (as the TEMI reference
    code does), both on identical data and hyperparameters.
-2. Exact cosine kNN (clustermine.knn) against scikit-learn's brute-force
+2. Exact cosine kNN (clustermine.knn, its torch code) against scikit-learn's brute-force
    NearestNeighbors(metric="cosine"): time and peak memory, each measured in a fresh process.
 3. How the kNN time grows with N.
 4. k-means++ seeding from a sample of rows (`init_size`, the default for large N) against
    seeding from every row: time of the whole fit and its final inertia, same data and seed.
+
+faiss against the torch code and scikit-learn, at ImageNet sizes: benchmarks/bench_backends.py.
 
     python benchmarks/bench_clustering.py            # defaults: a few minutes on 2 CPU cores
     python benchmarks/bench_clustering.py --quick    # smaller sizes
@@ -183,7 +185,8 @@ def knn_worker(impl: str, n: int, d: int, k: int, device: str) -> dict:
         from clustermine.knn import cosine_knn
 
         def run(x: np.ndarray, kk: int):
-            return cosine_knn(x, kk, device=dev)
+            # The torch code (the default on a CPU is faiss: benchmarks/bench_backends.py).
+            return cosine_knn(x, kk, device=dev, backend="torch")
 
     rng = np.random.default_rng(0)
     run(rng.normal(size=(64, d)).astype(np.float32), 5)  # imports and one-off set-up

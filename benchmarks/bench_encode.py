@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torchvision
 
 SIZE = (400, 350)
 
@@ -67,6 +68,16 @@ def stub_loaded(preprocess):
     return LoadedModel(StubModel().eval(), preprocess, None, torch.device("cpu"), "stub", "none")
 
 
+def pil_part(preprocess) -> list:
+    """The transforms of a torchvision Compose before its conversion to a tensor."""
+    steps = []
+    for t in preprocess.transforms:
+        if "ToTensor" in type(t).__name__:
+            break
+        steps.append(t)
+    return steps
+
+
 def decode_rate(index, transform, workers: int, batch_size: int) -> float:
     """Images/s of the project's image dataset through a DataLoader, no model."""
     from clustermine.encode import _ImageFiles
@@ -79,12 +90,20 @@ def decode_rate(index, transform, workers: int, batch_size: int) -> float:
     return len(index) / (time.perf_counter() - start)
 
 
-def encode_rate(loaded, index, workers: int, batch_size: int) -> float:
-    from clustermine.encode import encode_images
+def encode_rate(loaded, index, workers: int, batch_size: int, split: bool = True) -> float:
+    """Images/s of encode_images; ``split=False`` runs the whole preprocessing in the workers
+    and sends float32 tensors (the loader before uint8 transfer, kept as the baseline)."""
+    from clustermine import encode
 
-    start = time.perf_counter()
-    out = encode_images(loaded, index, batch_size=batch_size, num_workers=workers)
-    seconds = time.perf_counter() - start
+    real = encode.split_preprocess
+    if not split:
+        encode.split_preprocess = lambda preprocess: None
+    try:
+        start = time.perf_counter()
+        out = encode.encode_images(loaded, index, batch_size=batch_size, num_workers=workers)
+        seconds = time.perf_counter() - start
+    finally:
+        encode.split_preprocess = real
     assert len(out) == len(index)
     return len(index) / seconds
 
@@ -119,23 +138,32 @@ def main(argv: list[str] | None = None) -> None:
         def best(fn):
             return max(fn() for _ in range(args.repeats))
 
+        pil_steps = torchvision.transforms.Compose(pil_part(preprocess))
+
+        def decode_resize(img):  # the PIL part of the preprocessing: resize and crop
+            pil_steps(img)
+            return torch.zeros(1)
+
         for workers in args.workers:
             decode_only = best(lambda: decode_rate(
                 index, lambda img: torch.zeros(1), workers, args.batch_size))  # fmt: skip
-            limit = best(lambda: decode_rate(index, preprocess, workers, args.batch_size))
-            print(f"workers {workers}: decode only {decode_only:7.1f} img/s; decode + resize + "
-                  f"crop + normalise (the limit) {limit:7.1f} img/s", flush=True)
-            stub = best(lambda: encode_rate(stub_loaded(preprocess), index, workers,
-                                            args.batch_size))  # fmt: skip
-            print(f"  embed_images, stub model: {stub:7.1f} img/s = {stub / limit:.2f} x the "
-                  "decode limit", flush=True)
+            limit = best(lambda: decode_rate(index, decode_resize, workers, args.batch_size))
+            full = best(lambda: decode_rate(index, preprocess, workers, args.batch_size))
+            print(f"workers {workers}: decode {decode_only:7.1f} img/s; decode + resize + crop "
+                  f"(the limit) {limit:7.1f} img/s; the whole preprocessing (+ float "
+                  f"tensor, normalise) {full:7.1f} img/s", flush=True)
+            models = [("stub model", stub_loaded(preprocess))]
             for arch in args.arch:
                 from clustermine.models import load_model
 
-                loaded = load_model(arch, None, device="cpu")
-                rate = best(lambda: encode_rate(loaded, index, workers, args.batch_size))
-                print(f"  embed_images, {arch} (random weights, CPU): {rate:7.1f} img/s = "
-                      f"{rate / limit:.2f} x the decode limit", flush=True)
+                models.append((f"{arch} (random weights, CPU)", load_model(arch, None, "cpu")))
+            for name, loaded in models:
+                for split, label in ((False, "float32 from the workers"),
+                                     (True, "uint8 from the workers")):  # fmt: skip
+                    rate = best(lambda: encode_rate(loaded, index, workers, args.batch_size,
+                                                    split))  # fmt: skip
+                    print(f"  embed_images, {name}, {label}: {rate:7.1f} img/s = "
+                          f"{rate / limit:.2f} x the decode limit", flush=True)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,17 @@ def tiny_project(tmp_path) -> Path:
     return make_tiny_project(tmp_path)
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one thread avoids spinning on a shared, loaded CPU."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO

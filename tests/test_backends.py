@@ -109,8 +109,12 @@ def test_kmeans_of_faiss_and_torch_agree(metric, init):
     assert ours.attrs["backend"] == "torch" and theirs.attrs["backend"] == "faiss"
     assert theirs.params["backend"] == "faiss"  # recorded with the other parameters
     assert theirs.head_losses[0] == pytest.approx(ours.head_losses[0], rel=1e-5)
-    np.testing.assert_allclose(theirs.loss_history, ours.loss_history, rtol=1e-5)
+    # The same iterations (faiss may go on a few more at an unchanged inertia).
+    common = min(len(theirs.loss_history), len(ours.loss_history)) - 1
+    np.testing.assert_allclose(theirs.loss_history[:common], ours.loss_history[:common],
+                               rtol=1e-5)  # fmt: skip
     assert (theirs.assignments == ours.assignments).mean() >= 0.999
+    assert theirs.attrs["backend_version"] == faiss.__version__
 
 
 def test_random_seeding_is_seeded_and_recovers_planted_clusters():
@@ -135,3 +139,12 @@ def test_approximate_knn_reports_its_recall():
     one = approximate_knn(x, 10, nlist=16, nprobe=1, recall_queries=2000)
     assert 0 < one.attrs["recall"] < 1.0
     assert one.attrs["recall"] == pytest.approx(neighbour_recall(one.indices, exact.indices))
+
+
+def test_faiss_backend_survives_clusters_that_empty_out():
+    """Many duplicates and C near N: faiss splits a large cluster where one empties."""
+    rng = np.random.default_rng(8)
+    x = np.concatenate([np.ones((40, 6)), rng.normal(size=(20, 6))]).astype(np.float32)
+    result = fit_kmeans(x, 15, {"init": "random", "seed": 0, "backend": "faiss"}, device="cpu")
+    assert result.assignments.min() >= 0 and result.assignments.max() < 15
+    assert np.isfinite(result.head_losses[0]) and result.health["nonempty_clusters"] >= 10

@@ -9,7 +9,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from clustermine.detectors import DetectorConfigError, get_detector
 from clustermine.detectors.debiased import groups_for_kappa, kappa
@@ -18,12 +17,7 @@ from clustermine.mining import MinerConfigError, MiningInputs, mine_labels
 from clustermine.mining.debiased import density
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def unit(x):

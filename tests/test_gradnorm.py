@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from helpers import planted_clusters
 from sklearn.metrics import normalized_mutual_info_score as nmi
 
@@ -15,12 +14,7 @@ from clustermine.mining import MiningInputs, mine_labels
 from clustermine.mining.gradnorm import cluster_prototypes, gradient_norms, select_per_cluster
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def unit(x):

@@ -65,7 +65,7 @@ def write_config(project: Path, edit=None) -> dict:
     config["clusterers"] = {
         "kmeans": {"method": "kmeans"},
         "temi": {"method": "temi", "heads": 3, "knn": 5, "epochs": 3, "batch_size": 16,
-                 "warmup_epochs": 1},
+                 "warmup_epochs": 3},
         "language": {"method": "language_assisted", "names_from": "gradnorm", "tau_r": 0.05},
     }
     config["label_sets"] = copy.deepcopy(LABEL_SETS)
@@ -138,10 +138,12 @@ def test_clustering_outputs(pipeline):
     temi = read_clusters(pipeline / "results/tiny-a/clusters/id-train.temi-C3.h5")
     assert len(temi.head_losses) == 3 and temi.params["heads"] == 3
     assert temi.second_assignments.shape == (36,) and "overclustering_accuracy" in temi.attrs
-    # Six steps of TEMI learn nothing: the health check says so, in the file and the log.
-    assert "not_learned" in temi.warnings and temi.health["loss_ratio"] < 2
+    # Three epochs, all of them warm-up: the health check says so, in the file and the log
+    # (whether six steps leave the heads near uniform depends on the random tiny model, so
+    # not_learned is tested on planted data in test_temi.py).
+    assert "all_warmup" in temi.warnings and temi.health["loss_ratio"] > 0
     log = (pipeline / "logs/tiny-a/clusters/id-train.temi-C3.log").read_text()
-    assert "HEALTH CHECK" in log and "stayed near uniform" in log
+    assert "HEALTH CHECK" in log and "learning-rate warm-up" in log
     kmeans = read_clusters(pipeline / "results/tiny-a/clusters/id-train.kmeans-C3.h5")
     assert kmeans.health["iterations"] >= 1 and kmeans.health["nonempty_clusters"] == 3
     sweep = (pipeline / "results/tiny-a/clusters/sweeps/tiny.kmeans.tsv").read_text().splitlines()
@@ -158,7 +160,7 @@ def test_label_sets_record_quality_and_clusters(pipeline):
     meta = read_label_meta(pipeline / "results/tiny-a/labels/tiny.clustermine-temi.tsv")
     assert meta["cluster_analysis"]["C"] == 3 and "nmi" in meta["cluster_analysis"]
     # The health of the clustering voted on travels with the label set.
-    assert "not_learned" in meta["cluster_health"]["warnings"]
+    assert "all_warmup" in meta["cluster_health"]["warnings"]
     # Per-positive quality columns for the label-quality histograms (Y_GT is known here).
     rows = [r.split("\t") for r in
             (pipeline / "results/tiny-a/labels/tiny.clustermine.tsv").read_text().splitlines()]
@@ -203,11 +205,11 @@ def test_tables_plots_and_report(pipeline):
     assert out.returncode == 0, out.stderr[-3000:]
     html = (pipeline / "results/report.html").read_text(errors="replace")
     assert len(html) > 100_000 and "ood_benchmarks" in html and "clustering" in html
-    # TEMI and k-means side by side at C = 3, the untrained TEMI flagged.
+    # TEMI and k-means side by side at C = 3, the all-warm-up TEMI flagged.
     clustering = (pipeline / "results/tables/clustering.md").read_text()
     assert "| tiny-a | id-train | 3 | kmeans | kmeans |" in clustering
     assert "| tiny-a | id-train | 3 | temi | temi |" in clustering
-    assert "NOT LEARNED" in clustering and "HEALTH CHECK FAILED" in clustering
+    assert "all warm-up" in clustering and "HEALTH CHECK FAILED" in clustering
 
 
 def test_editing_one_method_reruns_only_its_files(pipeline):

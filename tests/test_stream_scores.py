@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from scipy.special import logsumexp, softmax
 
 from clustermine.detectors import get_detector, load_detector
@@ -15,12 +14,7 @@ from clustermine.mining import MiningInputs, mine_labels
 from clustermine.streams import score_stream
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def unit(x):

@@ -1,9 +1,11 @@
-"""Where and in how much memory the chunked computations run: the device, and the block sizes
-that keep a similarity (or distance, or logit) block within a memory budget.
+"""Where and in how much memory the chunked computations run: the device, the block sizes
+that keep a similarity (or distance, or logit) block within a memory budget, and which
+library (faiss or torch) does the kNN and k-means kernels.
 
 Every chunked computation of the project sizes its blocks here, so that one setting
-(``compute.memory_budget_mb`` in the workflow) bounds them all. These are speed settings: they
-change how a result is computed, never what it is.
+(``compute.memory_budget_mb`` in the workflow) bounds them all. The device and the budget are
+speed settings: they change how a result is computed, never what it is. The k-means backend
+is a clusterer parameter instead (docs/clustering.md, "Backends").
 """
 
 from __future__ import annotations

@@ -29,10 +29,11 @@ class _ImageFiles(torch.utils.data.Dataset):
     """Images by path; unreadable files yield a zero tensor and ``ok = False``."""
 
     def __init__(
-        self, root: str, paths: Sequence[str], transform: Callable, shape, max_pixels: int | None
-    ):
+        self, root: str, paths: Sequence[str], transform: Callable, shape, max_pixels: int | None,
+        dtype: torch.dtype = torch.float32,
+    ):  # fmt: skip
         self.root, self.paths, self.transform, self.shape = Path(root), paths, transform, shape
-        self.max_pixels = max_pixels
+        self.max_pixels, self.dtype = max_pixels, dtype
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -42,7 +43,7 @@ class _ImageFiles(torch.utils.data.Dataset):
             return self.transform(load_rgb(self.root / self.paths[i], self.max_pixels)), True
         except Exception as err:  # noqa: BLE001 - any decoding failure means "unreadable"
             log.warning("unreadable image %s: %s", self.root / self.paths[i], err)
-            return torch.zeros(self.shape), False
+            return torch.zeros(self.shape, dtype=self.dtype), False
 
 
 class _TarImages(torch.utils.data.IterableDataset):
@@ -52,9 +53,9 @@ class _TarImages(torch.utils.data.IterableDataset):
     rest of an unreadable tar yield a zero tensor and ``ok = False``."""
 
     def __init__(self, root: str, paths: Sequence[str], transform: Callable, shape,
-                 max_pixels: int | None):  # fmt: skip
+                 max_pixels: int | None, dtype: torch.dtype = torch.float32):  # fmt: skip
         self.root, self.transform, self.shape = Path(root), transform, shape
-        self.max_pixels = max_pixels
+        self.max_pixels, self.dtype = max_pixels, dtype
         self.rows: dict[str, dict[str, int]] = {}  # tar -> {member: row}
         for row, path in enumerate(paths):
             tar, member = split_member(path)
@@ -83,16 +84,67 @@ class _TarImages(torch.utils.data.IterableDataset):
                         yield self.transform(load_rgb(data, self.max_pixels)), True, row
                     except Exception as err:  # noqa: BLE001 - any decoding failure: unreadable
                         log.warning("unreadable image %s: %s", self.root / name, err)
-                        yield torch.zeros(self.shape), False, row
+                        yield torch.zeros(self.shape, dtype=self.dtype), False, row
         except (tarfile.TarError, OSError) as err:
             log.warning("tar shard %s cannot be read to its end: %s", self.root / tar, err)
         for member, row in wanted.items():
             log.warning("unreadable image %s/%s: not in its tar shard", self.root / tar, member)
-            yield torch.zeros(self.shape), False, row
+            yield torch.zeros(self.shape, dtype=self.dtype), False, row
 
 
 def _input_shape(preprocess: Callable) -> tuple[int, ...]:
     return tuple(preprocess(Image.new("RGB", (32, 32))).shape)
+
+
+class _Normalize:
+    """The end of a CLIP preprocessing, on a batch on the device: uint8 → float / 255, minus
+    the mean, over the std, exactly as torchvision's ``ToTensor`` and ``Normalize`` compute it
+    per image (the same float operations, so the same numbers)."""
+
+    def __init__(self, mean, std) -> None:
+        self.mean = torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        x = batch.to(dtype=torch.float32).div(255)
+        return x.sub_(self.mean.to(x.device)).div_(self.std.to(x.device))
+
+
+class _PilToUint8:
+    """The PIL part of a preprocessing (resize, crop, RGB), then the pixels as uint8 [3, H, W]."""
+
+    def __init__(self, steps) -> None:
+        self.steps = steps
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        for step in self.steps:
+            img = step(img)
+        if img.mode != "RGB":
+            raise ValueError(f"preprocessed image has mode {img.mode}, not RGB")
+        return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
+def split_preprocess(preprocess: Callable) -> tuple[Callable, _Normalize] | None:
+    """For a preprocessing that is PIL steps, a to-tensor conversion and ``Normalize`` (every
+    open_clip image transform), the PIL steps ending in uint8 pixels (run by the loader
+    workers) and the conversion and normalisation of a whole batch (run on the device); None
+    for any other preprocessing, which then runs whole in the workers.
+
+    Workers then send a quarter of the bytes (uint8 instead of float32) through shared
+    memory, pinned memory and the host-to-GPU copy, and the per-image float work leaves them.
+    """
+    import torchvision.transforms as T
+
+    steps = list(getattr(preprocess, "transforms", []))
+    if len(steps) < 2 or not isinstance(steps[-1], T.Normalize):
+        return None
+    *head, to_tensor = steps[:-1]
+    tensor_like = ("ToTensor", "MaybeToTensor", "PILToTensor", "Normalize")
+    if type(to_tensor).__name__ not in ("ToTensor", "MaybeToTensor"):
+        return None
+    if any(type(t).__name__ in tensor_like for t in head):
+        return None
+    return _PilToUint8(head), _Normalize(steps[-1].mean, steps[-1].std)
 
 
 def encode_images(
@@ -112,9 +164,10 @@ def encode_images(
     stop = len(index) if stop is None else stop
     paths = index.paths[start:stop]
     image_type = _TarImages if index.params.get("type") == "webdataset" else _ImageFiles
-    data = image_type(
-        index.root, paths, loaded.preprocess, _input_shape(loaded.preprocess), max_pixels
-    )
+    split = split_preprocess(loaded.preprocess)
+    transform, on_device = split if split else (loaded.preprocess, None)
+    dtype = torch.uint8 if split else torch.float32
+    data = image_type(index.root, paths, transform, _input_shape(transform), max_pixels, dtype)
     loader = torch.utils.data.DataLoader(
         data,
         batch_size=batch_size,
@@ -126,7 +179,10 @@ def encode_images(
     t0 = last
     with torch.inference_mode(), loaded.autocast(precision):
         for images, ok, *row in loader:
-            feats = loaded.model.encode_image(images.to(loaded.device, non_blocking=True))
+            images = images.to(loaded.device, non_blocking=True)
+            if on_device is not None:
+                images = on_device(images)
+            feats = loaded.model.encode_image(images)
             chunks.append(feats.float().cpu().numpy())
             oks.append(ok.numpy())
             rows += [r.numpy() for r in row]  # tar shards: in the order read

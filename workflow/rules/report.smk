@@ -15,6 +15,8 @@ rule tables:
         long=PATHS["metrics_long"],
     log:
         "logs/report/tables.log",
+    benchmark:
+        "benchmarks/report/tables.tsv"
     conda:
         "../envs/clustermine.yaml"
     resources:
@@ -36,6 +38,8 @@ rule plots:
         **plot_outputs(),
     log:
         "logs/report/plots.log",
+    benchmark:
+        "benchmarks/report/plots.tsv"
     conda:
         "../envs/clustermine.yaml"
     resources:

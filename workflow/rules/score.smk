@@ -63,6 +63,8 @@ rule evaluate:
         PATHS["metrics"],
     log:
         log_path("metrics"),
+    benchmark:
+        benchmark_path("metrics")
     conda:
         "../envs/clustermine.yaml"
     resources:

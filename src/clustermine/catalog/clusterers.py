@@ -61,10 +61,12 @@ KMEANS_PARAMS = (
           "rows k-means++ seeds from (null: all up to max(100,000, 32·C))"),  # fmt: skip
     Param("init", "kmeans++", {"enum": ["kmeans++", "random"]},
           "seeding: greedy k-means++ or C distinct random rows"),  # fmt: skip
-    # A parameter, not a speed setting: the backends agree up to float rounding, but Lloyd's
-    # iterations can turn one rounding-level tie into a different final clustering.
+    # A parameter, not a speed setting: the backends agree up to float rounding and their
+    # handling of emptied clusters, and Lloyd's iterations can turn one rounding-level tie
+    # into a different final clustering (docs/clustering.md, "Backends").
     Param("backend", "auto", {"enum": ["auto", "faiss", "torch"]},
-          "who computes the assignments: auto (faiss on the CPU when installed, else torch)"),  # fmt: skip
+          "who runs Lloyd's iterations: auto (faiss's k-means on the CPU when installed, "
+          "else torch), faiss or torch"),  # fmt: skip
     SEED,
 )
 

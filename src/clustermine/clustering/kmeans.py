@@ -5,11 +5,11 @@ to the centre of highest cosine and centres are the normalised means of their me
 ``metric="euclidean"`` is ordinary (Lloyd) k-means on the raw rows. No [N, C] matrix is ever
 held beyond one chunk, so C = 4000 on 1.28M samples fits any GPU.
 
-The assignment of every row to its nearest centre is the cost of an iteration; ``backend``
-chooses who computes it: faiss (``faiss.knn`` with k = 1, the default on the CPU) or torch
-(on a GPU, and without faiss). The rest of the algorithm (seeding, float64 centre sums,
-re-seeding of empty clusters, the stopping rule) is the same code for both, so the backends
-agree up to floating-point rounding (docs/clustering.md, "Backends").
+``backend`` chooses who runs Lloyd's iterations: faiss's own k-means (``faiss.Kmeans``, the
+default on the CPU) or the torch code here (on a GPU, and without faiss). Both start from the
+same seeding (k-means++ on a sample, or random rows, computed here), use every row and stop
+at the same relative tolerance; they agree up to float rounding and their different handling
+of clusters that empty out (docs/clustering.md, "Backends").
 """
 
 from __future__ import annotations
@@ -218,8 +218,18 @@ def _update_centres(
     """Means of the members (normalised for cosine); empty clusters take the farthest rows."""
     d = data.shape[1]
     sums = torch.zeros(num_clusters, d, dtype=torch.float64, device=data.device)
+    # The sums are float64 across chunks of rows. On the CPU a chunk is summed in float32 first
+    # (index_add runs in order there, so it is deterministic; twice as fast as a float64 copy
+    # of the chunk, and within 1e-6 of it); on a GPU, whose atomic adds come in any order, the
+    # chunk is summed in float64 so that the order cannot show in the float32 centres.
+    on_cpu = data.device.type == "cpu"
+    part = torch.zeros(num_clusters, d, dtype=data.dtype, device=data.device) if on_cpu else None
     for lo in range(0, len(data), rows):
-        sums.index_add_(0, labels[lo : lo + rows], data[lo : lo + rows].double())
+        if on_cpu:
+            part.zero_().index_add_(0, labels[lo : lo + rows], data[lo : lo + rows])
+            sums += part
+        else:
+            sums.index_add_(0, labels[lo : lo + rows], data[lo : lo + rows].double())
     counts = torch.bincount(labels, minlength=num_clusters)
     empty = (counts == 0).nonzero().squeeze(1)
     if len(empty):
@@ -239,7 +249,7 @@ def lloyd(
     """Lloyd iterations from ``centres``; returns labels, centres and the inertia history."""
     history: list[float] = []
     prev = None
-    # Rows per chunk of the float64 centre sums.
+    # Rows per chunk of the centre sums (a float64 copy of the chunk on a GPU).
     rows = rows_within(dist.budget_bytes, 8 * dist.data.shape[1])
     for it in range(cfg.max_iter):
         labels, d = dist.nearest(centres)
@@ -260,6 +270,37 @@ def lloyd(
         labels, d = dist.nearest(centres)
         history.append(float(d.double().sum()))
     return labels, centres, history
+
+
+def lloyd_faiss(
+    dist: _Distances, centres: torch.Tensor, cfg: KMeansConfig
+) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+    """faiss's own Lloyd iterations (``faiss.Kmeans``) from ``centres``, then one assignment to
+    the final centres; returns labels, centres and the inertia history like :func:`lloyd`.
+
+    faiss sums the centres in float32 over its threads, splits a large cluster when one
+    empties, and stops when the objective changes by less than ``tol`` relative
+    (``early_stop_threshold``) or after ``max_iter`` updates; every row takes part (no
+    subsampling)."""
+    faiss = faiss_module()
+    x = dist.data.numpy()
+    n, d = x.shape
+    km = faiss.Kmeans(d, cfg.num_clusters, niter=cfg.max_iter, spherical=cfg.metric == "cosine",
+                      seed=cfg.seed, max_points_per_centroid=n // cfg.num_clusters + 1,
+                      min_points_per_centroid=1, verbose=False)  # fmt: skip
+    if hasattr(km.cp, "early_stop_threshold"):
+        km.cp.early_stop_threshold = float(cfg.tol)
+    else:  # faiss before its early stop: all max_iter iterations run
+        log.warning("kmeans: faiss %s has no early stop; running %d iterations",
+                    faiss.__version__, cfg.max_iter)  # fmt: skip
+    km.train(x, init_centroids=np.ascontiguousarray(centres.numpy(), dtype=np.float32))
+    # faiss's objective per iteration: Σ cos (spherical) or Σ squared distances.
+    obj = [float(o) for o in km.obj]
+    history = [n - o for o in obj] if cfg.metric == "cosine" else obj
+    final = torch.from_numpy(np.ascontiguousarray(km.centroids, dtype=np.float32))
+    labels, dist_to = dist.nearest(final)
+    history.append(float(dist_to.double().sum()))
+    return labels, final, history
 
 
 def fit_kmeans(
@@ -301,17 +342,20 @@ def fit_kmeans(
     start = time.perf_counter()
     best = None
     for run in range(cfg.n_init):
-        sample = None if cfg.init == "random" else init_rows(len(data), cfg, generator)
+        seeded = time.perf_counter()
         if cfg.init == "random":
             init = random_seeds(len(data), cfg.num_clusters, generator).to(dev)
-        elif sample is None:
+        elif (sample := init_rows(len(data), cfg, generator)) is None:
             init = kmeans_plus_plus(dist, cfg.num_clusters, generator, cfg.local_trials)
         else:
             sample = sample.to(dev)
             seeding = _Distances(data[sample], cfg.metric, budget_bytes)
             init = sample[kmeans_plus_plus(seeding, cfg.num_clusters, generator, cfg.local_trials)]
-            log.info("kmeans++ seeded from %d of %d rows", len(sample), len(data))
-        labels, _, history = lloyd(dist, data[init].clone(), cfg)
+        log.info("kmeans %s seeding from %d of %d rows (%.1fs)", cfg.init,
+                 len(data) if cfg.init == "random" or sample is None else len(sample), len(data),
+                 time.perf_counter() - seeded)  # fmt: skip
+        iterate = lloyd_faiss if backend == "faiss" else lloyd
+        labels, _, history = iterate(dist, data[init].clone(), cfg)
         log.info(
             "kmeans run %d/%d: %d iterations, inertia %.6g (%s, %s seeding, %s, C=%d, N=%d, %.1fs)",
             run + 1,
@@ -346,6 +390,7 @@ def fit_kmeans(
         attrs={
             "device": str(dev),
             "backend": backend,
+            "backend_version": faiss_module().__version__ if backend == "faiss" else torch.__version__,
             "train_seconds": time.perf_counter() - start,
             "iterations": len(history),
             "num_nonempty_clusters": int(len(np.unique(assignments))),
