@@ -17,6 +17,7 @@ with their peak memory at the full N. These are extrapolations and are printed a
 
     python benchmarks/rehearsal.py --n 100000 --workdir /scratch/rehearsal
     python benchmarks/rehearsal.py --n 1281167 --kmeans-iters 3 --extras --workdir ...
+    python benchmarks/rehearsal.py --n 1281167 --kmeans-iters 2 --until cluster --workdir ...
     python benchmarks/rehearsal.py --n 5000 --dim 64 --classes 50 --names 2000 --test 1000 \
         --ood 300 --clusters 100 --extras --workdir /tmp/small      # a smoke run, a minute
 
@@ -132,6 +133,8 @@ def run_workflow(workdir: Path, args) -> float:
            "-d", str(workdir), "--configfile", str(workdir / "config.yaml"),
            "--cores", str(args.cores), "--resources", "gpu=1", "--rerun-incomplete",
            "--printshellcmds"]  # fmt: skip
+    if args.until:
+        cmd += ["--until", *args.until]
     print("workflow:", " ".join(cmd[1:]), flush=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     start = time.perf_counter()
@@ -272,6 +275,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--budget-mb", type=int, default=1024)
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--until", nargs="+", metavar="RULE",
+                   help="run the workflow only up to these rules (e.g. cluster)")
     p.add_argument("--extras", action="store_true", help="also time kNN and TEMI (scaled)")
     p.add_argument("--no-workflow", action="store_true", help="only data and --extras")
     p.add_argument("--knn-queries", type=int, default=4000)
