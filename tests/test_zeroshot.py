@@ -41,6 +41,19 @@ def test_chunked_equals_direct(data, k, budget):
     np.testing.assert_allclose(got.sims, want_sim, atol=1e-5)
 
 
+def test_a_long_pass_logs_its_progress(data, monkeypatch, caplog):
+    import clustermine.zeroshot as zs
+
+    monkeypatch.setattr(zs, "PROGRESS_SECONDS", 0.0)
+    _, texts = data
+    images = np.random.default_rng(1).normal(size=(3000, 16)).astype(np.float32)
+    with caplog.at_level("INFO", logger="clustermine.zeroshot"):
+        zero_shot_topk(images, texts, k=1, budget_bytes=4 * 1024, device="cpu")
+    lines = [r.getMessage() for r in caplog.records if "images/s" in r.getMessage()]
+    assert lines and all(f"of {len(images)} images" in line for line in lines)
+    assert "s left" in lines[-1]
+
+
 def test_chunked_equals_unchunked_top1(data):
     images, texts = data
     small = zero_shot_top1(images, texts, budget_bytes=2048, device="cpu")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,9 @@ from clustermine.compute import DEFAULT_BUDGET_BYTES, as_unit_tensor, block_shap
 from clustermine.h5io import EmbeddingFileError, atomic_path, read_attrs, write_attrs
 
 log = logging.getLogger(__name__)
+# Seconds between progress lines of a long zero-shot pass.
+PROGRESS_SECONDS = 60.0
+
 
 @dataclass
 class ZeroShotResult:
@@ -63,6 +67,7 @@ def zero_shot_topk(
     text = as_unit_tensor(text_emb, dev)
     out_idx = np.empty((n, k), dtype=np.int64)
     out_sim = np.empty((n, k), dtype=np.float32)
+    start = last = time.perf_counter()
     for r0 in range(0, n, rows):
         img = as_unit_tensor(image_emb[r0 : r0 + rows], dev)
         best_sim = torch.full((len(img), 0), -np.inf, device=dev)
@@ -80,6 +85,11 @@ def zero_shot_topk(
             best_idx = torch.gather(cand_idx, 1, order)
         out_idx[r0 : r0 + len(img)] = best_idx.cpu().numpy()
         out_sim[r0 : r0 + len(img)] = best_sim.cpu().numpy()
+        if (now := time.perf_counter()) - last >= PROGRESS_SECONDS and r0 + len(img) < n:
+            done = r0 + len(img)
+            log.info("zero-shot: %d of %d images (%.0f images/s, about %.0f s left)", done, n,
+                     done / (now - start), (n - done) * (now - start) / done)  # fmt: skip
+            last = now
     return ZeroShotResult(out_idx, out_sim, {"k": k, "num_names": m, "device": str(dev)})
 
 
