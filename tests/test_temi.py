@@ -345,6 +345,15 @@ def test_prepare_embeddings():
                                rtol=1e-5, atol=1e-5)
 
 
+def test_zscore_in_blocks_equals_one_block(monkeypatch):
+    import clustermine.clustering.temi as temi
+
+    x = np.random.default_rng(1).normal(1.0, 2.0, size=(103, 6)).astype(np.float32)
+    whole = prepare_embeddings(x, True, False)
+    monkeypatch.setattr(temi, "ZSCORE_ROWS", 7)  # 15 blocks, the last one short
+    np.testing.assert_allclose(prepare_embeddings(x, True, False), whole, rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_temi_recovers_planted_clusters(seed):
     x, y = planted_clusters(seed=seed)
