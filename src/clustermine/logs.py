@@ -35,6 +35,9 @@ def setup_logging(log_file: str | None = None, level: int = logging.INFO) -> log
         force=True,
     )
     logging.captureWarnings(True)
+    # faiss reports at INFO which of its CPU builds it could not load (a ModuleNotFoundError
+    # text in every job that imports it): noise that reads like an error.
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     sys.excepthook = _log_uncaught
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
