@@ -106,8 +106,10 @@ class _Normalize:
         self.std = torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.mean.device != batch.device:  # moved once, on the first batch
+            self.mean, self.std = self.mean.to(batch.device), self.std.to(batch.device)
         x = batch.to(dtype=torch.float32).div(255)
-        return x.sub_(self.mean.to(x.device)).div_(self.std.to(x.device))
+        return x.sub_(self.mean).div_(self.std)
 
 
 class _PilToUint8:

@@ -342,17 +342,16 @@ def fit_kmeans(
     start = time.perf_counter()
     best = None
     for run in range(cfg.n_init):
-        seeded = time.perf_counter()
+        seeded, seed_rows = time.perf_counter(), len(data)
         if cfg.init == "random":
             init = random_seeds(len(data), cfg.num_clusters, generator).to(dev)
         elif (sample := init_rows(len(data), cfg, generator)) is None:
             init = kmeans_plus_plus(dist, cfg.num_clusters, generator, cfg.local_trials)
         else:
-            sample = sample.to(dev)
+            sample, seed_rows = sample.to(dev), len(sample)
             seeding = _Distances(data[sample], cfg.metric, budget_bytes)
             init = sample[kmeans_plus_plus(seeding, cfg.num_clusters, generator, cfg.local_trials)]
-        log.info("kmeans %s seeding from %d of %d rows (%.1fs)", cfg.init,
-                 len(data) if cfg.init == "random" or sample is None else len(sample), len(data),
+        log.info("kmeans %s seeding from %d of %d rows (%.1fs)", cfg.init, seed_rows, len(data),
                  time.perf_counter() - seeded)  # fmt: skip
         iterate = lloyd_faiss if backend == "faiss" else lloyd
         labels, _, history = iterate(dist, data[init].clone(), cfg)
