@@ -18,6 +18,7 @@ with their peak memory at the full N. These are extrapolations and are printed a
     python benchmarks/rehearsal.py --n 100000 --workdir /scratch/rehearsal
     python benchmarks/rehearsal.py --n 1281167 --kmeans-iters 3 --extras --workdir ...
     python benchmarks/rehearsal.py --n 1281167 --kmeans-iters 2 --until cluster --workdir ...
+    python benchmarks/rehearsal.py --n 1281167 --kmeans-iters 3 --forcerun cluster --workdir ...
     python benchmarks/rehearsal.py --n 5000 --dim 64 --classes 50 --names 2000 --test 1000 \
         --ood 300 --clusters 100 --extras --workdir /tmp/small      # a smoke run, a minute
 
@@ -135,6 +136,8 @@ def run_workflow(workdir: Path, args) -> float:
            "--printshellcmds"]  # fmt: skip
     if args.until:
         cmd += ["--until", *args.until]
+    if args.forcerun:
+        cmd += ["--forcerun", *args.forcerun]
     print("workflow:", " ".join(cmd[1:]), flush=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     start = time.perf_counter()
@@ -203,7 +206,7 @@ def knn_extra(images: str, queries: int, threads: int) -> dict:
     emb = read_image_embeddings(images).embeddings
     n, q = len(emb), min(queries, len(emb))
     start = time.perf_counter()
-    nn = cosine_knn(emb, 50, device="cpu", query_rows=(0, q))
+    nn = cosine_knn(emb, 50, device="cpu", query_rows=(0, q), copy=False)
     seconds = time.perf_counter() - start
     return {"n": n, "queries": q, "seconds": seconds, "seconds_scaled_to_n": seconds * n / q,
             "backend": nn.attrs["backend"], "max_rss_mb": _peak_mb()}  # fmt: skip
@@ -219,7 +222,7 @@ def temi_extra(images: str, steps: int, threads: int, clusters: int) -> dict:
     torch.set_num_threads(threads)
     emb = read_image_embeddings(images).embeddings
     cfg = TEMIConfig(num_clusters=clusters)
-    data = torch.from_numpy(prepare_embeddings(emb, cfg.zscore, cfg.l2_normalize))
+    data = torch.from_numpy(prepare_embeddings(emb, cfg.zscore, cfg.l2_normalize, copy=False))
     trainer = TEMITrainer(cfg, data.shape[1], torch.device("cpu"))
     gen = torch.Generator().manual_seed(0)
     b = cfg.batch_size
@@ -277,6 +280,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--until", nargs="+", metavar="RULE",
                    help="run the workflow only up to these rules (e.g. cluster)")
+    p.add_argument("--forcerun", nargs="+", metavar="RULE",
+                   help="rerun these rules and what depends on them (after a code change)")
     p.add_argument("--extras", action="store_true", help="also time kNN and TEMI (scaled)")
     p.add_argument("--no-workflow", action="store_true", help="only data and --extras")
     p.add_argument("--knn-queries", type=int, default=4000)

@@ -96,8 +96,10 @@ def test_retrieved_text_by_hand():
 def test_language_assisted_clustering_finds_the_concepts():
     texts, planted, x, y = planted_world(seed=1)
     names = TextEmbeddings(texts[planted], [f"name {i}" for i in planted])
+    kept = x.copy()
     result = fit_clusters("language_assisted", x, 8, {"tau_r": 0.05, "n_init": 3},
-                          device="cpu", texts=names)  # fmt: skip
+                          device="cpu", texts=names, copy=False)  # fmt: skip
+    np.testing.assert_array_equal(x, kept)  # the joint rows are its own: x is left as it was
     assert result.clusterer == "language_assisted" and result.params["tau_r"] == 0.05
     assert nmi(y, result.assignments) > 0.95
     with pytest.raises(ClusterConfigError, match="needs the filtered names"):

@@ -64,6 +64,22 @@ def test_chunking_and_seed_do_not_change_the_result():
     np.testing.assert_array_equal(big.assignments, again.assignments)
 
 
+@pytest.mark.parametrize("backend", ["torch", "faiss"])
+def test_in_place_normalisation_gives_the_same_clusters(backend):
+    # copy=False (what the cluster job passes) normalises the rows where they lie instead of
+    # in a second copy of the data: the same clusters to the bit, the input overwritten.
+    x, _ = planted_clusters(n=600)
+    kept = x.copy()
+    params = {"backend": backend, "seed": 2}
+    a = fit_kmeans(x, 10, params, device="cpu")
+    np.testing.assert_array_equal(x, kept)  # the default works on a copy
+    b = fit_clusters("kmeans", x, 10, params, device="cpu", copy=False)
+    np.testing.assert_array_equal(a.assignments, b.assignments)
+    assert a.head_losses[0] == b.head_losses[0]
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(x, kept / np.linalg.norm(kept, axis=1, keepdims=True), rtol=1e-6)
+
+
 def test_kmeans_plus_plus_spreads_seeds():
     x, y = planted_clusters(n=500, noise=0.02)
     dist = _Distances(torch.nn.functional.normalize(torch.from_numpy(x), dim=1), "cosine", 2**20)

@@ -26,6 +26,18 @@ def test_knn_matches_brute_force(block):
     assert not (nn.indices == np.arange(200)[:, None]).any()
 
 
+@pytest.mark.parametrize("backend", ["torch", "faiss"])
+def test_knn_in_place_normalisation_gives_the_same_neighbours(backend):
+    x = np.random.default_rng(2).normal(size=(150, 8)).astype(np.float32) * 3.0
+    kept = x.copy()
+    a = cosine_knn(x, 4, device="cpu", backend=backend)
+    np.testing.assert_array_equal(x, kept)  # the default works on a copy
+    b = cosine_knn(x, 4, device="cpu", backend=backend, copy=False)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    np.testing.assert_array_equal(a.sims, b.sims)
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-6)  # overwritten
+
+
 def test_knn_excludes_self_but_keeps_duplicates():
     x = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], dtype=np.float32)
     nn = cosine_knn(x, 1, device="cpu", block=(1, 1))

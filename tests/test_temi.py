@@ -419,6 +419,19 @@ def test_temi_is_deterministic_on_cpu_and_reuses_a_given_graph():
     assert not np.array_equal(a.loss_history, c.loss_history)
 
 
+def test_temi_prepares_its_input_in_place_when_allowed():
+    x, _ = planted_clusters(n=300)
+    kept = x.copy()
+    params = {**FAST, "epochs": 1, "batch_size": 100}
+    graph = cosine_knn(x, 10, device="cpu")
+    a = fit_temi(x, 10, params, neighbors=graph, device="cpu")
+    np.testing.assert_array_equal(x, kept)  # the default works on a copy
+    b = fit_clusters("temi", x, 10, params, neighbors=graph, device="cpu", copy=False)
+    np.testing.assert_array_equal(a.assignments, b.assignments)
+    np.testing.assert_array_equal(a.loss_history, b.loss_history)
+    np.testing.assert_array_equal(x, prepare_embeddings(kept, True, False))  # z-scored in place
+
+
 def test_bad_parameters_are_named():
     x, _ = planted_clusters(n=50)
     with pytest.raises(ClusterConfigError, match=r"no parameter\(s\) \['head'\]"):

@@ -68,11 +68,20 @@ def block_shape(
     return rows, cols
 
 
-def as_unit_tensor(x: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
-    """float32 tensor on ``device`` with L2-normalised rows."""
+def as_unit_tensor(
+    x: np.ndarray | torch.Tensor, device: torch.device, *, inplace: bool = False
+) -> torch.Tensor:
+    """float32 tensor on ``device`` with L2-normalised rows.
+
+    ``inplace``: normalise the rows where they lie when ``x`` is already float32 on
+    ``device`` (the tensor then shares ``x``'s memory, and ``x`` is overwritten): no second
+    copy of the data. The result is the same to the bit either way."""
     t = torch.as_tensor(np.asarray(x, dtype=np.float32) if not torch.is_tensor(x) else x)
     t = t.to(device=device, dtype=torch.float32)
-    return torch.nn.functional.normalize(t, dim=-1, eps=1e-12)
+    if not inplace:
+        return torch.nn.functional.normalize(t, dim=-1, eps=1e-12)
+    # The operations of torch.nn.functional.normalize, the division done in place.
+    return t.div_(torch.linalg.vector_norm(t, dim=-1, keepdim=True).clamp_min_(1e-12))
 
 
 # Which library does the heavy kernels of kNN and k-means (docs/clustering.md, "Backends").

@@ -76,6 +76,7 @@ def cosine_knn(
     block: tuple[int, int] | None = None,
     backend: str | None = "auto",
     query_rows: tuple[int, int] | None = None,
+    copy: bool = True,
 ) -> Neighbors:
     """The ``k`` most cosine-similar other rows of every row of ``embeddings`` [N, D].
 
@@ -86,6 +87,8 @@ def cosine_knn(
     busy) and 256 MiB on the CPU. ``backend``: ``auto`` (faiss on the CPU when installed,
     else torch), ``faiss`` or ``torch``; all return the same exact neighbours.
     ``query_rows`` = (first, stop) searches for those rows only (benchmarks time a part).
+    ``copy=False`` lets the search normalise a float32 array's rows in place (``embeddings``
+    is overwritten; saves a copy of the data: 5.2 GB for ImageNet train at D = 1024).
     """
     n = len(embeddings)
     if np.ndim(embeddings) != 2:
@@ -101,6 +104,7 @@ def cosine_knn(
         block=block,
         backend=backend,
         query_rows=query_rows,
+        copy=copy,
     )
 
 
@@ -115,12 +119,13 @@ def blocked_topk(
     block: tuple[int, int] | None = None,
     backend: str | None = "auto",
     query_rows: tuple[int, int] | None = None,
+    copy: bool = True,
 ) -> Neighbors:
     """For every row i of ``embeddings`` (or of rows [first, stop) = ``query_rows``), the
     ``k`` rows j with the largest ⟨x̂_i, x̂_j⟩ − ``key_bias``[j] (cosine kNN when there is no
     bias), the row itself left out when ``exclude_self``. ``sims`` holds those values, largest first. The full [N, N]
     matrix is never built: torch works in blocks of queries × keys within the memory budget,
-    faiss in its own fixed blocks (4096 × 1024).
+    faiss in its own fixed blocks (4096 × 1024). ``copy``: as in :func:`cosine_knn`.
     """
     n = len(embeddings)
     dev = pick_device(device)
@@ -133,10 +138,12 @@ def blocked_topk(
     first, stop = query_rows or (0, n)
     start = time.perf_counter()
     if chosen == "faiss":
-        out_idx, out_sim, shape = _faiss_topk(embeddings, k, key_bias, exclude_self, first, stop)
+        keys = as_unit_tensor(embeddings, torch.device("cpu"), inplace=not copy).numpy()
+        out_idx, out_sim, shape = _faiss_topk(keys, k, key_bias, exclude_self, first, stop)
     else:
+        keys = as_unit_tensor(embeddings, dev, inplace=not copy)
         out_idx, out_sim, shape = _torch_topk(
-            embeddings, k, key_bias, exclude_self, dev, budget_bytes, block, first, stop
+            keys, k, key_bias, exclude_self, dev, budget_bytes, block, first, stop
         )
     log.info("top-%d of %d rows by %s: %.1fs", k, stop - first, chosen,
              time.perf_counter() - start)  # fmt: skip
@@ -158,9 +165,9 @@ def _progress(k: int, done: int, total: int, step: int, start: float) -> None:
         log.info("top-%d: %d/%d queries (%.1fs)", k, done, total, time.perf_counter() - start)
 
 
-def _torch_topk(embeddings, k, key_bias, exclude_self, dev, budget_bytes, block, first, stop):
-    n = len(embeddings)
-    keys = as_unit_tensor(embeddings, dev)
+def _torch_topk(keys, k, key_bias, exclude_self, dev, budget_bytes, block, first, stop):
+    """Top-k by torch of the unit rows ``keys`` (a tensor on ``dev``), in blocks."""
+    n = len(keys)
     bias = None if key_bias is None else torch.as_tensor(np.asarray(key_bias, np.float32), device=dev)
     # Each query row's candidates are its current top-k plus one key block.
     rows, cols = block or block_shape(n, n, budget_bytes)
@@ -201,13 +208,12 @@ def _torch_topk(embeddings, k, key_bias, exclude_self, dev, budget_bytes, block,
 FAISS_QUERY_ROWS = 16384
 
 
-def _faiss_topk(embeddings, k, key_bias, exclude_self, first, stop):
+def _faiss_topk(keys, k, key_bias, exclude_self, first, stop):
     """faiss inner-product search of the unit rows. A key bias b_j becomes one more dimension:
     [x̂_i, 1] · [x̂_j, −b_j] = ⟨x̂_i, x̂_j⟩ − b_j. With ``exclude_self`` one neighbour more is
     searched and the row itself dropped (or, when ties with it pushed it out, the last)."""
     faiss = faiss_module()
-    n = len(embeddings)
-    keys = as_unit_tensor(embeddings, torch.device("cpu")).numpy()
+    n = len(keys)
     queries = keys
     if key_bias is not None:
         bias = np.asarray(key_bias, np.float32).reshape(n, 1)

@@ -30,8 +30,9 @@ def clusterer_params(wildcards):
 
 
 def clustering_mem_mb(wildcards, input, attempt):
-    # Embeddings are held about three times (raw, prepared, on the device) plus the kNN graph
-    # and the similarity blocks.
+    # k-means, TEMI and the kNN hold the embeddings once (normalised or z-scored in place;
+    # TEMI adds its heads and one batch's logits), language-assisted clustering about four
+    # times (the joint rows are twice as wide); plus the kNN graph and the similarity blocks.
     return int((4 * input.size_mb + CFG.memory_budget_mb() + 2000) * attempt)
 
 

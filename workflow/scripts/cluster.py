@@ -53,6 +53,7 @@ try:
         device=snakemake.resources.device,
         budget_bytes=budget_from_mb(snakemake.resources.budget_mb),
         texts=texts,
+        copy=False,  # the embeddings are not used afterwards: one copy of them less
     )
 except ClusterConfigError as err:
     raise ClusterConfigError(f"config: clusterers.{wc.clusterer}: {err}") from err

@@ -21,6 +21,7 @@ neighbors = cosine_knn(
     k,
     device=snakemake.resources.device,
     budget_bytes=budget_from_mb(snakemake.resources.budget_mb),
+    copy=False,  # the embeddings are not used afterwards: one copy of them less
 )
 write_knn(
     snakemake.output[0],

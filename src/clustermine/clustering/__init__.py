@@ -94,12 +94,16 @@ def fit_clusters(
     device: str | None = None,
     budget_bytes: int | None = None,
     texts=None,
+    copy: bool = True,
 ) -> ClusterResult:
     """Cluster ``embeddings`` with the clusterer declared as ``method`` in the catalog.
 
     ``device``: ``None``/``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda:1"``, ...;
     ``budget_bytes`` bounds the working memory of chunked similarity blocks; ``texts``: the
-    text embeddings of a label set's positives, for clusterers that need a ``label_set``.
+    text embeddings of a label set's positives, for clusterers that need a ``label_set``;
+    ``copy=False`` lets the clusterer overwrite ``embeddings`` (normalised or z-scored in
+    place) instead of working on a copy: one copy of the data less, for a caller that does
+    not use them afterwards.
     """
     try:
         plugin = catalog.clusterer(method)
@@ -114,6 +118,7 @@ def fit_clusters(
         neighbors=neighbors,
         device=device,
         budget_bytes=budget_bytes,
+        copy=copy,
         **extra,
     )
     if not result.health:  # every clustering gets at least the size check

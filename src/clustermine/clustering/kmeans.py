@@ -29,6 +29,7 @@ from clustermine.cluster_analysis import clustering_health
 from clustermine.clustering import ClusterConfigError, ClusterResult, config_from_params
 from clustermine.compute import (
     BACKENDS,
+    as_unit_tensor,
     default_budget,
     faiss_module,
     pick_backend,
@@ -311,12 +312,14 @@ def fit_kmeans(
     neighbors=None,
     device: str | torch.device | None = None,
     budget_bytes: int | None = None,
+    copy: bool = True,
 ) -> ClusterResult:
     """Cluster ``embeddings`` [N, D] into ``num_clusters`` with k-means++ and Lloyd
     (``neighbors`` is accepted for the common clusterer interface and not used).
 
     ``budget_bytes`` bounds the working memory beyond the data (default 1 GiB on a GPU,
-    256 MiB on the CPU).
+    256 MiB on the CPU). ``copy=False`` lets the cosine metric normalise a float32 array's
+    rows in place (``embeddings`` is overwritten; saves a copy of the data).
     """
     if isinstance(params, KMeansConfig):
         cfg = dataclasses.replace(params, num_clusters=int(num_clusters))
@@ -334,9 +337,10 @@ def fit_kmeans(
         backend = pick_backend(cfg.backend, dev)
     except ValueError as err:
         raise ClusterConfigError(f"kmeans: {err}") from err
-    data = torch.from_numpy(x).to(dev)
     if cfg.metric == "cosine":
-        data = torch.nn.functional.normalize(data, dim=1)
+        data = as_unit_tensor(x, dev, inplace=not copy)
+    else:
+        data = torch.from_numpy(x).to(dev)
     dist = _Distances(data, cfg.metric, budget_bytes, backend)
     generator = torch.Generator().manual_seed(cfg.seed)
     start = time.perf_counter()

@@ -55,9 +55,12 @@ def fit_language_assisted(
     device=None,
     budget_bytes: int | None = None,
     texts: TextEmbeddings | None = None,
+    copy: bool = True,
 ) -> ClusterResult:
     """Cluster ``embeddings`` [N, D] with the retrieved text of ``texts`` (a label set's
-    positives) concatenated; ``params``: ``tau_r`` and the k-means parameters."""
+    positives) concatenated; ``params``: ``tau_r`` and the k-means parameters. ``embeddings``
+    is never overwritten (the joint rows are a new array, which k-means normalises in place
+    whatever ``copy`` is)."""
     from clustermine import catalog
 
     resolved = catalog.clusterer("language_assisted").resolve(
@@ -87,7 +90,7 @@ def fit_language_assisted(
     retrieved = retrieve_text(x, texts.embeddings, tau_r, budget, dev)
     joint = np.concatenate([normalize(x), retrieved], axis=1)
     result = fit_kmeans(joint, num_clusters, {**resolved, "metric": "cosine"}, device=dev,
-                        budget_bytes=budget)  # fmt: skip
+                        budget_bytes=budget, copy=False)  # fmt: skip
     return dataclasses.replace(
         result,
         clusterer="language_assisted",

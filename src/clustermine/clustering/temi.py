@@ -190,12 +190,15 @@ class BatchedHeads(nn.Module):
 ZSCORE_ROWS = 65_536
 
 
-def prepare_embeddings(embeddings: np.ndarray, zscore: bool, l2_normalize: bool) -> np.ndarray:
+def prepare_embeddings(
+    embeddings: np.ndarray, zscore: bool, l2_normalize: bool, copy: bool = True
+) -> np.ndarray:
     """The heads' input, float32: with ``zscore`` every dimension minus its mean, divided by
     its standard deviation (N − 1 in the denominator, as ``torch.std``; statistics in float64
     without a float64 copy of the data); then, with ``l2_normalize``, every row divided by its
-    norm. Neither: the embeddings as they are (the official code's default)."""
-    x = np.array(embeddings, dtype=np.float32)
+    norm. Neither: the embeddings as they are (the official code's default). ``copy=False``
+    works in place on a float32 array (``embeddings`` is overwritten)."""
+    x = np.array(embeddings, dtype=np.float32) if copy else np.asarray(embeddings, np.float32)
     if zscore:
         x -= x.mean(axis=0, dtype=np.float64).astype(np.float32)
         # Squares summed a block of rows at a time: a whole x * x would be one more copy of
@@ -435,12 +438,14 @@ def fit_temi(
     neighbors: Neighbors | np.ndarray | None = None,
     device: str | torch.device | None = None,
     budget_bytes: int | None = None,
+    copy: bool = True,
 ) -> ClusterResult:
     """Train TEMI heads on ``embeddings`` [N, D] and assign every sample to a cluster.
 
     ``neighbors`` is the cached kNN graph (``Neighbors`` or an index array [N, ≥k]); its
     first ``knn`` columns are used. Without it the graph is computed here (within
-    ``budget_bytes``).
+    ``budget_bytes``). ``copy=False`` lets the heads' input be prepared in place
+    (``embeddings`` is overwritten; saves a copy of the data).
     """
     if isinstance(params, TEMIConfig):
         cfg = dataclasses.replace(params, num_clusters=int(num_clusters))
@@ -464,7 +469,7 @@ def fit_temi(
             f"temi: knn={cfg.knn} but the kNN graph holds only {idx.shape[1]} neighbours"
         )
     idx = idx[:, : cfg.knn]
-    data = torch.from_numpy(prepare_embeddings(x, cfg.zscore, cfg.l2_normalize)).to(dev)
+    data = torch.from_numpy(prepare_embeddings(x, cfg.zscore, cfg.l2_normalize, copy)).to(dev)
     graph = torch.from_numpy(np.ascontiguousarray(idx, dtype=np.int64)).to(dev)
     log.info(
         "temi: N=%d D=%d C=%d heads=%d knn=%d epochs=%d (warm-up %d) batch=%d input %s on %s",
