@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -323,3 +325,25 @@ def test_ground_truth_method_without_class_names_is_a_config_error(tiny_project)
     assert out.returncode != 0
     assert "of idset 'tiny' uses label set 'gt' (miner gt)" in message
     assert "'id-train' has none" in message
+
+
+def test_detectors_ask_for_the_memory_of_what_they_read(finished, tmp_path):
+    """A score that reads the ID-train embeddings (Mahalanobis) asks for memory for them; an
+    Eq. 1 score reads only their attributes and does not (5 GB less with ImageNet train)."""
+    project = tmp_path / "copy"
+    shutil.copytree(finished, project, symlinks=True)
+    train = project / "results/tiny-a/images/id-train.h5"
+    os.truncate(train, train.stat().st_size + 50 * 2**20)  # 50 MB more, as far as sizes go
+    run = subprocess.run([*SNAKEMAKE, "-n", "--cores", "1", "--forcerun", "fit_detector"],
+                         cwd=project, capture_output=True, text=True)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    asked = {}
+    for job in re.split(r"\n(?=(?:local)?rule )", run.stdout):
+        if job.startswith(("rule fit_detector", "localrule fit_detector")):
+            method = re.search(r"method=([\w-]+)", job).group(1)
+            asked[method] = int(re.search(r"mem_mb=(\d+)", job).group(1))
+    assert set(asked) == set(METHODS)
+    # The same inputs (label set gt), the train file counted twice (read whole) or not at all.
+    assert asked["mahalanobis"] - asked["mcm"] >= 100
+    assert asked["mcm"] == asked["maxlogit"] == asked["energy"]
+    assert asked["mahalanobis"] == asked["rel-mahalanobis"]

@@ -18,7 +18,7 @@ rule fit_detector:
     threads: 1
     resources:
         gpu=1,
-        mem_mb=embeddings_mem_mb,
+        mem_mb=fit_detector_mem_mb,
         runtime=240,
         device=compute_device,
         budget_mb=budget_mb,

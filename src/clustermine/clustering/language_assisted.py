@@ -33,12 +33,14 @@ def retrieve_text(
     tau_r: float,
     budget_bytes: int,
     device=None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """r(x) of every image row (float32 [N, D], unit rows)."""
+    """r(x) of every image row (float32 [N, D], unit rows), written into ``out`` when given."""
     dev = pick_device(device)
     t = torch.nn.functional.normalize(torch.as_tensor(np.asarray(texts, np.float32), device=dev))
     rows = rows_within(budget_bytes, 4 * 3 * max(1, len(t)), len(images))
-    out = np.empty((len(images), t.shape[1]), dtype=np.float32)
+    if out is None:
+        out = np.empty((len(images), t.shape[1]), dtype=np.float32)
     for r0 in range(0, len(images), rows):
         x = torch.as_tensor(normalize(images[r0 : r0 + rows]), device=dev)
         weights = torch.softmax((x @ t.T).double() / tau_r, dim=1).float()
@@ -87,8 +89,14 @@ def fit_language_assisted(
         len(texts.names),
         tau_r,
     )
-    retrieved = retrieve_text(x, texts.embeddings, tau_r, budget, dev)
-    joint = np.concatenate([normalize(x), retrieved], axis=1)
+    # [x̂, r(x)] written where it will lie: the image half normalised a block of rows at a
+    # time, the text half by the retrieval, so no temporary is as large as the data.
+    d = x.shape[1]
+    joint = np.empty((len(x), 2 * d), dtype=np.float32)
+    rows = rows_within(budget, 4 * 2 * d, len(x))
+    for r0 in range(0, len(x), rows):
+        joint[r0 : r0 + rows, :d] = normalize(x[r0 : r0 + rows])
+    retrieve_text(x, texts.embeddings, tau_r, budget, dev, out=joint[:, d:])
     result = fit_kmeans(joint, num_clusters, {**resolved, "metric": "cosine"}, device=dev,
                         budget_bytes=budget, copy=False)  # fmt: skip
     return dataclasses.replace(
