@@ -38,7 +38,8 @@ def clustering_mem_mb(wildcards, input, attempt):
         hasattr(wildcards, "clusterer")
         and clusterer_method(wildcards) == "language_assisted"
     )
-    return held_mem_mb(input.size_mb, attempt, copies=3 if language else 2)
+    copies = 3 if language else 2
+    return int((copies * input.size_mb + CFG.memory_budget_mb() + 2000) * attempt)
 
 
 def clusters_file(model, dataset, clusterer, C):

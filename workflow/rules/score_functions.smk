@@ -19,7 +19,7 @@ def fit_detector_mem_mb(wildcards, input, attempt):
     size_mb = sum(sizes.values())
     if not CFG.method(wildcards.method)[0].has("train_embeddings"):
         size_mb -= sizes.get(input.train, 0)
-    return held_mem_mb(size_mb, attempt)
+    return int((2 * size_mb + CFG.memory_budget_mb() + 2000) * attempt)
 
 
 def fit_detector_inputs(wildcards):
