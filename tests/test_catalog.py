@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import subprocess
 import sys
 
@@ -45,7 +46,6 @@ def test_miner_functions_take_exactly_the_declared_parameters(name):
 def test_score_classes_are_detectors_of_that_name(name):
     cls = catalog.score(name).load()
     assert issubclass(cls, Detector) and cls.name == name
-    assert cls.resolve_params({}) == catalog.score(name).defaults
 
 
 @pytest.mark.parametrize("name", sorted(catalog.CLUSTERERS))
@@ -128,3 +128,84 @@ def test_docs_tables_are_generated_from_the_catalog():
     from clustermine.catalog.docs import stale_docs
 
     assert stale_docs(REPO / "docs") == [], "run: python -m clustermine.catalog.docs"
+
+
+def test_parameter_values_outside_their_schema_are_refused_naming_the_parameter():
+    temi = catalog.clusterer("temi")
+    for bad, message in (({"heads": 0}, "heads=0 must be at least 1"),
+                         ({"teacher_momentum": 1.5}, "teacher_momentum=1.5 must be at most 1"),
+                         ({"student_temp": 0}, "student_temp=0 must be above 0"),
+                         ({"zscore": 1}, "zscore=1 must be of type boolean"),
+                         ({"min_lr": "x"}, "min_lr='x' must be of type number or null")):
+        with pytest.raises(catalog.CatalogError, match=re.escape(message)):
+            temi.resolve(bad)
+    with pytest.raises(catalog.CatalogError, match="metric='manhattan' must be one of"):
+        catalog.clusterer("kmeans").resolve({"metric": "manhattan"})
+    assert temi.resolve({"min_lr": None, "heads": 2})["heads"] == 2
+
+
+@pytest.mark.parametrize("kind,name", [(k, n) for k in catalog.KINDS for n in catalog.REGISTRIES[k]])
+def test_small_settings_of_every_plugin_are_valid_values(kind, name):
+    plugin = catalog.get(kind, name)
+    params = {k: v for k, v in plugin.small.items() if k in plugin.param_names}
+    plugin.resolve(params)
+    for key in set(plugin.small) - set(params):  # input-choosing keys set by their role
+        param = next(p for p in plugin.input_keys if p.name == key)
+        assert param.role is not None and not _schema_rejects(param, plugin.small[key])
+
+
+def _schema_rejects(param, value) -> bool:
+    try:
+        param.check(value, "test")
+    except catalog.CatalogError:
+        return True
+    return False
+
+
+def test_roles_name_what_the_workflow_turns_into_inputs():
+    # A miner that votes on clusters says which key names the clusterer and which is C; one
+    # that reads the text density says which key is its k; a clusterer on a kNN graph, its k.
+    for plugin in catalog.MINERS.values():
+        if plugin.has("clusters"):
+            assert plugin.with_role("clusterer").required and plugin.with_role("num_clusters")
+        if plugin.has("text_density"):
+            assert plugin.with_role("density_k") is not None
+    for plugin in catalog.CLUSTERERS.values():
+        if plugin.has("knn"):
+            assert plugin.knn_k({}) == plugin.with_role("knn_k").default
+        if plugin.has("label_set"):
+            assert plugin.with_role("label_set").required
+    with pytest.raises(catalog.CatalogError, match="unknown role"):
+        catalog.Param("x", 1, {}, "x", role="nonsense")
+    with pytest.raises(catalog.CatalogError, match="declared twice"):
+        catalog.Plugin("miner", "twice", "", "", "m:f", params=(
+            catalog.Param("a", 1, {}, ""), catalog.Param("a", 2, {}, "")))
+
+
+def test_one_vocabulary_of_needs_names_every_need_and_its_docs_word():
+    from clustermine.catalog import docs
+
+    for kind, needs in catalog.NEEDS.items():
+        for need, (meaning, word) in needs.items():
+            assert meaning and word
+    assert not hasattr(docs, "NEED_WORDS")
+    assert catalog.need_words("score", {"stream"}) == ["a test stream (adapts at test time)"]
+
+
+def test_the_snakefile_imports_nothing_heavy_when_it_is_parsed():
+    """On SLURM every job parses the Snakefile again: every module its rules import at parse
+    time (the import lines of workflow/rules/*.smk) must load without numpy, torch, pandas,
+    h5py or matplotlib."""
+    lines = []
+    for path in sorted((REPO / "workflow/rules").glob("*.smk")) + [REPO / "workflow/Snakefile"]:
+        lines += [line.strip() for line in path.read_text().splitlines()
+                  if re.match(r"(from \S+ import |import )", line)]  # fmt: skip
+    assert any("clustermine.datasets" in line for line in lines)  # the class-name probe
+    code = "\n".join(
+        ["import sys", *lines,
+         "heavy = {'torch', 'numpy', 'pandas', 'matplotlib', 'h5py'} & set(sys.modules)",
+         "print(sorted(heavy))"]  # fmt: skip
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=REPO)  # fmt: skip
+    assert out.stdout.strip() == "[]", lines

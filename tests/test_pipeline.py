@@ -1,5 +1,6 @@
-"""The whole workflow on tiny data: every miner, every score, both clusterers, a cluster sweep,
-a precomputed embedding file, tables, plots and the HTML report, through real Snakemake runs."""
+"""The whole workflow on tiny data: every miner, every score (streamed ones included) and every
+clusterer of the catalog, a cluster sweep, a precomputed embedding file, tables, plots and the
+HTML report, through real Snakemake runs."""
 
 from __future__ import annotations
 
@@ -19,44 +20,74 @@ import pytest
 import yaml
 from helpers import SNAKEFILE, file_times, planned_jobs, run_workflow
 
+from clustermine import catalog
 from clustermine.clustering.io import read_clusters
 from clustermine.labelsets import read_label_meta
 from clustermine.score_files import read_scores
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--configfile", "config.yaml"]
-# One method per score, and one per miner (ClusterMine on both clusterers).
-METHODS = {
-    "mcm": {"score": "mcm", "labels": "gt"},
-    "maxlogit": {"score": "maxlogit", "labels": "gt"},
-    "energy": {"score": "energy", "labels": "gt"},
-    "mahalanobis": {"score": "mahalanobis", "labels": "gt"},
-    "rel-mahalanobis": {"score": "relative_mahalanobis", "labels": "gt"},
-    "plp": {"score": "plp", "labels": "gt", "epochs": 2},
-    "neglabel": {"score": "eq1", "labels": "neglabel", "tau": 0.01},
-    "neglabel-grouped": {"score": "eq1_grouped", "labels": "neglabel", "tau": 0.01, "groups": 2},
-    "gt-aug": {"score": "eq1", "labels": "gt-aug"},
-    "posmine": {"score": "eq1", "labels": "posmine"},
-    "clustermine": {"score": "eq1", "labels": "clustermine"},
-    "clustermine-temi": {"score": "eq1", "labels": "clustermine-temi"},
-    "posmine-eq": {"score": "eq1", "labels": "posmine-eq"},
-    "gradnorm": {"score": "eq1", "labels": "gradnorm"},
-    "clustermine-la": {"score": "eq1", "labels": "clustermine-la"},
-    "debiased": {"score": "debiased", "labels": "debiased", "groups": 2},
-    "debiased-cm": {"score": "debiased", "labels": "debiased-cm", "groups": 2},
-}
-LABEL_SETS = {
-    "gt": {"miner": "gt"},
-    "gt-aug": {"miner": "gt_aug", "num_aug": 3},
-    "posmine": {"miner": "posmine", "min_votes": 2},
-    "clustermine": {"miner": "clustermine", "clusterer": "kmeans", "C": 3},
-    "clustermine-temi": {"miner": "clustermine", "clusterer": "temi", "C": 3},
-    "neglabel": {"miner": "neglabel", "num_negatives": 10},
-    "posmine-eq": {"miner": "posmine", "match_positives_of": "clustermine"},
-    "gradnorm": {"miner": "gradnorm", "clusterer": "kmeans", "C": 3, "top_k": 2},
-    "clustermine-la": {"miner": "clustermine", "clusterer": "language", "C": 3},
-    "debiased": {"miner": "debiased", "k1": 5},
-    "debiased-cm": {"miner": "debiased", "k1": 5, "positives_of": "clustermine"},
-}
+
+
+def _slug(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _small_params(plugin: catalog.Plugin) -> dict:
+    return {k: v for k, v in plugin.small.items() if k in plugin.param_names}
+
+
+def catalog_grid() -> tuple[dict, dict, dict]:
+    """(clusterers, label sets, methods) covering every entry of the catalog, built from it:
+    a new miner, score or clusterer is run here without editing a list.
+
+    One clusterer per clusterer plugin; one label set per miner; one label set per optional
+    key naming another label set (it names the first clustering miner's label set); one
+    label set of that clustering miner per further clusterer. One method per score (with the
+    label set of the miner of the same name, else Y_GT) and one per remaining label set (with
+    the plain Eq. 1 score). Every plugin runs with its catalog ``small`` settings."""
+    base = next(n for n, p in catalog.CLUSTERERS.items() if not p.needs)
+    clustering_miner = next(n for n, p in catalog.MINERS.items() if p.has("clusters"))
+    label_free = next(n for n, p in catalog.MINERS.items()
+                      if not p.needs & {"class_names", "clusters"})  # fmt: skip
+    clusterers = {}
+    for name, plugin in catalog.CLUSTERERS.items():
+        entry = {"method": name, **_small_params(plugin)}
+        entry.update(dict.fromkeys(plugin.references({p.name: "x" for p in plugin.input_keys}),
+                                   _slug(label_free)))  # fmt: skip
+        clusterers[_slug(name)] = entry
+
+    def miner_entry(name: str, clusterer: str) -> dict:
+        plugin = catalog.miner(name)
+        entry = {"miner": name, **_small_params(plugin)}
+        if plugin.has("clusters"):
+            entry[plugin.with_role("clusterer").name] = clusterer
+            entry[plugin.with_role("num_clusters").name] = plugin.small["C"]
+        return entry
+
+    label_sets = {_slug(n): miner_entry(n, _slug(base)) for n in catalog.MINERS}
+    for name, plugin in catalog.MINERS.items():
+        for param in plugin.input_keys:
+            if param.role == "label_set" and not param.required:
+                label_sets[f"{_slug(name)}-{_slug(param.name)}"] = {
+                    **miner_entry(name, _slug(base)), param.name: _slug(clustering_miner)
+                }
+    for name in catalog.CLUSTERERS:
+        if name != base:
+            label_sets[f"{_slug(clustering_miner)}-{_slug(name)}"] = miner_entry(
+                clustering_miner, _slug(name)
+            )
+    methods = {}
+    for name, plugin in catalog.SCORES.items():
+        labels = _slug(name) if _slug(name) in label_sets else "gt"
+        methods[_slug(name)] = {"score": name, "labels": labels, **_small_params(plugin)}
+    used = {m["labels"] for m in methods.values()}
+    for slug in label_sets:
+        if slug not in used and slug not in methods:
+            methods[slug] = {"score": catalog.PLAIN_SCORE, "labels": slug}
+    return clusterers, label_sets, methods
+
+
+CLUSTERERS, LABEL_SETS, METHODS = catalog_grid()
 
 
 def write_config(project: Path, edit=None) -> dict:
@@ -64,12 +95,7 @@ def write_config(project: Path, edit=None) -> dict:
     config["datasets"]["ood-pre"] = {
         "type": "embeddings", "paths": {"tiny-a": str(project / "data" / "ood-pre.h5")}
     }
-    config["clusterers"] = {
-        "kmeans": {"method": "kmeans"},
-        "temi": {"method": "temi", "heads": 3, "knn": 5, "epochs": 3, "batch_size": 16,
-                 "warmup_epochs": 3},
-        "language": {"method": "language_assisted", "names_from": "gradnorm", "tau_r": 0.05},
-    }
+    config["clusterers"] = copy.deepcopy(CLUSTERERS)
     config["label_sets"] = copy.deepcopy(LABEL_SETS)
     config["methods"] = copy.deepcopy(METHODS)
     config["idsets"]["tiny"]["extra_benchmarks"] = ["ood-pre"]
@@ -110,7 +136,7 @@ def test_every_method_is_evaluated(pipeline):
             assert 0.0 <= bench["auroc"] <= 1.0 and 0.0 <= bench["fpr95"] <= 1.0, method
         # The mean is over the main benchmarks only; the extra one is reported on its own.
         assert record["mean"]["auroc"] == pytest.approx(record["benchmarks"]["ood"]["auroc"])
-        if record["score"] == "eq1" and "tau" not in METHODS[method]:
+        if record["score"] == "eq1" and "tau" not in METHODS[method]:  # the τ of Eq. 1
             assert record["tau"] == pytest.approx(0.1 / read_scores(
                 pipeline / f"results/tiny-a/scores/tiny.{method}.h5", "id-test"
             ).attrs["logit_scale"])
@@ -169,7 +195,9 @@ def test_label_sets_record_quality_and_clusters(pipeline):
     assert rows[0][6:] == ["gt_sim", "gt_hops"]
     assert all(-1.0 <= float(r[6]) <= 1.0 for r in rows[1:] if r[2] == "pos")
     # PosMine matched to ClusterMine's number of positives.
-    equal = read_label_meta(pipeline / "results/tiny-a/labels/tiny.posmine-eq.tsv")
+    equal = read_label_meta(
+        pipeline / "results/tiny-a/labels/tiny.posmine-match-positives-of.tsv"
+    )
     clustermine = read_label_meta(pipeline / "results/tiny-a/labels/tiny.clustermine.tsv")
     assert equal["stats"]["n_pos"] == clustermine["stats"]["n_pos"]
     assert equal["params"]["num_positives"] == clustermine["stats"]["n_pos"]
@@ -182,7 +210,7 @@ def test_debiased_gradnorm_and_language_assisted_outputs(pipeline):
     density = list((pipeline / "results/tiny-a/text/density").glob("*.h5"))
     assert [p.name for p in density] == ["words.simple.k5.h5"]
     gt = read_label_meta(pipeline / "results/tiny-a/labels/tiny.debiased.tsv")
-    mined = read_label_meta(pipeline / "results/tiny-a/labels/tiny.debiased-cm.tsv")
+    mined = read_label_meta(pipeline / "results/tiny-a/labels/tiny.debiased-positives-of.tsv")
     assert gt["stats"]["gt_source"] == "classes" and mined["stats"]["positives_from"] == "clustermine"
     assert gt["inputs"]["density"].endswith("words.simple.k5.h5")
     cm = read_label_meta(pipeline / "results/tiny-a/labels/tiny.clustermine.tsv")
@@ -191,9 +219,11 @@ def test_debiased_gradnorm_and_language_assisted_outputs(pipeline):
     assert 0 <= scores.attrs["clamped_pairs"] <= scores.attrs["pairs"]
     with h5py.File(pipeline / "results/tiny-a/detectors/tiny.debiased.h5", "r") as f:
         assert "kappa" in f.attrs["fit_stats"]
-    language = read_clusters(pipeline / "results/tiny-a/clusters/id-train.language-C3.h5")
+    language = read_clusters(
+        pipeline / "results/tiny-a/clusters/id-train.language-assisted-C3.h5"
+    )
     assert language.clusterer == "language_assisted" and "nmi" in language.attrs
-    assert language.attrs["names_source"].endswith("labels/tiny.gradnorm.tsv")
+    assert language.attrs["names_source"].endswith("labels/tiny.posmine.tsv")
 
 
 def test_tables_plots_and_report(pipeline):
@@ -275,7 +305,7 @@ def test_speed_settings_rerun_nothing(finished, setting):
         ("label_sets.clustermine-temi.C", 4,
          {"cluster": 1, "mine_labels": 1, "fit_detector": 1, "score": 1, "evaluate": 1}),
         # A miner parameter: that label set and its one method.
-        ("label_sets.posmine.min_votes", 1,
+        ("label_sets.gt-aug.num_aug", 2,
          {"mine_labels": 1, "fit_detector": 1, "score": 1, "evaluate": 1}),
         # A clusterer parameter: every clustering by that clusterer and what voted on it.
         ("clusterers.temi.epochs", 2,
@@ -346,4 +376,4 @@ def test_detectors_ask_for_the_memory_of_what_they_read(finished, tmp_path):
     # The same inputs (label set gt), the train file counted twice (read whole) or not at all.
     assert asked["mahalanobis"] - asked["mcm"] >= 100
     assert asked["mcm"] == asked["maxlogit"] == asked["energy"]
-    assert asked["mahalanobis"] == asked["rel-mahalanobis"]
+    assert asked["mahalanobis"] == asked["relative-mahalanobis"]

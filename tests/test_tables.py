@@ -335,7 +335,6 @@ def test_label_table_keeps_word_names(tmp_path):
 
 
 def test_report_rules_name_every_table_plot_and_caption():
-    assert list(T.TABLES) == list(catalog.TABLES) and list(P.PLOTS) == list(catalog.PLOTS)
     for target in (*catalog.TABLES.values(), *catalog.PLOTS.values()):
         module = {"clustermine.tables": T, "clustermine.plots": P}[target.split(":")[0]]
         assert callable(getattr(module, target.split(":")[1]))

@@ -295,6 +295,15 @@ def read_image_labels(path: str | os.PathLike) -> np.ndarray:
         return np.full(len(_require(f, "embeddings", path)), -1, dtype=np.int64)
 
 
+def read_class_names(path: str | os.PathLike) -> list[str] | None:
+    """The ``class_names`` of an image file without reading its embeddings (None: none)."""
+    with _open(path) as f:
+        if "class_names" not in f:
+            return None
+        names = _strings(f["class_names"])
+    return names or None
+
+
 def read_attributes(path: str | os.PathLike) -> dict[str, Any]:
     with _open(path) as f:
         return read_attrs(f)

@@ -309,13 +309,21 @@ def sweep_families(inputs: PlotInputs, key: str) -> list[pd.DataFrame]:
     return families
 
 
+def _clusterer_of(label_set: dict) -> str | None:
+    """The clusterer slug a label set's miner votes on (its key of role clusterer), if any."""
+    if label_set.get("miner") not in catalog.MINERS:
+        return None
+    return catalog.miner(label_set["miner"]).value_of("clusterer", label_set)
+
+
 def _family_label(part: pd.DataFrame, s: ReportSettings, n_models: int) -> str:
     method = part.method.iloc[0]
     ls = s.label_set(method)
     what = ls.get("miner") or s.methods.get(method, {}).get("labels") or method
-    extra = [ls.get("clusterer")] if ls.get("clusterer") else []
+    clusterer = _clusterer_of(ls)
+    extra = [clusterer] if clusterer else []
     score = s.methods.get(method, {}).get("score")
-    extra += [score] if score and score != "eq1" else []
+    extra += [score] if score and score != catalog.PLAIN_SCORE else []
     label = what + (f" ({', '.join(map(str, extra))})" if extra else "")
     return f"{part.model.iloc[0]}: {label}" if n_models > 1 else label
 
@@ -325,9 +333,10 @@ def plot_sensitivity(inputs: PlotInputs, path) -> None:
     s, title = inputs.settings, "Sensitivity to K, M and C"
     found = {k: fams for k in SWEEP_KEYS if (fams := sweep_families(inputs, k))}
     if not found:
+        axes = ", ".join(f"{axis} ({' or '.join(keys)})" for axis, keys in SWEEP_KEYS.items())
         return _message(path, title, "no sweep in this configuration: add methods whose label "
-                        "sets differ only in K (num_negatives), M (min_votes) or C")
-    names = {"K": "K (negatives)", "M": "M (min. votes)", "C": "C (clusters)"}
+                        f"sets differ only in one of {axes}")
+    names = catalog.AXES
     fig, axes = plt.subplots(2, len(found), figsize=(4.6 * len(found) + 1.5, 6.4),
                              squeeze=False)
     for j, (key, fams) in enumerate(found.items()):
@@ -378,7 +387,7 @@ def plot_cluster_analysis(inputs: PlotInputs, path) -> None:
         lines.append((f"{prefix}{clusterer} sweep", sweep.C.to_numpy(float), cols,
                       float(elbow.iloc[0]) if len(elbow) else None))
     if not rec.empty:
-        rec = rec.assign(clusterer=[s.label_set(m).get("clusterer", "clusters")
+        rec = rec.assign(clusterer=[_clusterer_of(s.label_set(m)) or "clusters"
                                     for m in rec.method])
         for (model, clusterer), part in rec.groupby(["model", "clusterer"], sort=False):
             part = part.drop_duplicates("ca_C").sort_values("ca_C")

@@ -30,12 +30,16 @@ def stream_order(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n)
 
 
-def score_stream(detector, id_emb: np.ndarray, ood_emb: np.ndarray, seed: int) -> StreamScores:
+def score_stream(
+    detector, id_emb: np.ndarray, ood_emb: np.ndarray, seed: int, attrs=None, source=None
+) -> StreamScores:
     """Reset ``detector`` to its fitted state, score ``id_emb`` and ``ood_emb`` shuffled
-    together (``seed``) in stream order, and return the scores in row order."""
+    together (``seed``) in stream order, and return the scores in row order. ``attrs`` and
+    ``source``: the embeddings' model attributes and where they come from, checked against
+    the detector's model (:meth:`clustermine.detectors.Detector.score`)."""
     detector.reset()
     x = np.concatenate([np.asarray(id_emb), np.asarray(ood_emb)])
     order = stream_order(len(x), seed)
     scores = np.empty(len(x))
-    scores[order] = detector.score(x[order])
+    scores[order] = detector.score(x[order], attrs, source)
     return StreamScores(scores[: len(id_emb)], scores[len(id_emb) :], order, int(seed))

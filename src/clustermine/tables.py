@@ -14,12 +14,8 @@ docs/results.md says which paper table each one mirrors.
 
 from __future__ import annotations
 
-import html
-import json
-import math
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,204 +23,24 @@ import pandas as pd
 
 from clustermine import catalog
 from clustermine.cluster_analysis import LEARNED_LOSS_RATIO as _LEARNED_RATIO
-from clustermine.h5io import atomic_path
-
-# Label-set keys that sweep one hyperparameter, with the spellings a config may use.
-SWEEP_KEYS: dict[str, tuple[str, ...]] = {
-    "K": ("num_negatives", "K"),
-    "M": ("min_votes", "M"),
-    "C": ("C",),
-}
-
-
-def _num(value: Any) -> float:
-    return float(value) if value is not None else math.nan
-
-
-def benchmark_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Long format: one row per (model, idset, method, testset, benchmark)."""
-    rows = [
-        {
-            "model": r["model"], "idset": r["idset"], "method": r["method"],
-            "testset": r["testset"], "benchmark": bench,
-            "auroc": _num(v.get("auroc")), "fpr95": _num(v.get("fpr95")),
-            "n_id": v.get("n_id"), "n_ood": v.get("n_ood"),
-        }
-        for r in records
-        for bench, v in r["benchmarks"].items()
-    ]
-    cols = ["model", "idset", "method", "testset", "benchmark", "auroc", "fpr95", "n_id", "n_ood"]
-    return pd.DataFrame(rows, columns=cols)
-
-
-def record_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per metrics file: identifiers, the file's own means, label quality, clusters."""
-    rows = []
-    for r in records:
-        lq = r.get("label_quality") or {}
-        ca = r.get("cluster_analysis") or {}
-        mean = r.get("mean") or {}
-        rows.append({
-            "model": r["model"], "idset": r["idset"], "method": r["method"],
-            "testset": r["testset"], "score": r.get("score"), "labels": r.get("labels"),
-            "tau": _num(r.get("tau")),
-            "mean_auroc": _num(mean.get("auroc")), "mean_fpr95": _num(mean.get("fpr95")),
-            **{f"lq_{k}": _num(lq.get(k)) for k in
-               ("n_pos", "n_neg", "n_corpus", "overlap", "f1", "top1_text_sim", "wordnet_hops")},
-            **{f"ca_{k}": _num(ca.get(k)) for k in
-               ("C", "purity", "entropy", "redundancy", "ypos_over_C")},
-            "has_label_quality": bool(lq), "has_cluster_analysis": bool(ca),
-        })
-    return pd.DataFrame(rows)
-
-
-# --- what the configuration says ------------------------------------------------------------
-
-
-def _first_seen(values: Iterable[Any]) -> list[Any]:
-    return list(dict.fromkeys(values))
-
-
-@dataclass
-class ReportSettings:
-    """The part of the configuration the tables and plots need.
-
-    ``idsets``: slug → {train, test, corpus, prompts, benchmarks, extra_benchmarks, methods};
-    ``methods``: slug → the method's entry with its label set's entry under ``label_set``.
-    Missing pieces are inferred from the metrics records (order of appearance).
-    """
-
-    models: list[str] = field(default_factory=list)
-    idsets: dict[str, dict[str, Any]] = field(default_factory=dict)
-    methods: dict[str, dict[str, Any]] = field(default_factory=dict)
-    main_model: str | None = None
-    main_idset: str | None = None
-    # One :func:`clustering_record` per cluster file the clustering table shows.
-    clusterings: list[dict[str, Any]] = field(default_factory=list)
-
-    @classmethod
-    def build(
-        cls,
-        settings: Mapping[str, Any] | None,
-        records: Sequence[Mapping[str, Any]],
-        clusterings: Sequence[Mapping[str, Any]] = (),
-    ) -> ReportSettings:
-        s = dict(settings or {})
-        models = list(s.get("models") or [])
-        models += [m for m in _first_seen(r["model"] for r in records) if m not in models]
-        idsets = {k: dict(v) for k, v in (s.get("idsets") or {}).items()}
-        for idset in _first_seen(r["idset"] for r in records):
-            spec = idsets.setdefault(idset, {})
-            seen = [r for r in records if r["idset"] == idset]
-            spec.setdefault("test", _first_seen(r["testset"] for r in seen))
-            spec.setdefault(
-                "benchmarks", _first_seen(b for r in seen for b in r["benchmarks"])
-            )
-            spec.setdefault("methods", _first_seen(r["method"] for r in seen))
-        methods = {k: dict(v) for k, v in (s.get("methods") or {}).items()}
-        for r in records:
-            methods.setdefault(r["method"], {"score": r.get("score"), "labels": r.get("labels")})
-        main_idset = s.get("main_idset") or (next(iter(idsets)) if idsets else None)
-        main_model = s.get("main_model") or (models[0] if models else None)
-        return cls(models, idsets, methods, main_model, main_idset, [dict(c) for c in clusterings])
-
-    def main_test(self, idset: str) -> str | None:
-        tests = self.idsets.get(idset, {}).get("test") or []
-        return tests[0] if tests else None
-
-    def main_benchmarks(self, idset: str) -> list[str]:
-        return list(self.idsets.get(idset, {}).get("benchmarks") or [])
-
-    def extra_benchmarks(self, idset: str) -> list[str]:
-        return list(self.idsets.get(idset, {}).get("extra_benchmarks") or [])
-
-    def method_order(self, methods: Iterable[str]) -> list[str]:
-        known = list(self.methods)
-        return sorted(set(methods), key=lambda m: (known.index(m) if m in known else len(known), m))
-
-    def model_order(self, models: Iterable[str]) -> list[str]:
-        return sorted(set(models), key=lambda m: (self.models.index(m)
-                                                  if m in self.models else len(self.models), m))
-
-    def setup_of(self, idset: str) -> dict[str, Any]:
-        """What makes two ID sets' numbers comparable: data, corpus, prompts, benchmarks."""
-        spec = self.idsets.get(idset, {})
-        return {
-            "train": spec.get("train"),
-            "test": self.main_test(idset),
-            "corpus": spec.get("corpus"),
-            "prompts": spec.get("prompts", "simple"),
-            "benchmarks": tuple(sorted(self.main_benchmarks(idset))),
-        }
-
-    def comparable_idsets(self, vary: str | None = None) -> list[str]:
-        """ID sets set up like the main one except, possibly, in ``vary`` (main first)."""
-        if self.main_idset is None:
-            return []
-        ref = self.setup_of(self.main_idset)
-        out = []
-        for idset in self.idsets:
-            other = self.setup_of(idset)
-            if all(other[k] == ref[k] for k in ref if k != vary):
-                out.append(idset)
-        return sorted(out, key=lambda i: i != self.main_idset)
-
-    def label_set(self, method: str) -> dict[str, Any]:
-        return dict(self.methods.get(method, {}).get("label_set") or {})
-
-    def sweep_value(self, method: str, key: str) -> Any:
-        """The method's value of sweep key ``key`` (K, M or C), None when it has none."""
-        ls = self.label_set(method)
-        for name in SWEEP_KEYS[key]:
-            if name in ls:
-                return ls[name]
-        return None
-
-    def settings_without(self, method: str, key: str) -> str:
-        """The method's settings minus sweep key ``key`` and slugs, as a comparable string."""
-        spec = {k: v for k, v in self.methods.get(method, {}).items()
-                if k not in ("labels", "label_set")}
-        ls = {k: v for k, v in self.label_set(method).items() if k not in SWEEP_KEYS[key]}
-        return json.dumps({"method": spec, "label_set": ls}, sort_keys=True, default=str)
-
-
-# --- tables --------------------------------------------------------------------------------
-
-
-@dataclass
-class Table:
-    """A result table: ``frame`` holds raw values (fractions for percent columns)."""
-
-    name: str
-    title: str
-    frame: pd.DataFrame
-    better: dict[str, str] = field(default_factory=dict)  # column → "max" | "min"
-    percent: tuple[str, ...] = ()
-    counts: tuple[str, ...] = ()
-    group_by: tuple[str, ...] = ("model",)
-    note: str | None = None
-    description: str = ""
-
-    def best_mask(self) -> pd.DataFrame:
-        """True where a value is the best of its column within its group (ties all marked)."""
-        mask = pd.DataFrame(False, index=self.frame.index, columns=self.frame.columns)
-        if self.note or self.frame.empty:
-            return mask
-        groups = [c for c in self.group_by if c in self.frame.columns]
-        parts = self.frame.groupby(groups, sort=False) if groups else [(None, self.frame)]
-        for _, part in parts:
-            for col, how in self.better.items():
-                if col not in part.columns:
-                    continue
-                vals = pd.to_numeric(part[col], errors="coerce")
-                if vals.notna().sum() < 2:  # a lone value is not "best" of anything
-                    continue
-                if vals.max() - vals.min() <= 1e-12:  # all tied: nothing stands out
-                    continue
-                target = vals.max() if how == "max" else vals.min()
-                hit = np.isclose(vals, target, rtol=0, atol=1e-12) & vals.notna()
-                mask.loc[part.index[hit.to_numpy()], col] = True
-        return mask
+from clustermine.report_settings import (  # noqa: F401 (the report's public names)
+    SWEEP_KEYS,
+    ReportSettings,
+    _first_seen,
+    _num,
+    benchmark_frame,
+    record_frame,
+)
+from clustermine.table_render import (  # noqa: F401
+    RENDERERS,
+    Table,
+    better,
+    table_html,
+    table_markdown,
+    table_tsv,
+    write_table,
+    write_text,
+)
 
 
 def _no_data(name: str, title: str, why: str, description: str = "") -> Table:
@@ -295,7 +111,7 @@ def table_ood_benchmarks(records, s: ReportSettings) -> Table:
     cols = [c for c in wide.columns if c not in keys]
     return Table(
         name, title, _order_rows(wide, s),
-        better={c: ("max" if "AUROC" in c else "min") for c in cols},
+        better={c: better(c) for c in cols},
         percent=tuple(cols),
         description=f"ID set {s.main_idset}, ID test set {s.main_test(s.main_idset)}; "
                     "means over the ID set's main benchmarks.",
@@ -327,9 +143,9 @@ def table_id_shift(records, s: ReportSettings) -> Table:
     wide["relative drop"] = (auroc[tests[0]] - wide["shifted mean AUROC"]) / auroc[tests[0]]
     wide = wide.reset_index()
     cols = [c for c in wide.columns if c not in ("model", "method")]
-    better = {c: "min" if c.endswith("FPR95") or c == "relative drop" else "max" for c in cols}
     return Table(
-        name, title, _order_rows(wide, s), better=better, percent=tuple(cols),
+        name, title, _order_rows(wide, s), better={c: better(c) for c in cols},
+        percent=tuple(cols),
         description=f"ID set {s.main_idset}; mean AUROC and FPR95 over its main benchmarks with "
                     "each ID test set as the in-distribution data; relative drop = (AUROC on "
                     f"{tests[0]} − shifted mean AUROC) / AUROC on {tests[0]}.",
@@ -377,7 +193,7 @@ def table_corpora(records, s: ReportSettings) -> Table:
     })
     return Table(
         name, title, frame,
-        better={"mean AUROC": "max", "mean FPR95": "min", "overlap": "max", "F1": "max"},
+        better={c: better(c) for c in ("mean AUROC", "mean FPR95", "overlap", "F1")},
         percent=("mean AUROC", "mean FPR95", "overlap", "F1"),
         counts=("|Y_corpus|", "|Y_pos|"),
         description=f"Corpora: {', '.join(_first_seen(frame.corpus))}; methods with label "
@@ -405,8 +221,8 @@ def table_positives(records, s: ReportSettings) -> Table:
     })
     return Table(
         name, title, frame,
-        better={"mean AUROC": "max", "mean FPR95": "min", "overlap": "max", "F1": "max",
-                "top-1 sim": "max"},
+        better={c: better(c) for c in ("mean AUROC", "mean FPR95", "overlap", "F1",
+                                       "top-1 sim")},
         percent=("mean AUROC", "mean FPR95", "overlap", "F1"),
         counts=("|Y_pos|", "|Y_neg|"),
         description="Rows sorted by |Y_pos| so that methods with about equally many positives "
@@ -436,7 +252,7 @@ def table_all_benchmarks(records, s: ReportSettings) -> Table:
     cols = [c for c in wide.columns if c not in keys]
     return Table(
         name, title, _order_rows(wide, s),
-        better={c: ("max" if "AUROC" in c else "min") for c in cols}, percent=tuple(cols),
+        better={c: better(c) for c in cols}, percent=tuple(cols),
         description=(f"Extra benchmarks: {', '.join(others)}." if others else
                      "This configuration scores no benchmark beyond the main list, so this "
                      "table repeats Table 1 without means."),
@@ -447,13 +263,15 @@ def table_plp(records, s: ReportSettings) -> Table:
     """Paper Table 8: pseudo-label probing on Y_GT and on mined labels ("+PLP")."""
     name, title = "plp", "Pseudo-label probing on given and mined labels (paper Table 8)"
     rows = _label_rows(records, s, [s.main_idset] if s.main_idset else [])
-    if rows.empty or not (rows.score == "plp").any():
-        return _no_data(name, title, "no method with score 'plp' in the main ID set")
-    plp_labels = set(rows.loc[rows.score == "plp", "labels"])
+    probes = rows.score.isin(catalog.PROBE_SCORES) if not rows.empty else None
+    if rows.empty or not probes.any():
+        scores = ", ".join(repr(p) for p in catalog.PROBE_SCORES)
+        return _no_data(name, title, f"no method with score {scores} in the main ID set")
+    plp_labels = set(rows.loc[probes, "labels"])
     rows = rows[rows.labels.isin(plp_labels)]
     frame = rows[["model", "labels", "method", "score", "lq_n_pos", "mean AUROC",
                   "mean FPR95"]].rename(columns={"lq_n_pos": "|Y_pos|"})
-    plp_methods = s.method_order(frame.loc[frame.score == "plp", "method"])
+    plp_methods = s.method_order(frame.loc[frame.score.isin(catalog.PROBE_SCORES), "method"])
     labels_order = _first_seen(s.methods.get(m, {}).get("labels") for m in plp_methods)
     frame = _sort_by(frame, {
         "model": s.model_order(frame.model),
@@ -462,7 +280,7 @@ def table_plp(records, s: ReportSettings) -> Table:
     })
     return Table(
         name, title, frame,
-        better={"mean AUROC": "max", "mean FPR95": "min"},
+        better={c: better(c) for c in ("mean AUROC", "mean FPR95")},
         percent=("mean AUROC", "mean FPR95"),
         counts=("|Y_pos|",),
         description="Each PLP method next to the other methods that use the same label set.",
@@ -544,7 +362,7 @@ def table_clustering(records, s: ReportSettings) -> Table:
         description += f" HEALTH CHECK FAILED for {len(failed)}: " + "; ".join(failed) + "."
     return Table(
         name, title, frame,
-        better={col: "max" for col in CLUSTERING_METRICS.values()},
+        better={col: better(col) for col in CLUSTERING_METRICS.values()},
         percent=tuple(CLUSTERING_METRICS.values()),
         counts=("C", "K", "non-empty clusters"),
         group_by=("model", "dataset", "C"),
@@ -581,7 +399,7 @@ def table_openood(records, s: ReportSettings) -> Table:
     cols = [c for c in frame.columns if c not in keys]
     return Table(
         name, title, _order_rows(frame, s),
-        better={c: ("max" if "AUROC" in c else "min") for c in cols},
+        better={c: better(c) for c in cols},
         percent=tuple(cols),
         description=f"ID set {idset}, ID test set {s.main_test(idset)}; groups "
         + "; ".join(f"{g}: {', '.join(m)}" for g, m in groups.items())
@@ -605,109 +423,6 @@ def build_tables(
     s = ReportSettings.build(settings, records, clusterings)
     return {name: builder(records, s) for name, builder in TABLES.items()}
 
-
-# --- writing -------------------------------------------------------------------------------
-
-
-def _formatted(table: Table, decimals: int) -> pd.DataFrame:
-    """Strings for people: percent columns ×100, counts as integers, '–' for missing."""
-    out = pd.DataFrame(index=table.frame.index)
-    for col in table.frame.columns:
-        vals = table.frame[col]
-        if col in table.percent:
-            out[col] = [("–" if pd.isna(v) else f"{100 * float(v):.{decimals}f}") for v in vals]
-        elif col in table.counts:
-            out[col] = ["–" if pd.isna(v) else str(round(float(v))) for v in vals]
-        elif pd.api.types.is_numeric_dtype(vals):
-            out[col] = ["–" if pd.isna(v) else f"{float(v):.{decimals + 1}f}" for v in vals]
-        else:
-            out[col] = ["–" if v is None or (isinstance(v, float) and math.isnan(v))
-                        else str(v) for v in vals]
-    return out
-
-
-def table_tsv(table: Table) -> str:
-    if table.note:
-        return "note\n" + table.note.replace("\t", " ").replace("\n", " ") + "\n"
-    frame = table.frame.copy()
-    for col in table.percent:
-        frame[col] = frame[col].astype(float) * 100.0
-    for col in table.counts:
-        frame[col] = frame[col].round().astype("Int64")
-    mask = table.best_mask()
-    frame["best"] = [";".join(c for c in mask.columns if mask.at[i, c]) for i in mask.index]
-    return frame.to_csv(sep="\t", index=False, float_format="%.4f", na_rep="nan",
-                        lineterminator="\n")
-
-
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def table_markdown(table: Table) -> str:
-    lines = [f"### {table.title}", ""]
-    if table.note:
-        return "\n".join(lines + [f"_No data: {table.note}._", ""])
-    if table.description:
-        lines += [table.description + " Values in percent except counts; best per column "
-                  "(per model) in bold.", ""]
-    shown, mask = _formatted(table, 2), table.best_mask()
-    numeric = [pd.api.types.is_numeric_dtype(table.frame[c]) for c in shown.columns]
-    lines.append("| " + " | ".join(_md_cell(str(c)) for c in shown.columns) + " |")
-    lines.append("|" + "|".join("---:" if n else "---" for n in numeric) + "|")
-    for i in shown.index:
-        cells = [f"**{v}**" if mask.at[i, c] else v for c, v in shown.loc[i].items()]
-        lines.append("| " + " | ".join(_md_cell(x) for x in cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-_HTML_STYLE = (
-    "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;font-size:90%}"
-    "th,td{border:1px solid #ccc;padding:3px 6px}td.n{text-align:right}"
-    "th{background:#f0f0f0}td.best{font-weight:bold;background:#e8f4e8}"
-)
-
-
-def table_html(table: Table) -> str:
-    esc = html.escape
-    head = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{esc(table.title)}"
-            f"</title><style>{_HTML_STYLE}</style></head><body>\n<h3>{esc(table.title)}</h3>\n")
-    if table.note:
-        return head + f"<p><em>No data: {esc(table.note)}.</em></p>\n</body></html>\n"
-    shown, mask = _formatted(table, 2), table.best_mask()
-    parts = [head]
-    if table.description:
-        parts.append(f"<p>{esc(table.description)} Values in percent except counts; best per "
-                     "column (per model) in bold.</p>\n")
-    parts.append("<table>\n<tr>" + "".join(f"<th>{esc(str(c))}</th>" for c in shown.columns)
-                 + "</tr>\n")
-    for i in shown.index:
-        cells = []
-        for c, v in shown.loc[i].items():
-            cls = ["n"] if pd.api.types.is_numeric_dtype(table.frame[c]) else []
-            cls += ["best"] if mask.at[i, c] else []
-            attr = f' class="{" ".join(cls)}"' if cls else ""
-            cells.append(f"<td{attr}>{esc(v)}</td>")
-        parts.append("<tr>" + "".join(cells) + "</tr>\n")
-    return "".join(parts) + "</table>\n</body></html>\n"
-
-
-RENDERERS: dict[str, Callable[[Table], str]] = {
-    "tsv": table_tsv, "md": table_markdown, "html": table_html,
-}
-
-
-def write_text(path: str | os.PathLike, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
-def write_table(table: Table, paths: Mapping[str, str | os.PathLike]) -> None:
-    """Write ``table`` in each format named in ``paths`` (``tsv``, ``md``, ``html``)."""
-    for fmt, path in paths.items():
-        if fmt not in RENDERERS:
-            raise ValueError(f"unknown table format {fmt!r}; known: {sorted(RENDERERS)}")
-        write_text(path, RENDERERS[fmt](table))
 
 
 def write_long(records: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> None:

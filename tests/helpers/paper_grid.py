@@ -107,8 +107,9 @@ def expected_job_counts(config: dict[str, Any]) -> Counter:
         k = plugin.knn_k(clusterers[clusterer])
         if k is not None:
             add("knn", model, dataset, k)
-        if plugin.has("label_set"):  # the filtered names: a label set of its ID set
-            add_label_set(model, clusterers[clusterer]["idset"], clusterers[clusterer]["names_from"])
+        for label_set in plugin.references(clusterers[clusterer]).values():
+            # The filtered names: a label set of its ID set.
+            add_label_set(model, plugin.value_of("idset", clusterers[clusterer]), label_set)
 
     def add_label_set(model: str, idset: str, slug: str) -> None:
         spec = config["idsets"][idset]
@@ -122,10 +123,12 @@ def expected_job_counts(config: dict[str, Any]) -> Counter:
             if miner.has("zero_shot"):
                 add("zero_shot_labels", model, spec["train"], spec["corpus"], prompts)
             if miner.has("clusters"):
-                add_clustering(model, spec["train"], ls["clusterer"], ls["C"])
+                add_clustering(model, spec["train"], ls[miner.with_role("clusterer").name],
+                               ls[miner.with_role("num_clusters").name])
             if miner.has("text_density"):
-                add("text_density", model, spec["corpus"], prompts, ls.get("k1", 100))
-            pending += [ls[k] for k in ("match_positives_of", "positives_of") if k in ls]
+                add("text_density", model, spec["corpus"], prompts,
+                    miner.value_of("density_k", ls))
+            pending += list(miner.references(ls).values())
 
     for idset, spec in config["idsets"].items():
         prompts = spec.get("prompts", "simple")

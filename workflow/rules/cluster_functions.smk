@@ -33,12 +33,10 @@ def clustering_mem_mb(wildcards, input, attempt):
     # k-means, TEMI and the kNN hold the embeddings once (normalised or z-scored in place):
     # twice the inputs leaves room for TEMI's heads and one batch's logits (at 1.28M x 1024,
     # C = 4000: 6.3 GB k-means, 7.0 GB kNN, 11.1 GB TEMI against 13 to 15 GB asked for;
-    # docs/performance.md). Language-assisted clustering adds the joint rows, twice as wide.
-    language = (
-        hasattr(wildcards, "clusterer")
-        and clusterer_method(wildcards) == "language_assisted"
-    )
-    copies = 3 if language else 2
+    # docs/performance.md). A clusterer may declare more copies in the catalog.
+    copies = 2
+    if hasattr(wildcards, "clusterer"):
+        copies = CFG.clusterer(wildcards.clusterer)[0].memory_copies
     return int((copies * input.size_mb + CFG.memory_budget_mb() + 2000) * attempt)
 
 

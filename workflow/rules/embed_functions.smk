@@ -102,6 +102,6 @@ def embedding_targets():
         if not IDSETS:
             targets += [image_embeddings(model, ds) for ds in CFG.used_datasets()]
             for corpus in CORPORA:
-                for prompts in config.get("prompts", ["simple"]):
+                for prompts in config["prompts"]:
                     targets.append(text_embeddings(model, corpus, prompts))
     return sorted(set(targets))

@@ -23,9 +23,10 @@ def label_set_file(model, idset, labelset):
 
 
 def mine_inputs(wildcards):
-    """The corpus and ID-train files every miner reads, plus what its catalog entry needs."""
-    model, idset = wildcards.model, wildcards.idset
-    plugin, _, keys = CFG.label_set(wildcards.labelset)
+    """The corpus and ID-train files every miner reads, plus one input per need of its
+    catalog entry and one per label set its keys name (by their role in the catalog)."""
+    model, idset, labelset = wildcards.model, wildcards.idset, wildcards.labelset
+    plugin = CFG.label_set(labelset)[0]
     spec, prompts = CFG.idset(idset), CFG.idset_prompts(idset)
     train, corpus = spec["train"], spec["corpus"]
     inputs = {
@@ -36,17 +37,16 @@ def mine_inputs(wildcards):
     }
     if plugin.has("zero_shot"):
         inputs["zeroshot"] = zero_shot_file(model, train, corpus, prompts)
-    if plugin.has("clusters"):
-        inputs["clusters"] = clusters_file(model, train, keys["clusterer"], keys["C"])
-    if plugin.has("text_density"):
-        k1 = plugin.resolve(CFG.label_set(wildcards.labelset)[1])["k1"]
+    clustering = CFG.label_set_clustering(labelset)
+    if clustering is not None:
+        inputs["clusters"] = clusters_file(model, train, *clustering)
+    k = CFG.label_set_density_k(labelset)
+    if k is not None:
         inputs["density"] = path(
-            "text_density", model=model, corpus=corpus, prompts=prompts, k=k1
+            "text_density", model=model, corpus=corpus, prompts=prompts, k=k
         )
-    if "match_positives_of" in keys:
-        inputs["match"] = label_set_file(model, idset, keys["match_positives_of"])
-    if "positives_of" in keys:
-        inputs["positives"] = label_set_file(model, idset, keys["positives_of"])
+    for key, other in CFG.label_set_references(labelset).items():
+        inputs[key] = label_set_file(model, idset, other)
     return inputs
 
 
@@ -59,4 +59,5 @@ def label_set_params(wildcards):
 
 
 def label_set_num_clusters(wildcards):
-    return CFG.label_set(wildcards.labelset)[2].get("C")
+    clustering = CFG.label_set_clustering(wildcards.labelset)
+    return None if clustering is None else clustering[1]

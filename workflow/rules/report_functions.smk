@@ -16,22 +16,11 @@ def label_files():
 
 def clustering_keys():
     """(model, dataset, clusterer, C) of every clustering of an ID set's train images that
-    the config makes: those its methods' label sets vote on and those of its cluster
-    sweeps, each once (ID sets may share their train images).
-    """
+    the config makes, each once (ID sets may share their train images)."""
     keys = {}
     for idset, spec in IDSETS.items():
-        used = {}
-        for method in CFG.idset_methods(idset):
-            labelset = CFG.method(method)[2]
-            for slug in CFG.label_set_chain(labelset) if labelset else []:
-                plugin, _, inputs = CFG.label_set(slug)
-                if plugin.has("clusters"):
-                    used[(inputs["clusterer"], int(inputs["C"]))] = None
-        for clusterer, values in (spec.get("cluster_sweep") or {}).items():
-            used.update({(clusterer, int(c)): None for c in values})
         for model in CFG.idset_models(idset):
-            for clusterer, c in used:
+            for clusterer, c in CFG.clusterings(idset):
                 keys[(model, spec["train"], clusterer, c)] = None
     return [list(key) for key in keys]
 
@@ -46,32 +35,7 @@ def report_clustering_keys(wildcards):
 
 def report_settings(wildcards):
     """What the tables and figures need to know of the config (changes rerun them)."""
-    methods = {
-        slug: {**spec, "label_set": dict(CFG.label_sets.get(spec.get("labels"), {}))}
-        for slug, spec in CFG.methods.items()
-    }
-    idsets = {
-        slug: {
-            "train": spec["train"],
-            "test": CFG.idset_tests(slug),
-            "corpus": spec["corpus"],
-            "prompts": CFG.idset_prompts(slug),
-            "benchmarks": CFG.idset_benchmarks(slug, extra=False),
-            "extra_benchmarks": list(spec.get("extra_benchmarks") or []),
-            "benchmark_groups": dict(spec.get("benchmark_groups") or {}),
-            "fpr_convention": spec.get("fpr_convention", "clip"),
-            "methods": CFG.idset_methods(slug),
-            "models": CFG.idset_models(slug),
-        }
-        for slug, spec in IDSETS.items()
-    }
-    return {
-        "models": list(MODELS),
-        "main_model": CFG.main_model(),
-        "main_idset": CFG.main_idset(),
-        "idsets": idsets,
-        "methods": methods,
-    }
+    return CFG.report_settings()
 
 
 def report_label_keys(wildcards):

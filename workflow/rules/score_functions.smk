@@ -92,7 +92,7 @@ def evaluate_inputs(wildcards):
 
 
 def fpr_convention(wildcards):
-    return CFG.idset(wildcards.idset).get("fpr_convention", "clip")
+    return CFG.idset(wildcards.idset)["fpr_convention"]
 
 
 def metric_files():

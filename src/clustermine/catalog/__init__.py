@@ -16,7 +16,7 @@ read it when it is parsed (on SLURM every job parses it again).
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 KINDS = ("miner", "score", "clusterer")
@@ -24,27 +24,50 @@ KINDS = ("miner", "score", "clusterer")
 SELECTOR_KEYS = {"miner": "miner", "score": "score", "clusterer": "method"}
 SECTIONS = {"miner": "label_sets", "score": "methods", "clusterer": "clusterers"}
 
-# What a plugin may need, by kind (the workflow turns each into input files).
+# What a plugin may need, by kind: (what it is, the word the docs' tables use). The workflow
+# turns each need into input files (workflow/rules/*_functions.smk), the library's loaders
+# read them (mining.files, detectors.files, the cluster job); this is the one vocabulary.
 NEEDS = {
     "miner": {
-        "class_names": "the ID class names (Y_GT) and their text embeddings",
-        "zero_shot": "the zero-shot top-1 corpus name of every ID-train image",
-        "clusters": "cluster assignments of the ID-train images (label-set keys clusterer, C)",
-        "image_embeddings": "the ID-train image embeddings themselves",
-        "text_density": "the density of every corpus name's raw text feature (cached per k1)",
-        "positives_of": "the positives of another label set (label-set key positives_of)",
+        "class_names": ("the ID class names (Y_GT) and their text embeddings", "Y_GT"),
+        "zero_shot": ("the zero-shot top-1 corpus name of every ID-train image",
+                      "zero-shot labels"),
+        "clusters": ("cluster assignments of the ID-train images (the label set's parameters "
+                     "of roles clusterer and num_clusters)", "clusters"),
+        "image_embeddings": ("the ID-train image embeddings themselves", "ID-train images"),
+        "text_density": ("the density of every corpus name's raw text feature (cached per k, "
+                         "the parameter of role density_k)", "text density"),
     },
     "score": {
-        "train_embeddings": "the ID-train image embeddings (fitted statistics, probes)",
-        "positives": "positive label texts",
-        "negatives": "negative label texts",
-        "stream": "a stream of test images: the score adapts at test time",
+        "train_embeddings": ("the ID-train image embeddings (fitted statistics, probes)",
+                             "ID-train images"),
+        "positives": ("positive label texts", "positives"),
+        "negatives": ("negative label texts", "negatives"),
+        "stream": ("a stream of test images: the score adapts at test time",
+                   "a test stream (adapts at test time)"),
     },
     "clusterer": {
-        "knn": "the k-nearest-neighbour graph of the embeddings (its k: parameter knn)",
-        "label_set": "the positives of a label set and their text embeddings",
+        "knn": ("the k-nearest-neighbour graph of the embeddings (its k: the parameter of "
+                "role knn_k)", "kNN graph"),
+        "label_set": ("the positives of a label set and their text embeddings (the parameter "
+                      "of role label_set)", "a label set"),
     },
+}  # fmt: skip
+
+# What a parameter's value is to the workflow, beyond a value its plugin reads. A reference
+# (label_set, clusterer, idset) names another config entry, whose file becomes an input; the
+# others set how an input file is made or default from the config.
+ROLES = {
+    "label_set": "names another label set (of the same ID set), whose file is an input",
+    "clusterer": "names a clusterers entry, whose cluster file is an input",
+    "num_clusters": "C, the number of clusters of that cluster file",
+    "idset": "names an ID set",
+    "knn_k": "k of the kNN graph file that is an input",
+    "density_k": "k of the text-density file that is an input",
+    "seed": "a seed; the config's global seed when not given",
 }
+# Sweep axes of the report's sensitivity figure, each a parameter's ``axis`` (paper Fig. 3).
+AXES = {"K": "K (negatives)", "M": "M (min. votes)", "C": "C (clusters)"}
 
 
 class CatalogError(ValueError):
@@ -61,6 +84,23 @@ class Param:
     help: str
     # Input-choosing keys that must be given (e.g. a ClusterMine label set's clusterer and C).
     required: bool = False
+    # What the value is to the workflow (one of ROLES), and the report's sweep axis (AXES).
+    role: str | None = None
+    axis: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.role is not None and self.role not in ROLES:
+            raise CatalogError(f"parameter {self.name}: unknown role {self.role!r}")
+        if self.axis is not None and self.axis not in AXES:
+            raise CatalogError(f"parameter {self.name}: unknown axis {self.axis!r}")
+
+    def check(self, value: Any, where: str) -> None:
+        """Refuse a value outside this parameter's schema fragment (type, range, enum), naming
+        ``where``: the config schema checks the same fragment at start, this check guards
+        callers of the library."""
+        problem = _schema_problem(value, self.schema)
+        if problem:
+            raise CatalogError(f"{where}: parameter {self.name}={value!r} {problem}")
 
 
 @dataclass(frozen=True)
@@ -74,6 +114,11 @@ class Plugin:
     # Config keys that choose input files rather than parametrise the method.
     input_keys: tuple[Param, ...] = ()
     needs: frozenset[str] = frozenset()
+    # Copies of its input files a job of this plugin holds at once (its memory request).
+    memory_copies: int = 2
+    # Parameters (and input-choosing keys, by role) that make the plugin run on a few dozen
+    # images in seconds: the end-to-end tests run every plugin with them.
+    small: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -81,6 +126,12 @@ class Plugin:
         unknown = set(self.needs) - set(NEEDS[self.kind])
         if unknown:
             raise CatalogError(f"{self.kind} {self.name}: unknown needs {sorted(unknown)}")
+        names = [p.name for p in (*self.params, *self.input_keys)]
+        if len(set(names)) != len(names):
+            raise CatalogError(f"{self.kind} {self.name}: a parameter is declared twice")
+        unknown = set(self.small) - set(names)
+        if unknown:
+            raise CatalogError(f"{self.kind} {self.name}: small names unknown {sorted(unknown)}")
 
     # --- parameters ------------------------------------------------------------------------
 
@@ -106,6 +157,29 @@ class Plugin:
             raise CatalogError(f"{need!r} is not something a {self.kind} can need")
         return need in self.needs
 
+    def with_role(self, role: str) -> Param | None:
+        """The parameter or input-choosing key of ``role``, None when the plugin has none."""
+        if role not in ROLES:
+            raise CatalogError(f"unknown role {role!r}; roles: {sorted(ROLES)}")
+        return next((p for p in (*self.params, *self.input_keys) if p.role == role), None)
+
+    def value_of(self, role: str, entry: Mapping[str, Any]) -> Any:
+        """The value of the key of ``role`` in a config ``entry`` (its default when absent),
+        None when the plugin has no such key."""
+        param = self.with_role(role)
+        if param is None:
+            return None
+        return entry.get(param.name, param.default)
+
+    def references(self, entry: Mapping[str, Any], role: str = "label_set") -> dict[str, str]:
+        """{key: slug} of every key of ``role`` a config ``entry`` gives (e.g. the label sets
+        it names)."""
+        return {
+            p.name: entry[p.name]
+            for p in (*self.params, *self.input_keys)
+            if p.role == role and entry.get(p.name) is not None
+        }
+
     def params_of(self, entry: Mapping[str, Any]) -> dict[str, Any]:
         """The parameters of one config entry: every key but the one naming the plugin
         (``miner``, ``score``, ``method``) and the input-choosing keys."""
@@ -122,13 +196,16 @@ class Plugin:
                 f"{self.kind} {self.name!r} has no parameter(s) {unknown}; accepted: "
                 f"{sorted(self.param_names)}"
             )
-        return {**self.defaults, **params}
+        resolved = {**self.defaults, **params}
+        for p in self.params:
+            p.check(resolved[p.name], f"{self.kind} {self.name!r}")
+        return resolved
 
     def knn_k(self, params: Mapping[str, Any]) -> int | None:
         """k of the kNN graph this clusterer trains on, or None when it needs none."""
         if not self.has("knn"):
             return None
-        return int(params.get("knn", self.defaults["knn"]))
+        return int(self.value_of("knn_k", params))
 
     def load(self) -> Any:
         """The implementation (a function or class), imported now."""
@@ -147,6 +224,54 @@ class Plugin:
         return out
 
 
+def _schema_problem(value: Any, schema: Mapping[str, Any]) -> str | None:
+    """What is wrong with ``value`` against a parameter's JSON-schema fragment (the keywords
+    the catalog uses: type, enum, pattern, minimum, maximum, exclusiveMinimum), or None."""
+    import numbers
+    import re
+
+    types = schema.get("type")
+    types = [types] if isinstance(types, str) else list(types or [])
+    if value is None:
+        return None if (not types or "null" in types) else "must not be null"
+    kinds = {
+        "integer": isinstance(value, numbers.Integral) and not isinstance(value, bool),
+        "number": isinstance(value, numbers.Real) and not isinstance(value, bool),
+        "boolean": isinstance(value, bool),
+        "string": isinstance(value, str),
+        "null": False,
+    }
+    if types and not any(kinds.get(t, False) for t in types):
+        return f"must be of type {' or '.join(types)}"
+    if "enum" in schema and value not in schema["enum"]:
+        return f"must be one of {schema['enum']}"
+    if "pattern" in schema and isinstance(value, str) and not re.search(schema["pattern"], value):
+        return f"must match {schema['pattern']}"
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            return f"must be at least {schema['minimum']}"
+        if "maximum" in schema and value > schema["maximum"]:
+            return f"must be at most {schema['maximum']}"
+        if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
+            return f"must be above {schema['exclusiveMinimum']}"
+    return None
+
+
+def need_words(kind: str, needs: Iterable[str]) -> list[str]:
+    """The docs' words for ``needs`` of a plugin of ``kind``."""
+    return [NEEDS[kind][n][1] for n in sorted(needs)]
+
+
+def sweep_axes() -> dict[str, tuple[str, ...]]:
+    """{axis: names of the miner parameters on it} (the report's sensitivity sweeps)."""
+    out: dict[str, list[str]] = {axis: [] for axis in AXES}
+    for plugin in MINERS.values():
+        for p in (*plugin.params, *plugin.input_keys):
+            if p.axis and p.name not in out[p.axis]:
+                out[p.axis].append(p.name)
+    return {axis: tuple(names) for axis, names in out.items()}
+
+
 def _registry(plugins: Iterable[Plugin]) -> dict[str, Plugin]:
     out: dict[str, Plugin] = {}
     for plugin in plugins:
@@ -158,7 +283,13 @@ def _registry(plugins: Iterable[Plugin]) -> dict[str, Plugin]:
 
 from clustermine.catalog.clusterers import CLUSTERER_PLUGINS  # noqa: E402
 from clustermine.catalog.miners import MINER_PLUGINS  # noqa: E402
-from clustermine.catalog.report import PLOTS, TABLE_FORMATS, TABLES  # noqa: E402
+from clustermine.catalog.report import (  # noqa: E402
+    PLAIN_SCORE,
+    PLOTS,
+    PROBE_SCORES,
+    TABLE_FORMATS,
+    TABLES,
+)
 from clustermine.catalog.scores import SCORE_PLUGINS  # noqa: E402
 
 MINERS = _registry(MINER_PLUGINS)
@@ -191,9 +322,11 @@ def clusterer(name: str) -> Plugin:
 
 __all__ = [
     "CLUSTERERS",
+    "AXES",
     "KINDS",
     "MINERS",
     "NEEDS",
+    "ROLES",
     "PLOTS",
     "SCORES",
     "SECTIONS",
@@ -206,5 +339,7 @@ __all__ = [
     "clusterer",
     "get",
     "miner",
+    "need_words",
     "score",
+    "sweep_axes",
 ]

@@ -11,11 +11,13 @@ from clustermine.catalog import Param, Plugin
 COUNT = {"type": "integer", "minimum": 1}
 POSITIVE = {"type": "number", "exclusiveMinimum": 0}
 UNIT = {"type": "number", "minimum": 0, "maximum": 1}
-SEED = Param("seed", 0, {"type": "integer"}, "seed (default: the config's global seed)")
+SEED = Param("seed", 0, {"type": "integer"}, "seed (default: the config's global seed)",
+             role="seed")
 
 TEMI_PARAMS = (
     Param("heads", 50, COUNT, "H, clustering heads trained together"),
-    Param("knn", 50, COUNT, "k of the nearest-neighbour graph pairs are drawn from"),
+    Param("knn", 50, COUNT, "k of the nearest-neighbour graph pairs are drawn from",
+          role="knn_k"),
     Param("epochs", 100, COUNT, "training epochs"),
     Param("batch_size", 512, {"type": "integer", "minimum": 2}, "pairs per step"),
     Param("lr", 1e-4, POSITIVE, "peak learning rate per 256 samples (linear scaling)"),
@@ -79,6 +81,7 @@ CLUSTERER_PLUGINS = (
         "clustermine.clustering.temi:fit_temi",
         params=TEMI_PARAMS,
         needs=frozenset({"knn"}),
+        small={"heads": 3, "knn": 5, "epochs": 3, "batch_size": 16, "warmup_epochs": 3},
     ),
     Plugin(
         "clusterer",
@@ -100,11 +103,15 @@ CLUSTERER_PLUGINS = (
         ),
         input_keys=(
             Param("names_from", None, {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
-                  "the label set whose positives are the filtered names (gradnorm)", True),
+                  "the label set whose positives are the filtered names (gradnorm)", True,
+                  role="label_set"),
             Param("idset", None, {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
                   "the ID set of that label set (default: the one whose train set is "
-                  "clustered)"),
+                  "clustered)", role="idset"),
         ),  # fmt: skip
         needs=frozenset({"label_set"}),
+        # The joint rows [x̂, r(x)] are twice as wide as the embeddings.
+        memory_copies=3,
+        small={"tau_r": 0.05},
     ),
 )

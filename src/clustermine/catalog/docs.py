@@ -15,21 +15,6 @@ from pathlib import Path
 
 from clustermine import catalog
 
-NEED_WORDS = {
-    "class_names": "Y_GT",
-    "zero_shot": "zero-shot labels",
-    "clusters": "clusters",
-    "image_embeddings": "ID-train images",
-    "text_density": "text density",
-    "positives_of": "another label set's positives",
-    "train_embeddings": "ID-train images",
-    "positives": "positives",
-    "negatives": "negatives",
-    "stream": "a test stream (adapts at test time)",
-    "knn": "kNN graph",
-    "label_set": "a label set",
-}
-
 
 def _value(value) -> str:
     return "null" if value is None else json.dumps(value) if isinstance(value, str) else str(value)
@@ -54,7 +39,7 @@ def table(kind: str) -> str:
     ]
     meanings: dict[str, list[str]] = {}
     for name, plugin in catalog.REGISTRIES[kind].items():
-        needs = ", ".join(NEED_WORDS[n] for n in sorted(plugin.needs)) or "–"
+        needs = ", ".join(catalog.need_words(kind, plugin.needs)) or "–"
         lines.append(
             f"| `{name}` | {_cell(plugin.summary)} | {needs} | {_params(plugin)} | "
             f"{_cell(plugin.source)} |"

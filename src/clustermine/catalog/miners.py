@@ -22,7 +22,8 @@ NEGATIVES = (
         "(`complement`), the `num_negatives` least similar to the positives (`dissimilar`, "
         "NegLabel's rule) or none",
     ),
-    Param("num_negatives", 10000, INTEGER, "K, the number of negatives kept by `dissimilar`"),
+    Param("num_negatives", 10000, INTEGER, "K, the number of negatives kept by `dissimilar`",
+          axis="K"),  # fmt: skip
     Param("quantile", 0.95, FRACTION, "the similarity quantile `dissimilar` ranks candidates by"),
 )
 MISSING_GT = Param(
@@ -33,9 +34,13 @@ MISSING_GT = Param(
     "leave them out of Y_GT",
 )
 CLUSTERS = (
-    Param("clusterer", None, SLUG, "slug of the clusterer whose assignments are used", True),
-    Param("C", None, {"type": "integer", "minimum": 2}, "number of clusters", True),
+    Param("clusterer", None, SLUG, "slug of the clusterer whose assignments are used", True,
+          role="clusterer"),
+    Param("C", None, {"type": "integer", "minimum": 2}, "number of clusters", True,
+          role="num_clusters", axis="C"),
 )
+# Small-data settings of the clustering miners (the end-to-end tests' clusterer is k-means).
+SMALL_CLUSTERS = {"C": 3}
 
 MINER_PLUGINS = (
     Plugin(
@@ -59,6 +64,7 @@ MINER_PLUGINS = (
             MISSING_GT,
         ),
         needs=frozenset({"class_names"}),
+        small={"num_aug": 3},
     ),
     Plugin(
         "miner",
@@ -67,7 +73,8 @@ MINER_PLUGINS = (
         "ClusterMine paper (Adaloglou et al., WACV 2026), baseline",
         "clustermine.mining.posmine:mine_posmine",
         params=(
-            Param("min_votes", 100, INTEGER, "M, the images a name must be the top-1 of"),
+            Param("min_votes", 100, INTEGER, "M, the images a name must be the top-1 of",
+                  axis="M"),
             Param(
                 "num_positives",
                 None,
@@ -82,9 +89,11 @@ MINER_PLUGINS = (
                 None,
                 SLUG,
                 "a label set whose |Y_pos| sets `num_positives` (equal-|Y_pos| comparisons)",
+                role="label_set",
             ),
         ),
         needs=frozenset({"zero_shot"}),
+        small={"min_votes": 2},
     ),
     Plugin(
         "miner",
@@ -95,6 +104,7 @@ MINER_PLUGINS = (
         params=NEGATIVES,
         input_keys=CLUSTERS,
         needs=frozenset({"zero_shot", "clusters"}),
+        small=SMALL_CLUSTERS,
     ),
     Plugin(
         "miner",
@@ -110,6 +120,7 @@ MINER_PLUGINS = (
         ),  # fmt: skip
         input_keys=CLUSTERS,
         needs=frozenset({"clusters", "image_embeddings", "zero_shot"}),
+        small={**SMALL_CLUSTERS, "top_k": 2},
     ),
     Plugin(
         "miner",
@@ -119,7 +130,8 @@ MINER_PLUGINS = (
         "Debiased negative mining (Peng, Lu, Zhang, Fang, KDD 2026)",
         "clustermine.mining.debiased:mine_debiased",
         params=(
-            Param("k1", 100, INTEGER, "neighbours of the density (10 for ViT-B/32 in the paper)"),
+            Param("k1", 100, INTEGER, "neighbours of the density (10 for ViT-B/32 in the paper)",
+                  role="density_k"),
             Param("noun_fraction", 0.23, FRACTION, "share of the nouns kept, densest first"),
             Param("adjective_fraction", 0.13, FRACTION,
                   "share of the adjectives kept, densest first"),
@@ -127,9 +139,11 @@ MINER_PLUGINS = (
         ),  # fmt: skip
         input_keys=(
             Param("positives_of", None, SLUG,
-                  "take the positives of this label set (e.g. clustermine) instead of Y_GT"),
+                  "take the positives of this label set (e.g. clustermine) instead of Y_GT",
+                  role="label_set"),
         ),  # fmt: skip
         needs=frozenset({"text_density"}),
+        small={"k1": 5},
     ),
     Plugin(
         "miner",
@@ -144,6 +158,7 @@ MINER_PLUGINS = (
             MISSING_GT,
         ),  # fmt: skip
         needs=frozenset({"class_names"}),
+        small={"rank": 2, "num_low": 10, "num_high": 10},
     ),
     Plugin(
         "miner",
@@ -152,10 +167,11 @@ MINER_PLUGINS = (
         "NegLabel (Jiang et al., ICLR 2024)",
         "clustermine.mining.neglabel:mine_neglabel",
         params=(
-            Param("num_negatives", 10000, INTEGER, "K (NegLabel*: 40,000)"),
+            Param("num_negatives", 10000, INTEGER, "K (NegLabel*: 40,000)", axis="K"),
             NEGATIVES[2],
             MISSING_GT,
         ),
         needs=frozenset({"class_names"}),
+        small={"num_negatives": 10},
     ),
 )

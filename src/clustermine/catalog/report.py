@@ -24,3 +24,9 @@ PLOTS = {
     "cluster_analysis": "clustermine.plots:plot_cluster_analysis",
     "prompts": "clustermine.plots:plot_prompts",
 }
+
+# Scores whose methods the pseudo-label probing table (paper Table 8) shows, each beside the
+# methods that use the same label set.
+PROBE_SCORES = ("plp",)
+# The score a figure's legend leaves unnamed: the paper's own (Eq. 1).
+PLAIN_SCORE = "eq1"

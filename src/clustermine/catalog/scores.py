@@ -9,7 +9,8 @@ from __future__ import annotations
 from clustermine.catalog import Param, Plugin
 
 POSITIVE = {"type": "number", "exclusiveMinimum": 0}
-SEED = Param("seed", 0, {"type": "integer"}, "seed (default: the config's global seed)")
+SEED = Param("seed", 0, {"type": "integer"}, "seed (default: the config's global seed)",
+             role="seed")
 TAU = (
     Param("tau_factor", 0.1, POSITIVE, "τ = tau_factor / logit_scale of the model"),
     Param(
@@ -54,6 +55,7 @@ SCORE_PLUGINS = (
         "clustermine.detectors.eq1_grouped:Eq1GroupedDetector",
         params=(*TAU, GROUPS, SEED),
         needs=frozenset({"positives", "negatives"}),
+        small={"groups": 2},
     ),
     Plugin(
         "score",
@@ -72,6 +74,7 @@ SCORE_PLUGINS = (
             SEED,
         ),  # fmt: skip
         needs=frozenset({"positives", "negatives"}),
+        small={"groups": 2},
     ),
     Plugin(
         "score",
@@ -113,6 +116,7 @@ SCORE_PLUGINS = (
             SEED,
         ),  # fmt: skip
         needs=frozenset({"positives", "negatives", "stream"}),
+        small={"groups": 2, "stream_batch_size": 8},
     ),
     Plugin(
         "score",
@@ -178,5 +182,6 @@ SCORE_PLUGINS = (
             SEED,
         ),
         needs=frozenset({"positives", "train_embeddings"}),
+        small={"epochs": 2},
     ),
 )

@@ -48,8 +48,23 @@ class MiningInputs:
     corpus_norms: np.ndarray | None = None
     # The density of every corpus name's raw text feature, when cached (debiased mining).
     corpus_density: np.ndarray | None = None
-    # The label set named by ``positives_of``, whose positives a miner takes as its own.
-    positive_set: LabelSet | None = None
+    # The attributes of the density file it came from (how it was computed), when cached.
+    corpus_density_attrs: dict | None = None
+    # The label sets the label set's keys of role ``label_set`` name, by key (e.g.
+    # ``positives_of``: a label set whose positives a miner takes as its own).
+    label_sets: dict[str, LabelSet] = field(default_factory=dict)
+
+    @property
+    def positive_set(self) -> LabelSet | None:
+        """The label set named by ``positives_of`` (debiased mining), None without one."""
+        return self.label_sets.get("positives_of")
+
+    @positive_set.setter
+    def positive_set(self, value: LabelSet | None) -> None:
+        if value is None:
+            self.label_sets.pop("positives_of", None)
+        else:
+            self.label_sets["positives_of"] = value
 
     def __post_init__(self) -> None:
         self.corpus_emb = normalize(self.corpus_emb)
@@ -213,14 +228,3 @@ class GroundTruth:
         if self.from_classes:
             return {"positives": np.empty(0, np.int64), "class_positives": self.class_rows}
         return {"positives": self.corpus_rows, "class_positives": None}
-
-
-def read_class_names(image_file: str) -> list[str] | None:
-    """The ``class_names`` of an image-embedding file, without reading its embeddings."""
-    import h5py
-
-    with h5py.File(image_file, "r") as f:
-        if "class_names" not in f:
-            return None
-        names = [s.decode() if isinstance(s, bytes) else str(s) for s in f["class_names"][()]]
-    return names or None

@@ -2,8 +2,8 @@
 least M ID-train images becomes a positive.
 
 ``num_positives`` instead keeps a fixed number of names, the most voted (for comparisons at an
-equal number of positives, paper Table 4; the workflow's ``match_positives_of`` sets it to
-another label set's |Y_pos|)."""
+equal number of positives, paper Table 4); ``match_positives_of`` sets it to another label
+set's |Y_pos|."""
 
 from __future__ import annotations
 
@@ -23,7 +23,13 @@ def mine_posmine(
     num_negatives: int,
     quantile: float,
 ) -> LabelSet:
-    """Votes = images whose top-1 is the name; score = that share of all ID-train images."""
+    """Votes = images whose top-1 is the name; score = that share of all ID-train images.
+    With a label set under ``match_positives_of`` (``inputs.label_sets``), as many positives
+    as it has."""
+    matched = inputs.label_sets.get("match_positives_of")
+    if matched is not None:
+        # Equal-|Y_pos| comparisons (paper Table 4).
+        num_positives = matched.n_pos
     top1 = inputs.zero_shot_top1()
     if min_votes < 1:
         raise MinerConfigError(f"posmine: min_votes must be at least 1, got {min_votes}")

@@ -1,174 +1,18 @@
-"""The workflow configuration: loading, validation and every start-up check (config/README.md).
-
-:class:`WorkflowConfig` wraps the config dictionary and answers the questions the workflow's
-input functions ask (which datasets an ID set uses, which plugin a label set names, ...), so
-that the ``.smk`` files stay declarative and every check is unit-tested without Snakemake.
-Errors are :class:`ConfigError` with the config key that is wrong and what to do.
-
-Imports only the standard library, PyYAML, jsonschema and the plugin catalog: the Snakefile
-uses this module when it is parsed.
-"""
+"""The validated config as the workflow reads it (:class:`WorkflowConfig`): the questions the
+workflow's input functions ask, answered from the config and the plugin catalog (which
+parameter of a plugin names a label set, a clusterer, C, ... is the parameter's role in the
+catalog), and every start-up check, each error naming its key."""
 
 from __future__ import annotations
 
-import copy
 import os
-from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-import yaml
-
 from clustermine import catalog
+from clustermine.config.errors import ConfigError
+from clustermine.config.loading import load_config_file, merge
+from clustermine.config.schema import validate_config
 
-
-class ConfigError(ValueError):
-    """The config is malformed or names something that is not declared."""
-
-
-# --- loading -----------------------------------------------------------------------------------
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """YAML loader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False):
-    loader.flatten_mapping(node)
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        line = key_node.start_mark.line + 1
-        if key in seen:
-            raise ConfigError(
-                f"{key_node.start_mark.name}:{line}: key {key!r} is given twice in the same "
-                f"mapping (first on line {seen[key]}); YAML would silently keep the second. "
-                "Remove one of them."
-            )
-        seen[key] = line
-    return loader.construct_mapping(node, deep=deep)
-
-
-_StrictLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
-)
-
-
-def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a YAML config file, refusing duplicate keys and anything but a mapping."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file does not exist")
-    with open(path, encoding="utf-8") as f:
-        try:
-            data = yaml.load(f, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from err
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a config file must be a mapping of keys, got {type(data)}")
-    return data
-
-
-def check_config_files(paths: Iterable[str | os.PathLike]) -> None:
-    """Refuse config files with duplicate keys (Snakemake's own loader keeps the last)."""
-    for path in paths:
-        load_config_file(path)
-
-
-def merge(base: dict, update: Mapping) -> dict:
-    """Recursive update of nested mappings, as Snakemake merges several config files."""
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            merge(base[key], value)
-        else:
-            base[key] = copy.deepcopy(value)
-    return base
-
-
-# --- schema ------------------------------------------------------------------------------------
-
-
-# Keys of a config entry that belong to the workflow, not to the plugin.
-ENTRY_KEYS = {"score": {"labels": {"$ref": "#/definitions/slug"}}}
-
-
-def plugin_branches(kind: str) -> list[dict[str, Any]]:
-    """One ``if {selector: name} then {its keys}`` branch per plugin of ``kind``, from the
-    catalog: a misspelt parameter is then named when the workflow starts."""
-    selector = catalog.SELECTOR_KEYS[kind]
-    branches = []
-    for name, plugin in catalog.REGISTRIES[kind].items():
-        then = plugin.schema()
-        then["properties"] = {selector: {}, **ENTRY_KEYS.get(kind, {}), **then["properties"]}
-        then["additionalProperties"] = False
-        branches.append({"if": {"properties": {selector: {"const": name}}}, "then": then})
-    return branches
-
-
-def config_schema(base: Mapping[str, Any]) -> dict[str, Any]:
-    """The schema file's schema with the catalog's plugin names and parameters filled in."""
-    from clustermine.prompts import PROMPT_SETS
-    from clustermine.public_sets import PUBLIC_SETS
-
-    schema = copy.deepcopy(dict(base))
-    schema["definitions"]["prompt_set"] = {"type": "string", "enum": sorted(PROMPT_SETS)}
-    schema["definitions"]["public_set"] = {"type": "string", "enum": sorted(PUBLIC_SETS)}
-    for kind, section in catalog.SECTIONS.items():
-        entry = schema["properties"][section]["additionalProperties"]
-        selector = catalog.SELECTOR_KEYS[kind]
-        entry["properties"][selector] = {
-            "type": "string",
-            "enum": sorted(catalog.REGISTRIES[kind]),
-            "description": f"a {kind} declared in clustermine.catalog",
-        }
-        entry["allOf"] = [*entry.get("allOf", []), *plugin_branches(kind)]
-    return schema
-
-
-def _validator_with_defaults(schema: Mapping[str, Any]):
-    """A Draft 2020-12 validator that also fills in the ``default`` of absent properties
-    (as Snakemake's own ``validate`` does)."""
-    import jsonschema
-
-    base = jsonschema.Draft202012Validator
-
-    def set_defaults(validator, properties, instance, schema):
-        if isinstance(instance, dict):
-            for key, sub in properties.items():
-                if isinstance(sub, dict) and "default" in sub and key not in instance:
-                    instance[key] = copy.deepcopy(sub["default"])
-        yield from base.VALIDATORS["properties"](validator, properties, instance, schema)
-
-    cls = jsonschema.validators.extend(base, {"properties": set_defaults})
-    return cls(schema)
-
-
-def validate_config(config: dict[str, Any], schema_path: str | os.PathLike) -> None:
-    """Check ``config`` against the schema file plus the catalog; fill in defaults."""
-    with open(schema_path, encoding="utf-8") as f:
-        base = yaml.safe_load(f)
-    validator = _validator_with_defaults(config_schema(base))
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-    if errors:
-        messages = []
-        for err in errors[:10]:
-            where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-            messages.append(f"  {where}: {_best_message(err)}")
-        raise ConfigError(
-            f"config: {len(errors)} problem(s) against {schema_path} (keys are explained in "
-            "config/README.md):\n" + "\n".join(messages)
-        )
-
-
-def _best_message(err) -> str:
-    """The most specific message of a validation error (if/then branches nest theirs)."""
-    while err.context:
-        err = max(err.context, key=lambda e: len(e.absolute_path))
-    return err.message
-
-
-# --- the config as the workflow reads it --------------------------------------------------------
 
 DATA_ROOT_KEYS = {"datasets": ("root", "list", "class_map", "class_names"), "corpora": ("path",)}
 
@@ -237,7 +81,7 @@ class WorkflowConfig:
         return list(self.methods if methods is None else methods)
 
     def idset_prompts(self, idset: str) -> str:
-        return self.idset(idset).get("prompts", "simple")
+        return self.idset(idset)["prompts"]
 
     def idset_tests(self, idset: str) -> list[str]:
         return list(self.idset(idset).get("test") or [])
@@ -273,10 +117,15 @@ class WorkflowConfig:
         """The plugin and parameters of a ``clusterers`` entry (seeded by the global seed)."""
         spec = self._lookup(self.clusterers, slug, "a label set or cluster sweep", "clusterer")
         plugin = catalog.clusterer(spec["method"])
-        params = plugin.params_of(spec)
-        if "seed" in plugin.param_names:
-            params.setdefault("seed", self.seed)
-        return plugin, params
+        return plugin, self._seeded(plugin, plugin.params_of(spec))
+
+    def _seeded(self, plugin: catalog.Plugin, params: dict) -> dict:
+        """``params`` with the plugin's seed (its parameter of role seed) defaulting to the
+        global seed."""
+        seed = plugin.with_role("seed")
+        if seed is not None:
+            params.setdefault(seed.name, self.seed)
+        return params
 
     def knn_k(self, clusterer: str) -> int | None:
         plugin, params = self.clusterer(clusterer)
@@ -290,18 +139,20 @@ class WorkflowConfig:
         if not plugin.has("label_set"):
             return None
         spec = self.clusterers[clusterer]
-        idset = spec.get("idset")
+        (key, label_set), = plugin.references(spec).items()
+        idset = plugin.value_of("idset", spec)
         if idset is None:
             owners = [k for k, v in self.idsets.items() if v["train"] == dataset]
             if len(owners) != 1:
+                idset_key = plugin.with_role("idset").name
                 raise ConfigError(
                     f"config: clusterers.{clusterer} needs the ID set of its label set "
-                    f"'{spec['names_from']}' for dataset '{dataset}'; "
+                    f"'{label_set}' ({key}) for dataset '{dataset}'; "
                     f"{'several' if owners else 'no'} ID sets train on it ({owners}): set "
-                    f"clusterers.{clusterer}.idset"
+                    f"clusterers.{clusterer}.{idset_key}"
                 )
             idset = owners[0]
-        return idset, spec["names_from"]
+        return idset, label_set
 
     def label_set(self, slug: str) -> tuple[catalog.Plugin, dict, dict]:
         """(plugin, parameters, input-choosing keys) of a ``label_sets`` entry."""
@@ -316,9 +167,43 @@ class WorkflowConfig:
         spec = self._lookup(self.methods, slug, "an ID set", "method")
         plugin = catalog.score(spec["score"])
         params = {k: v for k, v in spec.items() if k not in ("score", "labels")}
-        if "seed" in plugin.param_names:
-            params.setdefault("seed", self.seed)
-        return plugin, params, spec.get("labels")
+        return plugin, self._seeded(plugin, params), spec.get("labels")
+
+    def label_set_clustering(self, slug: str) -> tuple[str, int] | None:
+        """(clusterer slug, C) of the cluster file a label set's miner votes on, None for a
+        miner that needs no clusters."""
+        plugin, _, inputs = self.label_set(slug)
+        if not plugin.has("clusters"):
+            return None
+        return inputs[plugin.with_role("clusterer").name], int(
+            inputs[plugin.with_role("num_clusters").name]
+        )
+
+    def label_set_density_k(self, slug: str) -> int | None:
+        """k of the text-density file a label set's miner reads, None for one that reads none."""
+        plugin, params, _ = self.label_set(slug)
+        if not plugin.has("text_density"):
+            return None
+        return int(plugin.value_of("density_k", params))
+
+    def label_set_references(self, slug: str) -> dict[str, str]:
+        """{key: label-set slug} of the label sets a label set's inputs name."""
+        plugin, _, inputs = self.label_set(slug)
+        return plugin.references(inputs)
+
+    def clusterings(self, idset: str) -> list[tuple[str, int]]:
+        """(clusterer, C) of every clustering of an ID set's train images the config makes:
+        those its methods' label sets vote on, then those of its cluster sweep, each once."""
+        used: dict[tuple[str, int], None] = {}
+        for method in self.idset_methods(idset):
+            labels = self.method(method)[2]
+            for slug in self.label_set_chain(labels) if labels else []:
+                clustering = self.label_set_clustering(slug)
+                if clustering is not None:
+                    used[clustering] = None
+        for clusterer, values in (self.idset(idset).get("cluster_sweep") or {}).items():
+            used.update({(clusterer, int(c)): None for c in values})
+        return list(used)
 
     def label_set_chain(self, slug: str) -> list[str]:
         """A label set and every label set its inputs name (``match_positives_of``, ...)."""
@@ -328,9 +213,24 @@ class WorkflowConfig:
             if current in chain:
                 continue
             chain.append(current)
-            _, _, inputs = self.label_set(current)
-            pending += [v for k, v in inputs.items() if k in LABEL_SET_REFERENCES]
+            pending += list(self.label_set_references(current).values())
         return chain
+
+    # Config sections by the role of a key that names one of their entries.
+    _REFERENCED = {"label_set": "label set", "clusterer": "clusterer", "idset": "idset"}
+
+    def _check_references(
+        self, plugin: catalog.Plugin, entry: Mapping[str, Any], where: str, slug: str = ""
+    ) -> None:
+        """Every key of ``entry`` that names another config entry (by its role) names a
+        declared one, and a label set never names itself."""
+        sections = {"label set": self.label_sets, "clusterer": self.clusterers,
+                    "idset": self.idsets}  # fmt: skip
+        for role, what in self._REFERENCED.items():
+            for key, value in plugin.references(entry, role).items():
+                if role == "label_set" and value == slug:
+                    raise ConfigError(f"config: {where}.{key} names itself")
+                self._lookup(sections[what], value, f"{where}.{key}", what)
 
     def has_class_names(self, dataset: str) -> bool | None:
         """Whether a dataset carries class names (asked once per dataset)."""
@@ -344,21 +244,21 @@ class WorkflowConfig:
     # --- speed settings (never parameters: changing them reruns nothing) -----------------
 
     def batch_size(self, model: str) -> int:
-        return int(self.models[model].get("batch_size", 256))
+        return int(self.models[model]["batch_size"])
 
     @property
     def encode(self) -> dict:
-        return self.raw.get("encode") or {}
+        return self.raw["encode"]
 
     @property
     def compute(self) -> dict:
-        return self.raw.get("compute") or {}
+        return self.raw["compute"]
 
     def loader_workers(self) -> int:
-        return int(self.encode.get("num_workers", 4))
+        return int(self.encode["num_workers"])
 
     def max_unreadable_fraction(self) -> float:
-        return float(self.encode.get("max_unreadable_fraction", 0.01))
+        return float(self.encode["max_unreadable_fraction"])
 
     def max_image_pixels(self) -> int | None:
         """Not a speed setting: it decides which images an embedding file holds (None: the
@@ -367,7 +267,7 @@ class WorkflowConfig:
         return None if value is None else int(value)
 
     def device(self) -> str:
-        return str(self.compute.get("device", "auto"))
+        return str(self.compute["device"])
 
     def weights_cache(self) -> str:
         """Folder of the fetched pretrained weights (clustermine.weights)."""
@@ -376,7 +276,7 @@ class WorkflowConfig:
         return str(self.raw.get("weights_cache") or DEFAULT_CACHE)
 
     def memory_budget_mb(self) -> int:
-        return int(self.compute.get("memory_budget_mb", 1024))
+        return int(self.compute["memory_budget_mb"])
 
     # --- report ---------------------------------------------------------------------------
 
@@ -403,6 +303,36 @@ class WorkflowConfig:
                 f"(declared: {sorted(self.models)})"
             )
         return main
+
+    def report_settings(self) -> dict[str, Any]:
+        """The part of the config the report's tables and figures read
+        (:class:`clustermine.report_settings.ReportSettings`)."""
+        methods = {
+            slug: {**spec, "label_set": dict(self.label_sets.get(spec.get("labels"), {}))}
+            for slug, spec in self.methods.items()
+        }
+        idsets = {
+            slug: {
+                "train": spec["train"],
+                "test": self.idset_tests(slug),
+                "corpus": spec["corpus"],
+                "prompts": self.idset_prompts(slug),
+                "benchmarks": self.idset_benchmarks(slug, extra=False),
+                "extra_benchmarks": list(spec.get("extra_benchmarks") or []),
+                "benchmark_groups": dict(spec.get("benchmark_groups") or {}),
+                "fpr_convention": spec["fpr_convention"],
+                "methods": self.idset_methods(slug),
+                "models": self.idset_models(slug),
+            }
+            for slug, spec in self.idsets.items()
+        }
+        return {
+            "models": list(self.models),
+            "main_model": self.main_model(),
+            "main_idset": self.main_idset(),
+            "idsets": idsets,
+            "methods": methods,
+        }
 
     # --- start-up checks ------------------------------------------------------------------
 
@@ -442,6 +372,11 @@ class WorkflowConfig:
                     f"config: idsets.{idset} runs methods but names no OOD benchmarks "
                     "(idsets.<slug>.benchmarks)"
                 )
+            if self.idset_methods(idset) and not self.idset_tests(idset):
+                raise ConfigError(
+                    f"config: idsets.{idset} runs methods but names no ID test set "
+                    "(idsets.<slug>.test): nothing would be scored against the benchmarks"
+                )
             for group, members in (spec.get("benchmark_groups") or {}).items():
                 outside = sorted(set(members) - set(self.idset_benchmarks(idset)))
                 if outside:
@@ -457,18 +392,15 @@ class WorkflowConfig:
     def _check_plugins(self) -> None:
         for slug, spec in self.clusterers.items():
             plugin, _ = self.clusterer(slug)
-            if not plugin.has("label_set"):
-                continue
             where = f"clusterers.{slug}"
-            self._lookup(self.label_sets, spec["names_from"], f"{where}.names_from", "label set")
-            if spec.get("idset") is not None:
-                self._lookup(self.idsets, spec["idset"], f"{where}.idset", "idset")
-            for label_set in self.label_set_chain(spec["names_from"]):
-                if self.label_set(label_set)[2].get("clusterer") == slug:
-                    raise ConfigError(
-                        f"config: {where}.names_from '{spec['names_from']}' is mined from "
-                        f"clusters of '{slug}' itself (label set '{label_set}'): a cycle"
-                    )
+            self._check_references(plugin, spec, where)
+            for key, names_from in plugin.references(spec).items():
+                for label_set in self.label_set_chain(names_from):
+                    if (self.label_set_clustering(label_set) or (None,))[0] == slug:
+                        raise ConfigError(
+                            f"config: {where}.{key} '{names_from}' is mined from clusters of "
+                            f"'{slug}' itself (label set '{label_set}'): a cycle"
+                        )
         for slug in self.label_sets:
             plugin, _, inputs = self.label_set(slug)
             for key in (p.name for p in plugin.input_keys if p.required):
@@ -476,17 +408,7 @@ class WorkflowConfig:
                     raise ConfigError(
                         f"config: label_sets.{slug} (miner {plugin.name}) needs '{key}'"
                     )
-            if "clusterer" in inputs:
-                self._lookup(
-                    self.clusterers, inputs["clusterer"], f"label_sets.{slug}.clusterer",
-                    "clusterer",
-                )  # fmt: skip
-            for key in LABEL_SET_REFERENCES:
-                if key in inputs:
-                    if inputs[key] == slug:
-                        raise ConfigError(f"config: label_sets.{slug}.{key} names itself")
-                    self._lookup(self.label_sets, inputs[key], f"label_sets.{slug}.{key}",
-                                 "label set")  # fmt: skip
+            self._check_references(plugin, inputs, f"label_sets.{slug}", slug)
         for slug, spec in self.methods.items():
             if spec.get("labels") is not None:
                 self._lookup(self.label_sets, spec["labels"], f"methods.{slug}.labels",
@@ -516,8 +438,6 @@ SECTION_OF = {
     "models": "model", "datasets": "dataset", "corpora": "corpus", "idsets": "idset",
     "clusterers": "clusterer", "label_sets": "label set", "methods": "method",
 }  # fmt: skip
-# Input-choosing label-set keys that name another label set.
-LABEL_SET_REFERENCES = ("match_positives_of", "positives_of")
 
 
 def load_workflow_config(

@@ -1,0 +1,76 @@
+"""Reading config files: strict YAML (a key given twice is an error; merge keys work) and the
+recursive merge of several files, as Snakemake merges them."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from clustermine.config.errors import ConfigError
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML loader that refuses a key given twice in one mapping (PyYAML keeps the last);
+    merge keys work as standard YAML says."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False):
+    # Only keys written in this mapping count: keys brought in by a merge key (``<<: *base``)
+    # are standard YAML's defaults, which a written key overrides.
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise ConfigError(
+                f"{key_node.start_mark.name}:{line}: key {key!r} is given twice in the same "
+                f"mapping (first on line {seen[key]}); YAML would silently keep the second. "
+                "Remove one of them."
+            )
+        seen[key] = line
+    loader.flatten_mapping(node)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
+)
+
+
+def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML config file, refusing duplicate keys and anything but a mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file does not exist")
+    with open(path, encoding="utf-8") as f:
+        try:
+            data = yaml.load(f, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file must be a mapping of keys, got {type(data)}")
+    return data
+
+
+def check_config_files(paths: Iterable[str | os.PathLike]) -> None:
+    """Refuse config files with duplicate keys (Snakemake's own loader keeps the last)."""
+    for path in paths:
+        load_config_file(path)
+
+
+def merge(base: dict, update: Mapping) -> dict:
+    """Recursive update of nested mappings, as Snakemake merges several config files."""
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base

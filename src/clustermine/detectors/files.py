@@ -1,0 +1,197 @@
+"""Fit, calibrate and run detectors from the files the workflow made (the fit_detector and
+score jobs; unit-tested without Snakemake).
+
+Fitting reads the corpus text file, the label set (and the class-name embeddings its Y_GT
+positives point into), and the ID-train image file: whole when the score's catalog entry
+needs ``train_embeddings``, else only its attributes. Every file must come from one model.
+A detector that adapts at test time (need ``stream``) is calibrated and scored on seeded
+streams (:mod:`clustermine.streams`), from its fitted state each time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from clustermine.detectors.base import Detector, DetectorConfigError
+from clustermine.detectors.registry import get_detector, load_detector
+from clustermine.h5io import (
+    check_same_model,
+    read_attributes,
+    read_image_embeddings,
+    read_text_embeddings,
+)
+from clustermine.labelsets import label_texts
+from clustermine.score_files import ScoreSet, write_score_file
+from clustermine.streams import score_stream
+
+log = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike
+
+
+def fit_detector_files(
+    score: str,
+    params: Mapping[str, Any],
+    *,
+    train: PathLike,
+    text: PathLike,
+    labels: PathLike | None = None,
+    classes: PathLike | None = None,
+    calibration: PathLike | None = None,
+    calibration_name: str | None = None,
+    context: Mapping[str, Any],
+    device: str | None = None,
+    budget_bytes: int | None = None,
+) -> Detector:
+    """Fit detector ``score`` with ``params`` and calibrate it on the held-out ID images of
+    ``calibration`` (named ``calibration_name``); ``context`` (model, idset, method, labels)
+    names it in messages and in its file."""
+    where = f"config: methods.{context.get('method')}"
+    try:
+        cls = get_detector(score)
+    except DetectorConfigError as err:
+        raise DetectorConfigError(f"{where}: {err}") from err
+    corpus = read_text_embeddings(text)
+    checked = [(text, corpus.attrs)]
+    text_pos = text_neg = None
+    if labels is not None:
+        class_texts = read_text_embeddings(classes) if classes is not None else None
+        if class_texts is not None:
+            checked.append((classes, class_texts.attrs))
+        label_set, text_pos, text_neg = label_texts(labels, corpus, class_texts)
+        log.info(
+            "label set %s: %d positives, %d negatives",
+            context.get("labels"),
+            label_set.n_pos,
+            len(label_set.negatives),
+        )
+    train_emb = train_labels = None
+    if cls.plugin().has("train_embeddings"):
+        images = read_image_embeddings(train)
+        image_attrs = images.attrs
+        train_emb, train_labels = images.embeddings, images.labels
+    else:
+        image_attrs = read_attributes(train)
+    checked.append((train, image_attrs))
+    check_same_model(checked)
+    logit_scale = float(image_attrs.get("logit_scale", corpus.attrs.get("logit_scale", np.nan)))
+    meta = {
+        **context,
+        "model_arch": image_attrs.get("model_arch"),
+        "model_pretrained": image_attrs.get("model_pretrained"),
+        # What rebuilds the model to score new images (clustermine score / serve / export).
+        "random_weights": image_attrs.get("random_weights"),
+        "preprocessing": image_attrs.get("preprocessing"),
+        "embedding_dim": image_attrs.get("embedding_dim"),
+        "library_versions": image_attrs.get("library_versions"),
+        "corpus": corpus.attrs.get("corpus"),
+        "prompts": corpus.attrs.get("prompts"),
+        "train": str(train),
+    }
+    try:
+        detector = cls.fit(
+            train_emb,
+            text_pos,
+            text_neg,
+            logit_scale,
+            dict(params),
+            train_labels,
+            meta=meta,
+            device=device,
+            budget_bytes=budget_bytes,
+        )
+    except DetectorConfigError as err:
+        raise DetectorConfigError(f"{where} (idset {context.get('idset')}): {err}") from err
+    log.info("fitted %s: %s", score, detector.describe())
+    if calibration is None:
+        log.warning(
+            "idset %s has no calibration set: no thresholds or p-values", context.get("idset")
+        )
+        return detector
+    held_out = read_image_embeddings(calibration)
+    if detector.stateful:
+        # Scored as the score job scores a stream (shuffled by the stream seed, from the
+        # fitted state); then back to the fitted state, in which the detector is saved.
+        scores = score_stream(
+            detector,
+            held_out.embeddings,
+            held_out.embeddings[:0],
+            int(detector.params.get("stream_seed", 0)),
+            held_out.attrs,
+            calibration,
+        ).id_scores
+        detector.reset()
+    else:
+        scores = detector.score(held_out.embeddings, held_out.attrs, calibration)
+    cal = detector.calibrate(scores, calibration_name, {"embeddings": str(calibration)})
+    log.info(
+        "calibrated on %s (%d images): threshold %.6g accepts 95%% of them",
+        calibration_name,
+        len(cal),
+        cal.threshold(0.95),
+    )
+    return detector
+
+
+def score_files(
+    detector_file: PathLike,
+    datasets: Sequence[str],
+    images: Sequence[PathLike],
+    tests: Sequence[str],
+    out: PathLike,
+    *,
+    context: Mapping[str, Any],
+    device: str | None = None,
+    budget_bytes: int | None = None,
+) -> None:
+    """Score every dataset of an ID set (``datasets``, their embedding files ``images``) with
+    a fitted detector and write one score file ``out``; a detector that adapts at test time
+    on one stream per (ID test set in ``tests``, benchmark) pair."""
+    detector = load_detector(detector_file, device, budget_bytes)
+    data = {}
+    for dataset, path in zip(datasets, images):
+        data[dataset] = read_image_embeddings(path)
+        check_same_model([(detector_file, detector.meta), (path, data[dataset].attrs)])
+    sets, pairs = {}, {}
+    if detector.stateful:
+        seed = int(detector.params["stream_seed"])
+        benchmarks = [d for d in datasets if d not in tests]
+        for test in tests:
+            for bench in benchmarks:
+                pair = score_stream(detector, data[test].embeddings, data[bench].embeddings, seed)
+                pairs[test, bench] = pair
+                log.info(
+                    "stream %s + %s (%d images, seed %d): mean ID score %.6g, "
+                    "mean OOD score %.6g",
+                    test, bench, len(pair.order), seed,
+                    pair.id_scores.mean(), pair.ood_scores.mean(),
+                )  # fmt: skip
+        for dataset, embeddings in data.items():
+            sets[dataset] = ScoreSet(None, embeddings.labels, {})
+    else:
+        for dataset, embeddings in data.items():
+            detector.score_stats = {}
+            scores = detector.score(embeddings.embeddings)
+            log.info("%s: %d images scored, mean score %.6g", dataset, len(scores), scores.mean())
+            for key, value in detector.score_stats.items():
+                log.info("%s: %s = %s", dataset, key, value)
+            sets[dataset] = ScoreSet(scores, embeddings.labels, {**detector.score_stats})
+    for dataset, path in zip(datasets, images):
+        sets[dataset].attrs["embeddings"] = str(path)
+    write_score_file(
+        out,
+        sets,
+        {
+            **detector.describe(),
+            "labels": detector.meta.get("labels"),
+            **context,
+            "model_arch": detector.meta.get("model_arch"),
+            "model_pretrained": detector.meta.get("model_pretrained"),
+            "detector_file": str(detector_file),
+        },
+        pairs,
+    )
