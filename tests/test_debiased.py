@@ -1,20 +1,31 @@
-"""Debiased negative mining: the density of raw text features, the per-part-of-speech
-selection, and the debiased score against hand computations (τ = 1 is grouped NegLabel,
-κ ≥ 1 is caught, the clamp holds the bracket at e^{-1/T})."""
+"""Debiased negative mining: the density of raw text features (its floor, its cache and the
+attributes of the density file), the per-part-of-speech selection, and the debiased score
+against hand computations (τ = 1 is grouped NegLabel, κ ≥ 1 is caught). The score against
+the official formula: tests/test_debiased_official.py."""
 
 from __future__ import annotations
 
 import logging
 import math
+import subprocess
+import sys
+import textwrap
 
+import h5py
 import numpy as np
 import pytest
 
 from clustermine.detectors import DetectorConfigError, get_detector
 from clustermine.detectors.debiased import groups_for_kappa, kappa
-from clustermine.h5io import TextEmbeddings, read_text_embeddings, write_text_embeddings
+from clustermine.h5io import (
+    EmbeddingFileError,
+    TextEmbeddings,
+    check_same_model,
+    read_text_embeddings,
+    write_text_embeddings,
+)
 from clustermine.mining import MinerConfigError, MiningInputs, mine_labels
-from clustermine.mining.debiased import density
+from clustermine.mining.debiased import density, read_density, write_density
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -44,6 +55,162 @@ def test_density_by_hand():
     directions, norms = rng.normal(size=(300, 16)), rng.uniform(2, 9, 300)
     r, _ = density(directions, norms, k1=10, device="cpu", budget_bytes=4096)  # many blocks
     np.testing.assert_allclose(r, brute_density(directions, norms, 10), rtol=1e-5)
+
+
+# --- the floor of the pseudo-distances -------------------------------------------------------
+
+
+def unit_corpus(n=200, d=16, seed=0):
+    """Directions and raw norms of a text file holding already-normalised features: the
+    norms are 1 up to float32 rounding, so every self-distance 2ν − 2 is zero up to rounding."""
+    x = unit(np.random.default_rng(seed).normal(size=(n, d)))
+    return x
+
+
+def as_text_file(x):
+    """What a text file of normalised features holds: float32 rows and their float32 norms."""
+    emb = np.asarray(x, np.float32)
+    return emb, np.linalg.norm(emb, axis=1).astype(np.float32)
+
+
+def renormalised32(x):
+    x = np.asarray(x, np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def mined(emb, norms, budget_bytes=None):
+    n = len(emb)
+    inputs = MiningInputs([f"w{i}" for i in range(n)], emb, class_names=["w0"],
+                          corpus_pos=["n"] * n, corpus_norms=norms, device="cpu",
+                          budget_bytes=budget_bytes or 2**26)  # fmt: skip
+    return mine_labels("debiased", inputs, {"k1": 5, "noun_fraction": 0.2}).negatives.tolist()
+
+
+def test_rounding_noise_does_not_change_the_density_ranking_or_the_negatives():
+    rng = np.random.default_rng(1)
+    x = unit_corpus()
+    emb, norms = as_text_file(x)
+    r, _ = density(emb, norms, 5, device="cpu")
+    ranking, negatives = np.argsort(r, kind="stable").tolist(), mined(emb, norms)
+    variants = {
+        "float64 rows": (x, np.linalg.norm(x, axis=1)),
+        "1e-7 noise, renormalised": as_text_file(unit(x + 1e-7 * rng.normal(size=x.shape))),
+        "scaled and normalised again in float32": as_text_file(renormalised32(emb * 3)),
+    }
+    for what, (emb2, norms2) in variants.items():
+        for budget in (None, 4096):  # other block shapes: other summation orders
+            r2, _ = density(emb2, norms2, 5, device="cpu", budget_bytes=budget)
+            assert np.argsort(r2, kind="stable").tolist() == ranking, (what, budget)
+            assert mined(emb2, norms2, budget) == negatives, (what, budget)
+            np.testing.assert_allclose(r2, r, rtol=0, atol=1e-4)
+
+
+def brute_floored_density(directions, norms, k1):
+    """The documented density: d_ij floored at 1e-4 (ν_i + ν_j), float64, full matrix."""
+    t = unit(np.asarray(directions, np.float64))
+    norms = np.asarray(norms, np.float64)
+    d = norms[:, None] + norms[None, :] - 2 * t @ t.T
+    d = np.maximum(d, 1e-4 * (norms[:, None] + norms[None, :]))
+    return np.log(np.sort(d, axis=1)[:, : k1 + 1]).mean(axis=1)
+
+
+def test_distances_below_the_floor_are_raised_and_the_warning_names_the_cause(caplog):
+    x = unit_corpus(n=50)
+    norms = np.ones(50)
+    norms[:5] = 0.5  # raw norms below 1: negative distances
+    with caplog.at_level(logging.WARNING):
+        r, clamped = density(x, norms, 3, device="cpu")
+    np.testing.assert_allclose(r, brute_floored_density(x, norms, 3), rtol=1e-6)
+    # Every self-distance is at the floor (50), and names 0-4 are nearer each other than that.
+    assert clamped >= 50
+    assert f"{clamped} of 200 pseudo-distances" in caplog.text
+    assert "50 of them are self-distances 2 nu_i - 2, which vanish where" in caplog.text
+    assert "50 of 50 names have nu <= 1 + 0.0001 (smallest nu 0.5)" in caplog.text
+    # CLIP-like raw norms: the floor never acts.
+    caplog.clear()
+    r, clamped = density(x, np.linspace(3, 9, 50), 3, device="cpu")
+    assert clamped == 0 and not caplog.text
+
+
+def test_non_positive_raw_norms_are_refused_naming_the_corpus_file():
+    x = unit_corpus(n=10)
+    norms = np.ones(10)
+    norms[3] = 0.0
+    inputs = MiningInputs(
+        [f"w{i}" for i in range(10)], x, class_names=["w0"], corpus_norms=norms,
+        sources={"corpus": "words.h5"}, device="cpu",
+    )  # fmt: skip
+    with pytest.raises(MinerConfigError, match=r"words\.h5: 1 raw text norms \(norms\) are not"):
+        mine_labels("debiased", inputs, {"k1": 3})
+
+
+def test_the_clamp_count_survives_a_cached_density_file(tmp_path):
+    emb, norms = as_text_file(unit_corpus(n=60))
+    r, clamped = density(emb, norms, 5, device="cpu")
+    assert clamped > 0  # unit norms: the self-distances
+    path = tmp_path / "density.h5"
+    write_density(path, r, clamped, {"k1": 5})
+    cached, attrs = read_density(path)
+    names = [f"w{i}" for i in range(60)]
+    inputs = MiningInputs(
+        names, emb, class_names=["w0"], corpus_pos=["n"] * 60, corpus_density=cached,
+        corpus_density_attrs=attrs, sources={"density": str(path)}, device="cpu",
+    )  # fmt: skip
+    labels = mine_labels("debiased", inputs, {"k1": 5})
+    assert labels.stats["clamped_distances"] == clamped == attrs["clamped_distances"]
+    assert attrs["distance_floor"] == 1e-4
+    # Densities handed over without their file: the count is unknown, not 0.
+    inputs.corpus_density_attrs = None
+    assert mine_labels("debiased", inputs, {"k1": 5}).stats["clamped_distances"] is None
+
+
+def test_density_files_of_another_floor_are_refused_by_name(tmp_path):
+    path = tmp_path / "old.k5.h5"
+    with h5py.File(path, "w") as f:  # as written before the floor was recorded
+        f.create_dataset("density", data=np.zeros(3))
+        f.attrs.update({"kind": "text_density", "clamped_distances": 0, "k1": 5})
+    want = r"old\.k5\.h5: computed with another distance floor \(unrecorded, now 0\.0001\); delete"
+    with pytest.raises(EmbeddingFileError, match=want):
+        read_density(path)
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import runpy, sys
+    from types import SimpleNamespace as NS
+    text, out, log = sys.argv[1:4]
+    snakemake = NS(input=NS(text=text), output=[out], log=[log], wildcards=NS(k="3"),
+                   threads=1, resources=NS(device="cpu", budget_mb=64))
+    runpy.run_path(sys.argv[4], init_globals={"snakemake": snakemake})
+    """
+)
+
+
+@pytest.mark.parametrize("model", [{}, {"model_arch": "ViT-B-16", "model_pretrained": "openai"}])
+def test_text_density_copies_the_text_file_attributes_faithfully(tmp_path, model):
+    """Rule text_density on a text file with and without model attributes (precomputed text
+    files may lack them): what is there is copied, what is missing stays missing, and the
+    model check that mining runs accepts the pair."""
+    from pathlib import Path
+
+    emb, norms = as_text_file(unit_corpus(n=30))
+    text = tmp_path / "text.h5"
+    attrs = {**model, "corpus": "words"}
+    write_text_embeddings(text, TextEmbeddings(emb, [f"w{i}" for i in range(30)],
+                                               norms=norms * 4, attrs=attrs))  # fmt: skip
+    out = tmp_path / "density.h5"
+    script = Path(__file__).parents[1] / "workflow" / "scripts" / "text_density.py"
+    run = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(text), str(out), str(tmp_path / "log"), str(script)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    r, density_attrs = read_density(out)
+    for key in ("model_arch", "model_pretrained", "prompts"):
+        assert density_attrs.get(key) == model.get(key), key
+    assert density_attrs["corpus"] == "words" and density_attrs["k1"] == 3
+    check_same_model([(str(text), read_text_embeddings(text).attrs), (str(out), density_attrs)])
+    np.testing.assert_allclose(r, brute_floored_density(emb, norms * 4, 3), rtol=1e-6)
 
 
 def corpus_inputs(n=60, seed=0, **kw):
@@ -161,19 +328,3 @@ def test_kappa_is_refused_or_met_by_more_groups(caplog):
     # One positive and τ = 0.5: even Q = 1 gives κ = 1, nothing helps.
     with pytest.raises(DetectorConfigError, match="raise tau_ood"):
         get_detector("debiased").fit(None, texts(rng, 1), neg, 100.0, {"groups": 10})
-
-
-def test_the_bracket_is_clamped_at_its_minimum_and_counted():
-    rng = np.random.default_rng(7)
-    pos, neg = texts(rng, 50, d=64, name="p"), texts(rng, 20, d=64, name="n")
-    images = pos.embeddings[:5]  # ID images; every negative is nearly orthogonal to them
-    params = {"temperature": 0.05, "groups": 2, "tau_ood": 0.5, "seed": 0}
-    det = get_detector("debiased").fit(None, pos, neg, 100.0, params, device="cpu")
-    log_s = det.score(images)
-    # The negative mass is tiny next to the debiasing term: every (image, group) bracket is
-    # below zero, so it is clamped at e^{-1/T} and Z_j = A + Q e^{-1/T}.
-    assert det.score_stats == {"clamped_pairs": 10, "pairs": 10}
-    x = unit(images.astype(np.float64))
-    a = np.exp(x @ pos.embeddings.T.astype(np.float64) / 0.05).sum(1)
-    np.testing.assert_allclose(log_s, np.log(a / (a + 10 * math.exp(-1 / 0.05))), rtol=1e-9)
-    assert np.isfinite(log_s).all()

@@ -6,22 +6,27 @@ split into G groups of Q = ⌊M/G⌋ (the remainder dropped), and B_j(x) = Σ_{k
 
     Z_j(x) = A + Q · [ (1/τ) · B_j/Q − ((1−τ)/τ) · A/C ],     S(x) = mean_j A / Z_j,
 
-the bracket being the debiased estimate of the mean negative mass, with τ the share of true
-negatives (``tau_ood``). Rewritten, Z_j = A(1 − κ) + B_j/τ with κ = Q(1 − τ)/(τC): for κ ≥ 1
-(few ID classes, many negatives per group) Z_j goes negative for typical ID images and a clamp
-would decide the ranking. So κ is computed and recorded; ``kappa: adapt_groups`` (the default)
-raises G until κ < 1, loudly, and ``kappa: refuse`` stops instead. As in the debiased
-contrastive estimator the bracket comes from, it is clamped at its theoretical minimum
-e^{−1/T} (no cosine is below −1), and the clamped (image, group) pairs are counted.
+as the official code computes it (no clamp), with τ the share of true negatives
+(``tau_ood``). Rewritten, Z_j = A(1 − κ) + B_j/τ with κ = Q(1 − τ)/(τC): for κ < 1 both terms
+are positive, so Z_j > 0 for every image and group and A/Z_j is computed exactly in log space
+as −logaddexp(log(1 − κ), log(B_j/(τA))). For κ ≥ 1 (few ID classes, many negatives per
+group) Z_j is a difference and is ≤ 0 for typical ID images, where A/Z_j has no meaning. So κ
+is computed and recorded; ``kappa: adapt_groups`` (the default) raises G until κ < 1, loudly,
+and ``kappa: refuse`` stops instead: a fitted detector never meets Z_j ≤ 0.
 
-The returned score is log S, computed in log space (T = 0.01 overflows float32); τ = 1 gives
-exactly the grouped NegLabel score (clustermine.detectors.eq1_grouped) on the same groups.
-The official code averages S over the positive classes too, which divides it by C: the same
-ranking.
+Only a detector whose saved state has κ ≥ 1 (not one fitted here) can meet it. There, Z_j is
+floored at ε·B_j/τ (ε = 2^−52, the float64 rounding of the difference's larger term: below it
+the sign of Z_j is unknown), which keeps A/Z_j finite and rising as B_j falls; the floored
+(image, group) pairs are counted (``score_stats["clamped_pairs"]``) and a warning is logged.
+
+The returned score is log S (T = 0.01 overflows float32); τ = 1 gives exactly the grouped
+NegLabel score (clustermine.detectors.eq1_grouped) on the same groups. The official code
+averages S over the positive classes too, which divides it by C: the same ranking.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -29,10 +34,13 @@ import torch
 from scipy.special import logsumexp
 
 from clustermine.detectors.base import Detector, DetectorConfigError
-from clustermine.detectors.eq1 import log_positive_share
 from clustermine.detectors.streaming import segment_reduce
 
+log = logging.getLogger(__name__)
+
 KAPPA_MODES = ("adapt_groups", "refuse")
+# Where κ ≥ 1, Z_j is floored at EPS · B_j/τ (module docstring).
+LOG_EPS = math.log(np.finfo(np.float64).eps)
 
 
 def kappa(q: int, tau: float, c: int) -> float:
@@ -111,18 +119,31 @@ class DebiasedDetector(Detector):
         segments += [(neg, perm[j * q : (j + 1) * q]) for j in range(groups)]
         lse = segment_reduce(image_emb, segments, 1.0 / self.tau, self.budget_bytes)["lse"]
         lse_pos, lse_neg = lse[:, :1], lse[:, 1:]
-        tau_ood = float(self.params["tau_ood"])
-        if tau_ood == 1.0:
-            neg_term, clamped = lse_neg, 0  # Z_j = A + B_j: grouped NegLabel
-        else:
-            c = len(self.text_pos.names)
-            log_a = lse_neg - math.log(q) - math.log(tau_ood)  # (1/τ) · B_j / Q
-            log_b = lse_pos - math.log(c) + math.log((1 - tau_ood) / tau_ood)  # ((1−τ)/τ) A/C
-            with np.errstate(divide="ignore", invalid="ignore"):
-                gap = np.where(log_a > log_b, log_a + np.log1p(-np.exp(log_b - log_a)), -np.inf)
-            floor = -1.0 / self.tau  # log e^{−1/T}
-            clamped = int((gap < floor).sum())
-            neg_term = math.log(q) + np.maximum(gap, floor)
+        c, tau_ood = len(self.text_pos.names), float(self.params["tau_ood"])
+        log_s, clamped = log_group_shares(lse_pos, lse_neg, q, c, tau_ood)
+        if clamped:
+            log.warning(
+                "%s: kappa %.3g >= 1 in the state of %s: Z_j <= 0 (to float64 rounding) for %d "
+                "of %d (image, group) pairs, floored at 2^-52 B_j/tau; refit it to get kappa < 1",
+                self.name, kappa(q, tau_ood, c), self.path or "this detector", clamped,
+                lse_neg.size,
+            )  # fmt: skip
         self.score_stats = {"clamped_pairs": clamped, "pairs": int(lse_neg.size)}
-        log_s = log_positive_share(lse_pos, neg_term)
         return logsumexp(log_s, axis=1) - np.log(groups)
+
+
+def log_group_shares(
+    lse_pos: np.ndarray, lse_neg: np.ndarray, q: int, c: int, tau_ood: float
+) -> tuple[np.ndarray, int]:
+    """log(A/Z_j) per image and group from log A [N, 1] and log B_j [N, G] (float64), and how
+    many pairs had Z_j ≤ ε·B_j/τ and were floored there (only possible for κ ≥ 1)."""
+    k = kappa(q, tau_ood, c)
+    r = np.asarray(lse_neg, np.float64) - math.log(tau_ood) - np.asarray(lse_pos, np.float64)
+    if k < 1.0:  # Z_j/A = (1 − κ) + B_j/(τA), both terms positive; τ = 1 is Eq. 1 exactly
+        return -np.logaddexp(math.log1p(-k), r), 0
+    # Z_j/A = e^r · (1 − (κ − 1) e^{−r}): ≤ 0 where (κ − 1) e^{−r} ≥ 1.
+    with np.errstate(divide="ignore", over="ignore"):
+        excess = np.exp(np.minimum(math.log(k - 1.0) - r, 0.0)) if k > 1.0 else np.zeros_like(r)
+        log_rest = np.log1p(-excess)
+    floored = log_rest < LOG_EPS
+    return -(r + np.maximum(log_rest, LOG_EPS)), int(floored.sum())
