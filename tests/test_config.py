@@ -79,6 +79,16 @@ def test_a_valid_config_answers_the_workflow_questions():
         (lambda c: c.update(report={"main_model": "vit"}), "report.main_model 'vit'"),
         (lambda c: c["idsets"]["tiny"].update(cluster_sweep={"temi": [2, 4]}),
          "idsets.tiny.cluster_sweep names clusterer 'temi'"),
+        (lambda c: c["idsets"]["tiny"].pop("test"),
+         "idsets.tiny runs methods but names no ID test set"),
+        (lambda c: c["clusterers"].update(la={"method": "language_assisted", "names_from": "x"}),
+         "clusterers.la.names_from names label set 'x'"),
+        (lambda c: c["clusterers"].update(la={"method": "language_assisted", "names_from": "cm",
+                                               "idset": "other"}),
+         "clusterers.la.idset names idset 'other'"),
+        (lambda c: (c["clusterers"].update(la={"method": "language_assisted", "names_from": "cm"}),
+                    c["label_sets"]["cm"].update(clusterer="la")),
+         "clusterers.la.names_from 'cm' is mined from clusters of 'la' itself"),
     ],
 )
 def test_every_reference_is_checked_at_start(edit, message):
@@ -86,6 +96,49 @@ def test_every_reference_is_checked_at_start(edit, message):
     edit(cfg)
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         checked(cfg)
+
+
+def test_an_empty_test_list_is_refused_by_the_schema():
+    cfg = config()
+    cfg["idsets"]["tiny"]["test"] = []
+    with pytest.raises(ConfigError, match=r"idsets\.tiny\.test: \[\] should be non-empty"):
+        checked(cfg)
+
+
+def test_questions_about_label_sets_follow_the_roles_of_the_catalog():
+    cfg = config()
+    cfg["label_sets"].update(
+        pm={"miner": "posmine", "match_positives_of": "cm"},
+        db={"miner": "debiased", "positives_of": "pm", "k1": 7},
+    )
+    cfg = checked(cfg)
+    assert cfg.label_set_clustering("cm") == ("km", 4) and cfg.label_set_clustering("gt") is None
+    assert cfg.label_set_density_k("db") == 7 and cfg.label_set_density_k("cm") is None
+    cfg.label_sets["db"].pop("k1")
+    assert cfg.label_set_density_k("db") == 100  # the catalog's default
+    assert cfg.label_set_references("pm") == {"match_positives_of": "cm"}
+    assert cfg.label_set_chain("db") == ["db", "pm", "cm"]
+    assert cfg.clusterings("tiny") == [("km", 4)]
+
+
+def test_entries_are_read_in_one_key_order_whatever_the_yaml_order():
+    a, b = config(), config()
+    b["datasets"]["train"] = {"root": "data/train", "type": "imagefolder"}
+    b["methods"]["cm"] = {"labels": "cm", "score": "eq1"}
+    ca, cb = checked(a), checked(b)
+    assert repr(ca.datasets) == repr(cb.datasets) and repr(ca.methods) == repr(cb.methods)
+    assert list(cb.methods) == ["mcm", "cm"]  # the entries keep their order (the report's)
+    assert repr(ca.report_settings()) == repr(cb.report_settings())
+
+
+def test_yaml_merge_keys_work_and_a_written_key_overrides_the_merged_one(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("base: &base\n  arch: clustermine-tiny\n  batch_size: 8\n"
+                    "models:\n  m:\n    <<: *base\n    batch_size: 16\n")
+    assert load_config_file(path)["models"]["m"] == {"arch": "clustermine-tiny", "batch_size": 16}
+    path.write_text("models:\n  m:\n    <<: {arch: a}\n    arch: b\n    arch: c\n")
+    with pytest.raises(ConfigError, match="key 'arch' is given twice"):
+        load_config_file(path)
 
 
 def test_ground_truth_label_sets_need_class_names():

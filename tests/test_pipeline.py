@@ -318,6 +318,39 @@ def test_result_settings_rerun_exactly_their_branch(finished, setting, value, ex
     assert jobs == {**expected, "tables": 1, "plots": 1, "all": 1}, setting
 
 
+def _reordered(value, depth=0):
+    """``value`` with the keys of every mapping below the sections in reverse order."""
+    if isinstance(value, dict):
+        keys = list(value) if depth < 2 else list(reversed(value))
+        return {k: _reordered(value[k], depth + 1) for k in keys}
+    if isinstance(value, list):
+        return [_reordered(v, depth + 1) for v in value]
+    return value
+
+
+def test_the_same_config_in_another_key_order_reruns_nothing(finished):
+    config = yaml.safe_load((finished / "config.yaml").read_text())
+    # Every entry's keys (a dataset's type and root, a method's score and labels, ...)
+    # reversed: the same declarations, so nothing reruns.
+    (finished / "config.yaml").write_text(yaml.safe_dump(_reordered(config), sort_keys=False))
+    assert planned_jobs(finished) == {}
+    # Every key sorted, sections included: the entries' order is the report's row order, so
+    # only the tables and figures are made again.
+    (finished / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=True))
+    assert set(planned_jobs(finished)) <= {"tables", "plots", "all"}
+
+
+def test_a_missing_detector_is_rebuilt_by_a_plain_run(finished):
+    """A detector is a product (clustermine score / serve / export): deleting it, or a killed
+    forced refit, is repaired by a plain run."""
+    (finished / "results/tiny-a/detectors/tiny.mcm.h5").unlink()
+    jobs = planned_jobs(finished)
+    assert jobs.get("fit_detector") == 1, jobs
+    run_workflow(finished)
+    assert (finished / "results/tiny-a/detectors/tiny.mcm.h5").is_file()
+    assert planned_jobs(finished) == {}
+
+
 def test_a_model_setting_reruns_that_model_only(finished):
     """Mixed precision changes embeddings: the model's whole branch, nothing shared."""
     write_config(finished, lambda c: c["models"]["tiny-a"].update(precision="fp32"))

@@ -14,7 +14,7 @@ import yaml
 from PIL import Image
 
 from clustermine import catalog
-from clustermine.labelsets import LabelSetFileError, read_label_table
+from clustermine.labelsets import LabelSetFileError, positive_names, read_label_table
 from clustermine import metrics as M
 from clustermine import plots as P
 from clustermine import tables as T
@@ -330,8 +330,11 @@ def test_label_table_keeps_word_names(tmp_path):
     assert frame.name.tolist()[-2:] == ["nan", "null"]
     assert frame.votes.tolist()[:3] == [1, 2, 3] and frame.votes.isna().sum() == 2
     (tmp_path / "bad.tsv").write_text("index\tword\n0\tdog\n")
-    with pytest.raises(LabelSetFileError, match=r"bad.tsv: .*\['name', 'role'\]"):
+    with pytest.raises(LabelSetFileError, match=r"bad.tsv: .*missing \['name', 'role', "):
         read_label_table(tmp_path / "bad.tsv")
+    # The report's reader and the checked one are one parser: the same rows, the same errors.
+    with pytest.raises(LabelSetFileError, match=r"bad.tsv: .*missing"):
+        positive_names(tmp_path / "bad.tsv")
 
 
 def test_report_rules_name_every_table_plot_and_caption():

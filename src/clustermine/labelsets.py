@@ -201,42 +201,31 @@ def read_label_set(
 ) -> LabelSet:
     """Read a label set and check every row's name against the text file it indexes."""
     tsv_path = Path(tsv_path)
-    if not tsv_path.exists():
-        raise LabelSetFileError(f"{tsv_path}: label-set file does not exist")
+    rows = _read_rows(tsv_path)
     meta = read_label_meta(tsv_path)
     sources = {"corpus": list(corpus_names), "classes": list(class_names or [])}
     cols: dict[str, list[list]] = {k: [[], [], []] for k in ("pos", "neg", "cls")}
-    with open(tsv_path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f, delimiter="\t")
-        fields = tuple(reader.fieldnames or ())
-        if fields[: len(TSV_COLUMNS)] != TSV_COLUMNS or not set(fields[6:]) <= set(
-            QUALITY_COLUMNS
-        ):
+    for line, row in rows:
+        role, source = row["role"], row["source"]
+        if role not in ("pos", "neg") or source not in sources:
             raise LabelSetFileError(
-                f"{tsv_path}: expected columns {TSV_COLUMNS} (then optionally "
-                f"{QUALITY_COLUMNS}), found {reader.fieldnames}"
+                f"{tsv_path}:{line}: role must be pos|neg and source corpus|classes"
             )
-        for line, row in enumerate(reader, start=2):
-            role, source = row["role"], row["source"]
-            if role not in ("pos", "neg") or source not in sources:
-                raise LabelSetFileError(
-                    f"{tsv_path}:{line}: role must be pos|neg and source corpus|classes"
-                )
-            if source == "classes" and class_names is None:
-                raise LabelSetFileError(
-                    f"{tsv_path}: takes Y_GT from the class-name file; pass its class names"
-                )
-            i, names = int(row["index"]), sources[source]
-            if not 0 <= i < len(names) or names[i] != row["name"]:
-                raise LabelSetFileError(
-                    f"{tsv_path}:{line}: {source} row {i} {row['name']!r} does not match the "
-                    f"{source} text file; the label set was mined from other text embeddings. "
-                    "Re-run mining."
-                )
-            key = "cls" if source == "classes" else role
-            cols[key][0].append(i)
-            cols[key][1].append(int(row["votes"]) if row["votes"] else -1)
-            cols[key][2].append(float(row["score"]))
+        if source == "classes" and class_names is None:
+            raise LabelSetFileError(
+                f"{tsv_path}: takes Y_GT from the class-name file; pass its class names"
+            )
+        i, names = int(row["index"]), sources[source]
+        if not 0 <= i < len(names) or names[i] != row["name"]:
+            raise LabelSetFileError(
+                f"{tsv_path}:{line}: {source} row {i} {row['name']!r} does not match the "
+                f"{source} text file; the label set was mined from other text embeddings. "
+                "Re-run mining."
+            )
+        key = "cls" if source == "classes" else role
+        cols[key][0].append(i)
+        cols[key][1].append(int(row["votes"]) if row["votes"] else -1)
+        cols[key][2].append(float(row["score"]))
     (pi, pv, ps), (ni, nv, ns), (ci, _, _) = cols["pos"], cols["neg"], cols["cls"]
     return LabelSet(
         meta["miner"],
@@ -254,10 +243,30 @@ def read_label_set(
     )
 
 
+def _read_rows(tsv_path: str | os.PathLike) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) of every row of a label-set TSV, its columns checked: the one
+    parser of the format (:func:`read_label_set`, :func:`positive_names` and
+    :func:`read_label_table` read through it)."""
+    path = Path(tsv_path)
+    if not path.exists():
+        raise LabelSetFileError(f"{path}: label-set file does not exist")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f, delimiter="\t")
+        fields = tuple(reader.fieldnames or ())
+        if fields[: len(TSV_COLUMNS)] != TSV_COLUMNS or not set(fields[6:]) <= set(
+            QUALITY_COLUMNS
+        ):
+            missing = [c for c in TSV_COLUMNS if c not in fields]
+            raise LabelSetFileError(
+                f"{path}: expected columns {TSV_COLUMNS} (then optionally {QUALITY_COLUMNS}), "
+                f"found {list(fields)}" + (f"; missing {missing}" if missing else "")
+            )
+        return list(enumerate(reader, start=2))
+
+
 def positive_names(tsv_path: str | os.PathLike) -> list[str]:
     """Names of the positives of a label-set file, in file order (without its text files)."""
-    with open(tsv_path, newline="", encoding="utf-8") as f:
-        return [row["name"] for row in csv.DictReader(f, delimiter="\t") if row["role"] == "pos"]
+    return [row["name"] for _, row in _read_rows(tsv_path) if row["role"] == "pos"]
 
 
 def read_label_table(tsv_path: str | os.PathLike):
@@ -266,13 +275,9 @@ def read_label_table(tsv_path: str | os.PathLike):
     reader). Names are kept verbatim: corpus words such as "nan" or "null" stay words."""
     import pandas as pd
 
-    try:
-        frame = pd.read_csv(tsv_path, sep="\t", dtype=str, keep_default_na=False, na_filter=False)
-    except FileNotFoundError as err:
-        raise LabelSetFileError(f"{tsv_path}: label-set file does not exist") from err
-    missing = {"name", "role"} - set(frame.columns)
-    if missing:
-        raise LabelSetFileError(f"{tsv_path}: label-set file lacks column(s) {sorted(missing)}")
+    rows = [row for _, row in _read_rows(tsv_path)]
+    columns = list(rows[0]) if rows else list(TSV_COLUMNS)
+    frame = pd.DataFrame(rows, columns=columns, dtype=str)
     for col in ("votes", "score", *QUALITY_COLUMNS):
         if col in frame.columns:
             frame[col] = pd.to_numeric(frame[col].replace("", "nan"), errors="coerce")

@@ -6,6 +6,7 @@
 rule knn:
     input:
         unpack(knn_inputs),
+        preflight=ancient(PATHS["preflight"]),
     output:
         PATHS["knn"],
     log:
@@ -28,6 +29,7 @@ rule knn:
 rule cluster:
     input:
         unpack(cluster_inputs),
+        preflight=ancient(PATHS["preflight"]),
     output:
         PATHS["clusters"],
     log:

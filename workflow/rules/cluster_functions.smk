@@ -37,7 +37,7 @@ def clustering_mem_mb(wildcards, input, attempt):
     copies = 2
     if hasattr(wildcards, "clusterer"):
         copies = CFG.clusterer(wildcards.clusterer)[0].memory_copies
-    return int((copies * input.size_mb + CFG.memory_budget_mb() + 2000) * attempt)
+    return held_mem_mb(input.size_mb, attempt, copies)
 
 
 def clusters_file(model, dataset, clusterer, C):

@@ -45,9 +45,15 @@ def budget_mb(wildcards):
     return CFG.memory_budget_mb()
 
 
+def held_mem_mb(size_mb, attempt, copies=2):
+    # What a job holding ``copies`` times ``size_mb`` of inputs asks for: plus the similarity
+    # blocks (the memory budget) and some slack, more at each attempt.
+    return int((copies * size_mb + CFG.memory_budget_mb() + 2000) * attempt)
+
+
 def embeddings_mem_mb(wildcards, input, attempt):
-    # Inputs are read whole, plus the similarity blocks and some slack.
-    return int((2 * input.size_mb + CFG.memory_budget_mb() + 2000) * attempt)
+    # Inputs are read whole.
+    return held_mem_mb(input.size_mb, attempt)
 
 
 # --- models and embedding files ---------------------------------------------------------------
@@ -105,6 +111,7 @@ def all_targets():
     return (
         embedding_targets()
         + cluster_sweep_targets()
+        + detector_files()
         + metric_files()
         + report_targets()
         + demo_targets()

@@ -32,6 +32,11 @@ def public_set(wildcards):
     return DATASETS[wildcards.dataset].get("public", "")
 
 
+def preflight_inputs(wildcards):
+    """The data check of every dataset the config uses."""
+    return [path("data_check", dataset=ds) for ds in CFG.used_datasets()]
+
+
 # --- indexing and encoding ---------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@
 rule zero_shot_labels:
     input:
         unpack(zero_shot_inputs),
+        preflight=ancient(PATHS["preflight"]),
     output:
         PATHS["zero_shot"],
     log:
@@ -31,6 +32,7 @@ rule zero_shot_labels:
 rule text_density:
     input:
         unpack(density_inputs),
+        preflight=ancient(PATHS["preflight"]),
     output:
         PATHS["text_density"],
     log:
@@ -53,6 +55,7 @@ rule text_density:
 rule mine_labels:
     input:
         unpack(mine_inputs),
+        preflight=ancient(PATHS["preflight"]),
     output:
         tsv=PATHS["labels"],
         meta=PATHS["label_meta"],

@@ -7,6 +7,7 @@
 rule fit_detector:
     input:
         unpack(fit_detector_inputs),
+        preflight=ancient(PATHS["preflight"]),
     output:
         PATHS["detector"],
     log:
@@ -34,6 +35,7 @@ rule fit_detector:
 rule score:
     input:
         unpack(score_inputs),
+        preflight=ancient(PATHS["preflight"]),
     output:
         PATHS["scores"],
     log:

@@ -13,13 +13,13 @@ def method_params(wildcards):
 
 
 def fit_detector_mem_mb(wildcards, input, attempt):
-    # As embeddings_mem_mb, but the ID-train embeddings count only for a score that reads
-    # them (Eq. 1 reads their attributes: 5 GB less to ask for with ImageNet train).
+    # The ID-train embeddings count only for a score that reads them (Eq. 1 reads their
+    # attributes: 5 GB less to ask for with ImageNet train).
     sizes = dict(zip(input, input.size_files_mb))
     size_mb = sum(sizes.values())
     if not CFG.method(wildcards.method)[0].has("train_embeddings"):
         size_mb -= sizes.get(input.train, 0)
-    return int((2 * size_mb + CFG.memory_budget_mb() + 2000) * attempt)
+    return held_mem_mb(size_mb, attempt)
 
 
 def fit_detector_inputs(wildcards):
@@ -93,6 +93,17 @@ def evaluate_inputs(wildcards):
 
 def fpr_convention(wildcards):
     return CFG.idset(wildcards.idset)["fpr_convention"]
+
+
+def detector_files():
+    """The detector of every (model, ID set, method) the config enables: products of their
+    own (clustermine score / serve / export), so a plain run rebuilds a missing one."""
+    return [
+        path("detector", model=model, idset=idset, method=method)
+        for idset in IDSETS
+        for model in CFG.idset_models(idset)
+        for method in CFG.idset_methods(idset)
+    ]
 
 
 def metric_files():

@@ -14,6 +14,30 @@ from clustermine.config.loading import load_config_file, merge
 from clustermine.config.schema import validate_config
 
 
+def canonical(value: Any) -> Any:
+    """``value`` with every mapping's keys in sorted order, recursively (lists keep theirs):
+    the same declaration written in another key order gives the same value, and the same
+    ``repr``, which is what Snakemake compares to decide whether params changed."""
+    if isinstance(value, Mapping):
+        return {k: canonical(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    return value
+
+
+def _canonical_entries(config: dict[str, Any]) -> None:
+    """Put every entry of every section (a model, a dataset, a label set, ...) and every
+    settings section in :func:`canonical` order, in place. Every ``params:`` value of the
+    workflow is built from these entries, so none depends on how the YAML was ordered; the
+    order of the entries within a section (the report's row order) is kept."""
+    for key, value in config.items():
+        if key in SECTION_OF:
+            for slug in list(value or {}):
+                value[slug] = canonical(value[slug])
+        elif isinstance(value, Mapping):
+            config[key] = canonical(value)
+
+
 DATA_ROOT_KEYS = {"datasets": ("root", "list", "class_map", "class_names"), "corpora": ("path",)}
 
 
@@ -31,6 +55,7 @@ class WorkflowConfig:
         class_names_of: Callable[[Mapping[str, Any]], bool | None] | None = None,
     ) -> None:
         self.raw = config
+        _canonical_entries(config)
         self.models: dict[str, dict] = config.get("models") or {}
         self.datasets: dict[str, dict] = config.get("datasets") or {}
         self.corpora: dict[str, dict] = config.get("corpora") or {}

@@ -74,7 +74,6 @@ def mine_clipscope(
         negatives=cand[keep],
         neg_scores=v[keep],
         class_names=inputs.class_names,
-        params={"rank": rank, "num_low": num_low, "num_high": num_high, "missing_gt": missing_gt},
         stats={
             **gt_stats(inputs, gt),
             "rank_used": k,

@@ -45,7 +45,6 @@ def mine_clustermine(
         pos_votes=votes,
         pos_scores=share_sum / votes,
         neg_scores=neg_scores,
-        params={"negatives": negatives, "num_negatives": num_negatives, "quantile": quantile},
         stats={
             "n_images": int(len(top1)),
             "n_nonempty_clusters": int(len(sizes)),

@@ -228,12 +228,6 @@ def mine_debiased(
         inputs.corpus_names,
         negatives=neg,
         neg_scores=r[neg],
-        params={
-            "k1": k1,
-            "noun_fraction": noun_fraction,
-            "adjective_fraction": adjective_fraction,
-            "missing_gt": missing_gt,
-        },
         stats={
             **stats,
             "n_nouns": int((~is_adj).sum()),

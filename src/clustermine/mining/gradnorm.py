@@ -129,13 +129,6 @@ def mine_gradnorm(
         pos_votes=cluster_ids[pred[pos]],
         pos_scores=grad[pos],
         neg_scores=neg_scores,
-        params={
-            "temperature": temperature,
-            "top_k": top_k,
-            "negatives": negatives,
-            "num_negatives": num_negatives,
-            "quantile": quantile,
-        },
         stats={
             "n_images": int(len(images)),
             "n_prototypes": int(len(prototypes)),

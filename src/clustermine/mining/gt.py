@@ -26,12 +26,6 @@ def mine_gt(
         negatives=neg,
         neg_scores=neg_scores,
         class_names=inputs.class_names,
-        params={
-            "negatives": negatives,
-            "num_negatives": num_negatives,
-            "quantile": quantile,
-            "missing_gt": missing_gt,
-        },
         stats=gt_stats(inputs, gt),
         **gt.positives(),
     )

@@ -47,13 +47,6 @@ def mine_gt_aug(
         neg_scores=neg_scores,
         class_names=inputs.class_names,
         class_positives=gt_pos["class_positives"],
-        params={
-            "num_aug": num_aug,
-            "negatives": negatives,
-            "num_negatives": num_negatives,
-            "quantile": quantile,
-            "missing_gt": missing_gt,
-        },
         stats={
             **gt_stats(inputs, gt),
             "n_aug": int(len(aug)),

@@ -27,7 +27,6 @@ def mine_neglabel(
         negatives=neg,
         neg_scores=qsim,
         class_names=inputs.class_names,
-        params={"num_negatives": num_negatives, "quantile": quantile, "missing_gt": missing_gt},
         stats={
             **gt_stats(inputs, gt),
             "n_candidates": len(inputs.corpus_names) - len(gt.corpus_rows),

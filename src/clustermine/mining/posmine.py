@@ -64,12 +64,11 @@ def mine_posmine(
         pos_scores=share[pos],
         neg_votes=counts[neg],
         neg_scores=neg_scores if negatives == "dissimilar" else share[neg],
+        # The parameters that made it, where they differ from those asked for: a fixed
+        # number of positives (matched or given) makes the vote threshold moot.
         params={
             "min_votes": min_votes if num_positives is None else None,
             "num_positives": num_positives,
-            "negatives": negatives,
-            "num_negatives": num_negatives,
-            "quantile": quantile,
         },
         stats={
             "n_images": int(len(top1)),

@@ -27,4 +27,8 @@ def mine_labels(
         resolved = plugin.resolve(params)
     except catalog.CatalogError as err:
         raise MinerConfigError(str(err)) from err
-    return plugin.load()(inputs, **resolved)
+    labels = plugin.load()(inputs, **resolved)
+    # Every label set records the parameters that made it; a miner overrides only those it
+    # changed (e.g. PosMine's threshold, moot at a fixed number of positives).
+    labels.params = {**resolved, **labels.params}
+    return labels
