@@ -5,6 +5,7 @@ runs."""
 from __future__ import annotations
 
 import logging
+import os
 
 import h5py
 import numpy as np
@@ -260,3 +261,61 @@ def test_non_finite_precomputed_embeddings_fail_where_they_are_read(tmp_path, br
     log = (project / first_reader).read_text()
     assert f"{broken}.h5: 1 of " in log and "embedding rows are not finite" in log
     assert not list((project / "results").rglob("metrics/*.json"))
+
+
+# --- folders: one listing for the data check, the index and `clustermine score` ---------------
+
+
+def linked_folder(tmp_path):
+    """``imgs/dog`` holds 3 images, a link to a folder of 4 more, a dangling link, a link to
+    itself and a link back to its own folder."""
+    root = make_image_folder(tmp_path / "imgs", {"dog": 3}, seed=0)
+    more = make_image_folder(tmp_path / "elsewhere", {"more": 4}, seed=1) / "more"
+    (root / "dog" / "more").symlink_to(more, target_is_directory=True)
+    (root / "dog" / "gone.png").symlink_to(tmp_path / "deleted.png")
+    (root / "dog" / "self.png").symlink_to("self.png")
+    (root / "dog" / "up").symlink_to(root, target_is_directory=True)
+    return root
+
+
+def test_scoring_a_folder_gives_broken_links_a_row_with_the_reason(tmp_path):
+    from clustermine.deploy.inputs import ImageBatchData, gather_paths
+
+    root = linked_folder(tmp_path)
+    (root / "dog" / ".hidden").mkdir()
+    Image.new("RGB", (4, 4)).save(root / "dog" / ".hidden" / "x.png")
+    paths = gather_paths([root])
+    names = [os.path.relpath(p, root) for p in paths]
+    assert names == ["dog/000.png", "dog/001.png", "dog/002.png", "dog/gone.png",
+                     *[f"dog/more/{i:03d}.png" for i in range(4)], "dog/self.png", "dog/up"]
+    data = ImageBatchData(paths, lambda img: torch.zeros(1), (1,), None)
+    errors = {n: data[i][1] for i, n in enumerate(names)}
+    assert [n for n, e in errors.items() if e] == ["dog/gone.png", "dog/self.png", "dog/up"]
+    assert "dangling symbolic link" in errors["dog/gone.png"]
+    assert "deleted.png" in errors["dog/gone.png"]
+    assert "loop" in errors["dog/self.png"] and "loop" in errors["dog/up"]
+
+
+def test_a_linked_folder_is_indexed_and_encoded_as_the_check_counts_it(tmp_path, tiny_model):
+    from clustermine.datacheck import check_dataset
+
+    root = linked_folder(tmp_path)
+    spec = {"type": "imagefolder", "root": str(root)}
+    check = check_dataset("linked", spec, max_missing=0.5)
+    index = index_imagefolder(root)
+    data = encode_images(tiny_model, index, num_workers=0, batch_size=4,
+                         max_unreadable_fraction=0.5)
+    assert check.found == len(data) == 7 and len(index) == 10
+    assert data.attrs["unreadable_files"] == ["dog/gone.png", "dog/self.png", "dog/up"]
+    assert "3 of the 10 images cannot be read" in check.warnings[0]
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_naming_it(tmp_path):
+    from clustermine.deploy.inputs import gather_paths
+
+    root = make_image_folder(tmp_path / "imgs", {"cat": 2}, seed=0)
+    os.rename(root / "cat" / "001.png", os.fsencode(root / "cat") + b"/caf\xe9.png")
+    with pytest.raises(DatasetError, match=r"cat/caf\\xe9\.png: the file name is not valid UTF-8"):
+        index_imagefolder(root)
+    with pytest.raises(ValueError, match=r"caf\\xe9\.png: the file name is not valid UTF-8"):
+        gather_paths([root])

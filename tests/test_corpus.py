@@ -101,3 +101,22 @@ def test_prompt_sets():
 
 def test_normalize_name():
     assert normalize_name("  Great_White  Shark ") == "great white shark"
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_name(tmp_path):
+    path = tmp_path / "words.txt"
+    path.write_text("\ufeffabrader\nabrader\nzebra\n", encoding="utf-8")
+    assert wordlist_corpus(path).names == ["abrader", "zebra"]
+
+
+def test_a_word_list_that_is_not_utf8_is_named_with_its_line(tmp_path):
+    from clustermine.datacheck import check_wordlist
+
+    path = tmp_path / "words.txt"
+    path.write_bytes(b"cat\ndog\ncaf\xe9\n")
+    with pytest.raises(ValueError, match=r"words\.txt:3: not UTF-8 text.*iconv"):
+        wordlist_corpus(path)
+    check = check_wordlist("words", {"path": str(path)})  # the check reads it the same way
+    assert check.status == "ERROR" and "words.txt:3: not UTF-8 text" in check.errors[0]
+    path.write_text("\ufeffcat\n\ndog\n", encoding="utf-8")
+    assert check_wordlist("words", {"path": str(path)}).found == 2

@@ -4,6 +4,7 @@ word lists are named; counts are set against the public releases'; it reads list
 
 from __future__ import annotations
 
+import os
 import re
 import tarfile
 import time
@@ -13,6 +14,7 @@ from helpers import REPO, make_image_folder, planned_jobs, read_config, snakemak
 
 from clustermine.cli import main
 from clustermine.datacheck import DataCheckFailed, check_data, check_dataset
+from clustermine.datasets import build_index
 from clustermine.public_sets import PUBLIC_SETS
 
 
@@ -144,3 +146,87 @@ def test_public_counts_are_documented_with_their_source():
         row = next((line for line in docs.splitlines() if line.startswith(f"| `{name}` ")), None)
         assert row is not None, f"docs/results.md has no row for public set {name}"
         assert f"{ref.images:,}" in row, (name, ref.images)
+
+
+# --- the check and the index list the same files ------------------------------------------------
+
+
+def symlinked_folder(tmp_path):
+    """Two classes of 3 images; ``dog`` also holds a link to a folder of 4 more images, a
+    dangling link, and ``cat`` a link to itself and a link loop."""
+    root = make_image_folder(tmp_path / "imgs", {"cat": 3, "dog": 3}, seed=0)
+    more = make_image_folder(tmp_path / "elsewhere", {"more": 4}, seed=1) / "more"
+    (root / "dog" / "more").symlink_to(more, target_is_directory=True)
+    (root / "dog" / "gone.png").symlink_to(tmp_path / "deleted.png")
+    (root / "cat" / "again").symlink_to(root / "cat", target_is_directory=True)
+    (root / "cat" / "self.png").symlink_to("self.png")
+    return root
+
+
+def test_symlinked_folders_are_followed_and_broken_links_counted_as_unreadable(tmp_path):
+    root = symlinked_folder(tmp_path)
+    spec = {"type": "imagefolder", "root": str(root)}
+    index = build_index(spec)
+    broken = ["cat/again", "cat/self.png", "dog/gone.png"]
+    assert [p for p in index.paths if p.startswith("dog/more/")] == [
+        f"dog/more/{i:03d}.png" for i in range(4)]  # fmt: skip
+    assert len(index) == 13 and set(broken) <= set(index.paths)
+    strict = check_dataset("links", spec)
+    assert strict.found == 10 and strict.status == "ERROR"
+    assert "3 of the 13 images cannot be read" in strict.errors[0]
+    assert all(b in strict.errors[0] for b in broken)
+    lenient = check_dataset("links", spec, max_missing=0.5)
+    assert (lenient.found, lenient.used, lenient.status) == (10, 10, "warning")
+    assert "dangling" in lenient.warnings[0] and "loop" in lenient.warnings[0]
+    assert "left out as unreadable" in lenient.warnings[0]
+
+
+def test_a_file_name_that_is_not_utf8_is_named_by_the_check_and_the_index(tmp_path):
+    root = make_image_folder(tmp_path / "imgs", {"cat": 2}, seed=0)
+    os.rename(root / "cat" / "000.png", os.fsencode(root / "cat") + b"/caf\xe9.png")
+    spec = {"type": "imagefolder", "root": str(root)}
+    message = r"cat/caf\\xe9\.png.*not valid UTF-8.*[Rr]ename"
+    with pytest.raises(ValueError, match=message):
+        build_index(spec)
+    check = check_dataset("latin1", spec)
+    assert check.status == "ERROR" and re.search(message, check.errors[0])
+
+
+def test_the_check_reads_file_lists_as_the_index_does(tmp_path):
+    root = make_image_folder(tmp_path / "imgs", {"a": 3}, seed=1)
+    (tmp_path / "list.txt").write_text("\ufeffa/000.png 0\na/001.png\na/002.png 1\n",
+                                       encoding="utf-8")
+    check = check_dataset("ood", {"type": "filelist", "root": str(root),
+                                  "list": str(tmp_path / "list.txt")})
+    assert check.status == "ERROR" and "list.txt:2: a/001.png has no label" in check.errors[0]
+
+
+def test_a_benchmark_sharing_files_with_its_id_sets_is_warned(tmp_path):
+    """A benchmark made of the ID test images scores AUROC 50: a warning, not an error."""
+    for name, n in (("train", 4), ("test", 3), ("ood", 3)):
+        make_image_folder(tmp_path / name, {"c": n}, seed=len(name))
+    (tmp_path / "copy").symlink_to(tmp_path / "test", target_is_directory=True)
+    (tmp_path / "ood.txt").write_text("test/c/000.png\ntest/c/001.png\nood/c/000.png\n"
+                                      "train/c/003.png\n")
+    datasets = {
+        "id-train": {"type": "imagefolder", "root": str(tmp_path / "train"), "limit": 2},
+        "id-test": {"type": "imagefolder", "root": str(tmp_path / "test")},
+        "mixed": {"type": "filelist", "root": str(tmp_path), "list": str(tmp_path / "ood.txt")},
+        "same": {"type": "imagefolder", "root": str(tmp_path / "copy")},
+        "clean": {"type": "imagefolder", "root": str(tmp_path / "ood")},
+    }
+    idsets = {"tiny": {"train": "id-train", "test": ["id-test"],
+                       "benchmarks": ["mixed", "clean"], "extra_benchmarks": ["same"]}}
+    result = check_data(datasets, idsets=idsets)
+    checks = {c.name: c for c in result.checks}
+    assert result.ok and [checks[n].status for n in ("id-train", "id-test", "clean")] == ["ok"] * 3
+    (mixed,) = checks["mixed"].warnings
+    assert mixed.startswith("shares 3 of its 4 files with the ID sets of tiny: 2 with its test "
+                            "set id-test, 1 with its train set id-train (e.g. test/c/000.png, "
+                            "test/c/001.png, train/c/003.png)")
+    (same,) = checks["same"].warnings  # the very test images, through a symbolic link
+    assert same.startswith("shares 3 of its 3 files with the ID sets of tiny: 3 with its test "
+                           "set id-test")
+    assert "shares 3 of its 4 files" in result.markdown() and "| warning |" in result.markdown()
+    # without the ID sets (one dataset checked on its own) there is nothing to compare
+    assert check_data(datasets).checks[2].status == "ok"

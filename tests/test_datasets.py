@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -62,9 +65,93 @@ def test_filelist_labels(tmp_path):
     assert list(index_filelist(tmp_path / "plain.txt", tmp_path).labels) == [-1]
 
 
+def test_filelist_a_line_without_its_label_is_named(tmp_path):
+    """One unlabelled line among labelled ones used to turn every label into -1 (with a
+    class-name file) or renumber the integer labels as sorted strings (without one)."""
+    lines = [f"img/{i}.png {i}" for i in range(12)]
+    lines[5] = "img/5.png"
+    (tmp_path / "list.txt").write_text("# images\n" + "\n".join(lines) + "\n")
+    (tmp_path / "classes.txt").write_text("".join(f"class{i}\n" for i in range(12)))
+    for names in (None, tmp_path / "classes.txt"):
+        with pytest.raises(DatasetError, match=r"list\.txt:7: img/5\.png has no label, while "
+                                               "11 of the 12"):
+            index_filelist(tmp_path / "list.txt", tmp_path, names)
+
+
+def test_filelist_integer_labels_keep_their_values(tmp_path):
+    (tmp_path / "list.txt").write_text("".join(f"img/{i}.png {i}\n" for i in (2, 10, 0, 11, 1)))
+    idx = index_filelist(tmp_path / "list.txt", tmp_path)
+    assert list(idx.labels) == [2, 10, 0, 11, 1] and idx.class_names is None
+    # integers on some lines, class names on others: ambiguous, named
+    (tmp_path / "mixed.txt").write_text("a.png 3\nb.png dog\n")
+    message = r"mixed\.txt:1: a\.png: label '3' is an integer, while .*mixed\.txt:2: b\.png has"
+    with pytest.raises(DatasetError, match=message + " the class name 'dog'"):
+        index_filelist(tmp_path / "mixed.txt", tmp_path)
+
+
+def test_filelist_names_not_in_the_class_name_file_and_extra_columns_are_named(tmp_path):
+    (tmp_path / "classes.txt").write_text("cat\ndog\n")
+    (tmp_path / "named.txt").write_text("a.png dog\nb.png dgo\n")
+    with pytest.raises(DatasetError, match=r"named\.txt:2: b\.png: label 'dgo' is not one of the "
+                                           r"2 class names of .*classes\.txt"):
+        index_filelist(tmp_path / "named.txt", tmp_path, tmp_path / "classes.txt")
+    (tmp_path / "spaces.txt").write_text("a.png dog\nmy photos/b.png cat\n")
+    with pytest.raises(DatasetError, match=r"spaces\.txt:2: expected '<path> \[label\]'.*tab"):
+        index_filelist(tmp_path / "spaces.txt", tmp_path)
+    # with a tab between them, paths and class names may hold spaces
+    (tmp_path / "tabs.txt").write_text("my photos/a.png\tgreat white shark\nb.png\ttench\n")
+    idx = index_filelist(tmp_path / "tabs.txt", tmp_path)
+    assert idx.paths == ["my photos/a.png", "b.png"]
+    assert idx.class_names == ["great white shark", "tench"] and list(idx.labels) == [0, 1]
+
+
+def test_a_byte_order_mark_is_not_part_of_a_path_or_a_name(folder, tmp_path):
+    bom = "\ufeff"
+    (tmp_path / "list.txt").write_text(bom + "n001/000.png 1\nn001/001.png 0\n", encoding="utf-8")
+    (tmp_path / "classes.txt").write_text(bom + "tench\nshark\n", encoding="utf-8")
+    idx = index_filelist(tmp_path / "list.txt", folder, tmp_path / "classes.txt")
+    assert idx.paths[0] == "n001/000.png" and idx.class_names == ["tench", "shark"]
+    (tmp_path / "map.txt").write_text(bom + "n001 tench\nn002 shark\n", encoding="utf-8")
+    assert index_imagefolder(folder, tmp_path / "map.txt").class_names == ["tench", "shark"]
+    (tmp_path / "latin1.txt").write_bytes(b"a.png cat\nb.png caf\xe9\n")
+    with pytest.raises(DatasetError, match=r"latin1\.txt:2: not UTF-8 text"):
+        index_filelist(tmp_path / "latin1.txt", tmp_path)
+
+
+def test_webdataset_samples_without_a_class_name_are_named(tmp_path):
+    import tarfile
+
+    with tarfile.open(tmp_path / "s-0.tar", "w") as tar:
+        for key, name in (("a", "dog"), ("b", None), ("c", "cat")):
+            (tmp_path / f"{key}.jpg").write_bytes(b"x")
+            tar.add(tmp_path / f"{key}.jpg", arcname=f"{key}.jpg")
+            if name:
+                (tmp_path / f"{key}.txt").write_text(name)
+                tar.add(tmp_path / f"{key}.txt", arcname=f"{key}.txt")
+    spec = {"type": "webdataset", "root": str(tmp_path), "tars": "s-0.tar"}
+    with pytest.raises(DatasetError, match=r"s-0\.tar: b\.jpg has no label"):
+        build_index(spec)
+
+
+def test_the_class_name_probe_imports_neither_numpy_nor_torch(folder, tmp_path):
+    """workflow/rules/common.smk imports it whenever the Snakefile is parsed."""
+    listed = str(tmp_path / "list.txt")
+    (tmp_path / "list.txt").write_text("a.png dog\n")
+    code = (
+        "import sys\n"
+        "from clustermine.datasets import class_names_available, DatasetError\n"
+        f"print(class_names_available({{'type': 'imagefolder', 'root': {str(folder)!r}}}))\n"
+        f"print(class_names_available({{'type': 'filelist', 'list': {listed!r}}}))\n"
+        "print(sorted({'numpy', 'torch', 'h5py', 'PIL'} & set(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:3] == ["True", "True", "[]"], out.stdout
+
+
 def test_class_names_available_agrees_with_the_index(folder, tmp_path):
     """The workflow's parse-time answer matches what indexing the dataset later finds."""
-    lists = {"ints": "# a comment\na/1.jpg 3\n", "names": "x.jpg dog\n", "plain": "x.jpg\n"}
+    lists = {"ints": "# a comment\na/1.jpg 3\n", "names": "x.jpg dog\n", "plain": "x.jpg\n",
+             "tabs": "my photos/a.jpg\tgreat white shark\n", "bom": "\ufeffa.jpg\t7\n"}
     for name, text in lists.items():
         (tmp_path / f"{name}.txt").write_text(text)
         spec = {"type": "filelist", "root": str(tmp_path), "list": str(tmp_path / f"{name}.txt")}

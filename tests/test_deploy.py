@@ -4,9 +4,12 @@ files that are damaged, embeddings of another model and weights that are not at 
 
 from __future__ import annotations
 
+import ast
+import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +19,7 @@ import h5py
 import numpy as np
 import pytest
 from helpers import make_tiny_project, read_config, run_workflow, write_config
+from helpers.broken_model import fill, nan_checkpoint, small_filesystem
 from PIL import Image
 
 import clustermine
@@ -139,7 +143,7 @@ def test_threshold_and_p_values_follow_the_fpr95_convention():
 def test_api_scores_images_as_the_workflow_scores_their_embeddings(project, deployed):
     paths = id_test_images(project)
     out = deployed.predict(paths)
-    assert len(out) == 16 and out.num_unreadable == 1
+    assert len(out) == 16 and out.num_errors == 1
     bad = [i for i, e in enumerate(out.errors) if e]
     assert paths[bad[0]].endswith("corrupt.png") and np.isnan(out.scores[bad[0]])
     assert out.rows()[bad[0]]["ood"] is None and "corrupt.png" in out.rows()[bad[0]]["path"]
@@ -223,7 +227,7 @@ def test_command_agrees_with_the_api(project, deployed, tmp_path, capsys):
             assert row["ood"] == want["ood"] and row["p_value"] == want["p_value"]
             assert row["top_positive"]["name"] == want["top_positive"]["name"]
     assert rows[-1]["error"].startswith("FileNotFoundError") and rows[-1]["score"] is None
-    assert "2 unreadable" in out.stderr and "flagged OOD at threshold" in out.stderr
+    assert "2 not scored" in out.stderr and "flagged OOD at threshold" in out.stderr
     # TSV to a file, with a given threshold: every readable image below it is flagged.
     tsv = tmp_path / "out.tsv"
     run_main(capsys, "score", project / DETECTOR, data / "ood", "-o", tsv, "--threshold", "1e9")
@@ -387,3 +391,214 @@ def test_weights_of_a_tag_not_available_offline_are_named(tmp_path):
     with pytest.raises(ModelUnavailable, match=r"cannot build its model RN50 with weights "
                        r"'openai'(.|\n)*--checkpoint FILE"):  # fmt: skip
         det.score_images([Image.new("RGB", (8, 8))])
+
+
+# --- bundles: the manifest is an index of checksummed files, never believed on its own -------
+
+
+@pytest.fixture(scope="module")
+def bundle(project, tmp_path_factory):
+    out = tmp_path_factory.mktemp("exported") / "bundle"
+    export_bundle(project / DETECTOR, out)
+    return out
+
+
+def edited_bundle(bundle: Path, dest: Path, edit) -> Path:
+    """A copy of ``bundle`` at ``dest`` whose manifest ``edit(manifest)`` changed."""
+    shutil.copytree(bundle, dest)
+    manifest = json.loads((dest / "manifest.json").read_text())
+    edit(manifest)
+    (dest / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return dest
+
+
+def set_key(manifest: dict, dotted: str, value) -> None:
+    *parents, last = dotted.split(".")
+    for key in parents:
+        manifest = manifest[key]
+    manifest[last] = value
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("model.pretrained", "openai"),
+        ("model.arch", "ViT-B-32"),
+        ("model.random_weights", False),
+        ("calibration.threshold", 0.0),
+        ("labels.positives", ["car", "cat", "dog", "bird"]),
+        ("labels.num_negatives", 7),
+        ("detector.tau", 2.0),
+        ("detector.method", "neglabel"),
+        ("versions.embeddings_made_with", {"torch": "1.0.0"}),
+    ],
+)
+def test_a_manifest_that_disagrees_with_the_bundles_files_is_refused(bundle, tmp_path, key,
+                                                                    value):  # fmt: skip
+    """What describe() and /info report comes from the checksummed detector file; a manifest
+    stating something else was edited after export, and is refused naming the key."""
+    edited = edited_bundle(bundle, tmp_path / "edited", lambda m: set_key(m, key, value))
+    with pytest.raises(BundleError, match=rf"manifest\.json: {re.escape(key)}: .*export"):
+        clustermine.load_detector(edited)
+    info = clustermine.load_detector(bundle).describe()
+    assert info["model"]["pretrained"] == "random-weights" and "random weights" in info["warning"]
+
+
+def test_a_labels_file_that_disagrees_with_the_detector_file_is_refused(bundle, tmp_path):
+    edited = tmp_path / "edited"
+    shutil.copytree(bundle, edited)
+    labels = edited / "labels.tsv"
+    labels.write_text(labels.read_text().replace("positive\tcat", "positive\tlion"))
+    with pytest.raises(BundleError, match=r"labels\.tsv.*label names of the detector file"):
+        clustermine.load_detector(edited)
+
+
+def test_bundle_files_must_lie_inside_the_bundle(project, bundle, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copyfile(project / DETECTOR, other / "detector.h5")
+    digest = hashlib.sha256((other / "detector.h5").read_bytes()).hexdigest()
+    cases = {
+        "detector.file": {"detector": {"file": "../other/detector.h5", "sha256": digest}},
+        # Refused before it is opened: the checksum is never computed.
+        "model.weights.file": {"model": {"weights": {"file": "/etc/passwd", "sha256": "0" * 64,
+                                                     "bytes": 1}}},  # fmt: skip
+    }
+    for i, (key, change) in enumerate(cases.items()):
+        def edit(manifest, change=change):
+            for section, values in change.items():
+                manifest[section].update(values)
+
+        edited = edited_bundle(bundle, tmp_path / f"edited{i}", edit)
+        with pytest.raises(BundleError, match=rf"{re.escape(key)} .* is outside the bundle"):
+            clustermine.load_detector(edited)
+    # A symbolic link out of the bundle is refused too, checksum or not.
+    linked = tmp_path / "linked"
+    shutil.copytree(bundle, linked)
+    (linked / "detector.h5").unlink()
+    (linked / "detector.h5").symlink_to(other / "detector.h5")
+    with pytest.raises(BundleError, match=r"detector\.file .* is outside the bundle"):
+        clustermine.load_detector(linked)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda m: m.pop("detector"), r"detector is missing"),
+        (lambda m: m["detector"].pop("sha256"), r"detector\.sha256 is missing"),
+        (lambda m: m.update(model=None), r"model: None is not of type 'object'"),
+        (lambda m: m["detector"].update(file=5), r"detector\.file: 5 is not of type 'string'"),
+        (lambda m: m["detector"].update(sha256="abc"), r"detector\.sha256: 'abc' does not match"),
+        (lambda m: m.update(extra=1), r"Additional properties .*\('extra' was unexpected\)"),
+    ],
+)
+def test_a_malformed_manifest_names_the_key(bundle, tmp_path, edit, message):
+    edited = edited_bundle(bundle, tmp_path / "edited", edit)
+    with pytest.raises(BundleError, match=rf"manifest\.json: (key )?{message}"):
+        clustermine.load_detector(edited)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("{", "not valid JSON"), ("[1, 2]", "not a JSON object"), ('"x"', "not a JSON object")],
+)
+def test_a_manifest_that_is_not_a_json_object_is_named(bundle, tmp_path, text, message):
+    edited = tmp_path / "edited"
+    shutil.copytree(bundle, edited)
+    (edited / "manifest.json").write_text(text)
+    with pytest.raises(BundleError, match=rf"manifest\.json: {message}"):
+        clustermine.load_detector(edited)
+
+
+# --- no silent wrong results: non-finite embeddings, full disks -------------------------------
+
+
+def test_non_finite_embeddings_get_an_error_in_their_row(project, deployed, tmp_path, capsys):
+    held_out = read_image_embeddings(project / ID_TEST)
+    x = held_out.embeddings[:4].copy()
+    x[1, 0], x[2, 3] = np.nan, np.inf
+    rows = deployed.predict(embeddings=x).rows()
+    assert [bool(r["error"]) for r in rows] == [False, True, True, False]
+    for row in rows[1:3]:
+        assert "NaN or infinite" in row["error"]
+        assert row["score"] is None and row["ood"] is None and row["p_value"] is None
+    assert all(isinstance(r["ood"], bool) for r in (rows[0], rows[3]))
+    with pytest.raises(ValueError, match=r"2 of 4 embeddings .*NaN or infinite.*rows 1, 2"):
+        deployed.score_embeddings(x)
+    # The command refuses an embedding file holding such a row, naming it (its reader checks).
+    broken = tmp_path / "broken.h5"
+    shutil.copyfile(project / ID_TEST, broken)
+    with h5py.File(broken, "a") as f:
+        f["embeddings"][1, 0] = np.nan
+    code, out, err = run_main(capsys, "score", project / DETECTOR, "--embeddings", broken)
+    assert code == 2 and out == "" and f"{broken}: 1 of 15 embedding rows are not finite" in err
+
+
+def test_a_model_giving_nan_embeddings_gets_an_error_per_image(project, tmp_path):
+    checkpoint = nan_checkpoint(tmp_path / "nan.pt")
+    det = clustermine.load_detector(project / DETECTOR, checkpoint=checkpoint, device="cpu")
+    paths = [p for p in id_test_images(project) if not p.endswith("corrupt.png")][:3]
+    out = det.predict(paths)
+    assert out.num_errors == 3 and out.ood == [None] * 3
+    assert all("NaN or infinite" in e for e in out.errors)
+    with pytest.raises(ValueError, match=r"3 of 3 embeddings"):
+        det.score_images(paths)
+
+
+def test_export_to_a_full_disk_names_the_file_and_leaves_nothing(project, tmp_path):
+    room = (project / DETECTOR).stat().st_size + 256 * 1024  # the detector fits, the weights not
+    with small_filesystem(tmp_path / "small", room) as disk:
+        out = cli("export", DETECTOR, disk / "bundle", cwd=project, check=False)
+        assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr
+        last = out.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"clustermine export: error: {disk / 'bundle'}/weights.safetensors: "
+                               "cannot write it: No space left on device"), last  # fmt: skip
+        assert list(disk.iterdir()) == []
+
+
+def test_score_output_to_a_full_disk_names_the_file_and_leaves_nothing(project, tmp_path):
+    with small_filesystem(tmp_path / "small", 64 * 1024) as disk:
+        fill(disk)
+        out = cli("score", DETECTOR, "data/ood", "-o", disk / "rows.tsv", "--no-progress",
+                  cwd=project, check=False)  # fmt: skip
+        assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr
+        last = out.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"clustermine score: error: {disk / 'rows.tsv'}: cannot write")
+        assert "no space left on device" in last.lower(), last
+        assert [p.name for p in disk.iterdir()] == ["filler"]
+
+
+# --- the package's structure -----------------------------------------------------------------
+
+
+def test_deploy_modules_import_each_other_without_a_cycle():
+    """Function-level imports count too: they only hide a cycle."""
+    folder = Path(clustermine.__file__).parent / "deploy"
+    graph = {}
+    for path in folder.glob("*.py"):
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            imported |= {n.split(".")[2] for n in names if n.startswith("clustermine.deploy.")}
+        graph[path.stem] = imported - {path.stem}
+
+    def cycle_from(module, seen):
+        if module in seen:
+            return seen[seen.index(module):] + [module]
+        for other in sorted(graph.get(module, ())):
+            found = cycle_from(other, seen + [module])
+            if found:
+                return found
+        return None
+
+    cycles = [c for m in sorted(graph) if (c := cycle_from(m, []))]
+    assert not cycles, f"import cycle: {' -> '.join(cycles[0])}"
+    # One function of each name: the deployed detector's loader has a name of its own.
+    from clustermine import deploy
+
+    assert "load_detector" not in deploy.__all__ and "load_deployed_detector" in deploy.__all__

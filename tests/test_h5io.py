@@ -1,3 +1,7 @@
+import errno
+import shutil
+import subprocess
+
 import h5py
 import numpy as np
 import pytest
@@ -5,9 +9,11 @@ import pytest
 from clustermine.h5io import (
     EmbeddingFileError,
     ImageEmbeddings,
+    OutputDiskFull,
     TextEmbeddings,
     atomic_path,
     check_same_model,
+    is_disk_full,
     read_image_embeddings,
     read_text_embeddings,
     write_image_embeddings,
@@ -76,3 +82,66 @@ def test_model_mismatch_is_refused():
     check_same_model([("a.h5", a), ("c.h5", dict(a))])
     with pytest.raises(EmbeddingFileError, match="model mismatch.*b.h5"):
         check_same_model([("a.h5", a), ("b.h5", b)])
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real file system of 256 KiB (tmpfs): writing more than that fills it."""
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)],
+                           capture_output=True, text=True) if shutil.which("mount") else None
+    if mount is None or mount.returncode != 0:
+        why = mount.stderr.strip() if mount is not None else "no mount command"
+        pytest.skip(f"cannot mount a 256 KiB tmpfs to fill (needs root, CAP_SYS_ADMIN): {why}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+# h5py prints the failures of HDF5 objects it frees ("Exception ignored in ... errno = 28"):
+# these are part of the one error, not raw text printed before it.
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+def test_a_full_disk_names_the_output_and_leaves_nothing(small_disk):
+    """HDF5 reports a full disk as "Can't write data ... errno = 28" (an OSError or a
+    RuntimeError raised on close) naming only the temporary file: the error names the output
+    and the cause instead, and neither the temporary nor a partial output is left."""
+    rng = np.random.default_rng(0)
+    data = ImageEmbeddings(rng.normal(size=(1000, 128)).astype(np.float32),  # 512 KB
+                           np.zeros(1000, dtype=np.int64), [f"{i}.png" for i in range(1000)])
+    path = small_disk / "results" / "images" / "train.h5"
+    with pytest.raises(OutputDiskFull) as err:
+        write_image_embeddings(path, data)
+    message = str(err.value)
+    assert message.startswith(f"{path}: cannot write this output: no space left on device")
+    assert "256 KiB in all" in message and "run again" in message
+    assert isinstance(err.value, OSError) and err.value.errno == errno.ENOSPC
+    assert "errno = 28" not in message and err.value.__cause__ is None
+    assert list(path.parent.iterdir()) == []  # no temporary file, no partial output
+    # The space is free again: a file that fits is written.
+    small = ImageEmbeddings(data.embeddings[:10], data.labels[:10], data.paths[:10])
+    write_image_embeddings(path, small)
+    assert len(read_image_embeddings(path)) == 10
+    assert [p.name for p in path.parent.iterdir()] == ["train.h5"]
+
+
+def test_a_full_disk_while_writing_text(small_disk):
+    """Plain files written through atomic_path (tables, label sets): Python's own OSError."""
+    path = small_disk / "labels.tsv"
+    with pytest.raises(OutputDiskFull, match=f"^{path}: cannot write this output: no space"):
+        with atomic_path(path) as tmp, open(tmp, "w") as f:
+            for i in range(100_000):
+                f.write(f"name-{i}\tpositive\n")
+    assert list(small_disk.iterdir()) == []
+
+
+def test_other_errors_pass_through_unchanged(tmp_path):
+    """Only a full disk is translated: any other failure keeps its own type and message."""
+    with pytest.raises(ValueError, match="^boom$"):
+        with atomic_path(tmp_path / "x.h5"):
+            raise ValueError("boom")
+    assert not is_disk_full(RuntimeError("Can't write data (errno = 5, Input/output error)"))
+    assert is_disk_full(RuntimeError("file write failed: errno = 28, error message = 'No "
+                                     "space left on device'"))
+    assert list(tmp_path.iterdir()) == []

@@ -8,7 +8,14 @@ from sklearn.metrics import normalized_mutual_info_score as nmi
 
 from clustermine.clustering import ClusterConfigError, ClusterResult, fit_clusters
 from clustermine.clustering.io import read_cluster_attrs, read_clusters, write_clusters
-from clustermine.clustering.kmeans import _Distances, fit_kmeans, kmeans_plus_plus
+from clustermine.clustering.files import cluster_files
+from clustermine.clustering.kmeans import (
+    TooManyClusters,
+    _Distances,
+    fit_kmeans,
+    kmeans_plus_plus,
+)
+from clustermine.h5io import ImageEmbeddings, write_image_embeddings
 
 
 def blobs(n=1200, c=8, d=5, seed=0):
@@ -110,8 +117,34 @@ def test_duplicates_and_empty_clusters():
 def test_bad_input():
     with pytest.raises(ClusterConfigError, match="metric"):
         fit_kmeans(np.zeros((5, 2), np.float32), 2, {"metric": "manhattan"})
-    with pytest.raises(ClusterConfigError, match="N >= C"):
+    with pytest.raises(TooManyClusters, match=r"^kmeans: C=5 > N=3 images: more clusters "):
         fit_kmeans(np.zeros((3, 2), np.float32), 5)
+    with pytest.raises(ClusterConfigError, match=r"\[N, D\], got shape \(6,\)"):
+        fit_kmeans(np.zeros(6, np.float32), 2)
+
+
+@pytest.mark.parametrize("method", ["kmeans", "temi"])
+def test_more_clusters_than_images_names_where_c_comes_from(tmp_path, method):
+    """The cluster job knows the clusterer and C, not which label set or sweep asked for
+    them: its error names the dataset, C and N, and the config keys that set C."""
+    x, _ = planted_clusters(n=30)
+    images = tmp_path / "results/m/images/fmnist-train.h5"
+    write_image_embeddings(images, ImageEmbeddings(
+        x, np.full(30, -1), [f"{i}.png" for i in range(30)],
+        attrs={"model_arch": "ViT-B-32", "model_pretrained": "openai",
+               "dataset": "fmnist-train"}))  # fmt: skip
+    out = tmp_path / "results/m/clusters/fmnist-train.small-C40.h5"
+    with pytest.raises(TooManyClusters) as err:
+        cluster_files(method, {}, 40, images=images, out=out, slug="small", device="cpu")
+    message = str(err.value)
+    assert message.startswith(
+        f"config: clusterers.small with C=40 asks for more clusters than the 30 images of "
+        f"dataset fmnist-train ({images}) (C=40 > N=30)."), message
+    for part in ("label_sets.<slug>.C", "idsets.<idset>.cluster_sweep.small",
+                 "clusterers.small with C=40: lower it there to at most 30"):
+        assert part in message, part
+    assert (err.value.num_clusters, err.value.num_samples) == (40, 30)
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
 
 
 def test_registry_and_cluster_file_round_trip(tmp_path):

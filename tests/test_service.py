@@ -4,12 +4,18 @@ server keeps serving, and a bounded load test (8 concurrent clients × 25 reques
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import re
+import select
 import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,11 +23,13 @@ import numpy as np
 import pytest
 import requests
 from helpers import TINY_WORDS, make_image_folder
+from helpers.broken_model import nan_checkpoint
 from PIL import Image
 
 import clustermine
 from clustermine.deploy.bundle import export_bundle
-from clustermine.deploy.inputs import gather_paths
+from clustermine.deploy.inputs import gather_paths, open_source
+from clustermine.deploy.service import Limits, create_app
 
 LIMITS = {"--max-upload-mb": "0.05", "--max-images": "4", "--max-pixels": "10000"}
 
@@ -100,6 +108,50 @@ def png_bytes(size, seed=0) -> bytes:
     return buf.getvalue()
 
 
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` pixels and holds almost none."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))  # fmt: skip
+
+
+def jpeg_bytes(size: int) -> bytes:
+    """A smooth ``size`` x ``size`` JPEG (small in bytes, large in pixels)."""
+    ramp = np.linspace(0, 255, size, dtype=np.float32)
+    pixels = np.stack([ramp[None, :].repeat(size, 0), ramp[:, None].repeat(size, 1),
+                       np.full((size, size), 128, np.float32)], axis=-1)  # fmt: skip
+    buf = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8)).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+@contextlib.contextmanager
+def serving(detector, limits: Limits):
+    """``create_app`` behind a real uvicorn server on 127.0.0.1, in a thread of this process."""
+    import uvicorn
+
+    port = free_port()
+    app = create_app(detector, limits)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
 def test_health_and_info(server):
     assert requests.get(f"{server['url']}/health").json() == {"status": "ok"}
     info = requests.get(f"{server['url']}/info").json()
@@ -141,7 +193,12 @@ def test_bad_uploads_get_4xx_and_the_server_keeps_serving(server, tmp_path):
         "too large": (413, {"files": ("big.png", png_bytes(300), "image/png")},
                       "larger than the limit of 52,428 bytes"),
         "too many pixels": (413, {"files": ("wide.png", png_bytes(120), "image/png")},
-                            "above the limit of 10,000"),
+                            "wide.png: 120x120 = 14,400 pixels, above the limit of 10,000 "
+                            "pixels per image (the service's --max-pixels)"),
+        # A bomb: more pixels than Pillow opens at all, in a few bytes.
+        "bomb": (413, {"files": ("bomb.png", png_header(20000, 20000), "image/png")},
+                 "bomb.png: 400,000,000 pixels, above the limit of 10,000 pixels "
+                 "per image (the service's --max-pixels)"),
         "wrong field": (422, {"image": ("a.png", image, "image/png")},
                         "fields named 'files'"),
         "empty file": (422, {"files": ("empty.png", b"", "image/png")}, "empty.png"),
@@ -150,6 +207,8 @@ def test_bad_uploads_get_4xx_and_the_server_keeps_serving(server, tmp_path):
         r = requests.post(url, files=files)
         assert r.status_code == status, (what, r.text)
         assert message in r.json()["detail"], (what, r.json())
+        assert "object at 0x" not in r.json()["detail"], (what, r.json())
+        assert "encode.max_image_pixels" not in r.json()["detail"], (what, r.json())
     r = requests.post(url, files=upload(good * 5))
     assert r.status_code == 413 and "more than 4 images" in r.json()["detail"]
     r = requests.post(url, data={"files": "a.png"})
@@ -184,3 +243,108 @@ def test_concurrent_clients_are_batched_without_errors(server):
     assert images == clients * (13 * 1 + 12 * 2)
     # Concurrent requests share model calls.
     assert after["model_calls"] - before["model_calls"] < clients * requests_per_client
+
+
+def read_response(s: socket.socket) -> bytes:
+    """One HTTP response with a Content-Length, read whole from a socket."""
+
+    def more() -> bytes:
+        data = s.recv(65536)
+        if not data:
+            raise AssertionError("the server closed the connection before answering in full")
+        return data
+
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += more()
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+    while len(body) < length:
+        body += more()
+    return head + b"\r\n\r\n" + body
+
+
+def test_a_chunked_upload_is_refused_at_the_size_limit_while_streaming(server):
+    """No Content-Length: the body is counted as it arrives, not read in full first."""
+    port = int(server["url"].rsplit(":", 1)[1])
+    boundary = "clustermineboundary"
+    part = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; "
+            'filename="huge.png"\r\nContent-Type: image/png\r\n\r\n').encode()  # fmt: skip
+    block = b"\0" * 65536
+    sent, answered = 0, False
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(
+            (f"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
+             f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n").encode()
+            + b"%x\r\n%s\r\n" % (len(part), part)
+        )  # fmt: skip
+        try:
+            while sent < 120 * 2**20:
+                if select.select([s], [], [], 0)[0]:
+                    answered = True
+                    break
+                s.sendall(b"%x\r\n%s\r\n" % (len(block), block))
+                sent += len(block)
+            if not answered:  # finish the request and take the answer
+                end = f"\r\n--{boundary}--\r\n".encode()
+                s.sendall(b"%x\r\n%s\r\n0\r\n\r\n" % (len(end), end))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = read_response(s)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
+    assert b"larger than" in answer
+    # The limit is 4 x 0.05 MB + 1 MiB; what was sent beyond it sat in socket buffers.
+    assert sent < 16 * 2**20, f"the server read {sent:,} bytes before answering"
+    assert requests.get(f"{server['url']}/health").status_code == 200
+
+
+def test_a_client_that_disconnects_mid_request_leaves_one_log_line(server):
+    log = server["root"] / "server.log"
+    before = len(log.read_text())
+    port = int(server["url"].rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n"
+                  b"Content-Type: multipart/form-data; boundary=xyz\r\n\r\n--xyz\r\n"
+                  b'Content-Disposition: form-data; name="files"; filename="a.png"\r\n\r\n'
+                  + b"\0" * 1000)  # fmt: skip
+        time.sleep(0.3)
+    deadline = time.monotonic() + 20
+    while True:
+        new = log.read_text()[before:]
+        if "disconnected" in new or "Traceback" in new or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    time.sleep(0.5)  # anything logged after the line
+    new = log.read_text()[before:]
+    assert "Traceback" not in new, new
+    lines = [line for line in new.splitlines() if "disconnected" in line]
+    assert len(lines) == 1 and "/score" in lines[0], new
+    assert requests.get(f"{server['url']}/health").status_code == 200
+
+
+def test_large_jpegs_are_decoded_at_reduced_size(server):
+    """A JPEG far larger than the model's input is decoded at 1/2 to 1/8 of its size (never
+    below twice the input): it costs the service a fraction of the CPU."""
+    jpeg = jpeg_bytes(2048)
+    assert open_source(jpeg).size == (2048, 2048)
+    assert open_source(jpeg, draft=(64, 64)).size == (256, 256)
+    assert open_source(png_bytes(200), draft=(64, 64)).size == (200, 200)  # PNG: full size
+    det = clustermine.load_detector(server["bundle"], device="cpu")
+    assert det.draft_size == (64, 64)  # twice the tiny model's 32-pixel input
+    with serving(det, Limits()) as url:
+        r = requests.post(f"{url}/score", files={"files": ("big.jpg", jpeg, "image/jpeg")})
+    assert r.status_code == 200, r.text
+    want = det.predict([open_source(jpeg, draft=det.draft_size)]).scores[0]
+    assert r.json()["results"][0]["score"] == pytest.approx(want, rel=1e-6)
+
+
+def test_an_image_the_model_cannot_embed_is_an_error_naming_it(server, tmp_path):
+    det = clustermine.load_detector(server["bundle"], checkpoint=nan_checkpoint(tmp_path / "n.pt"),
+                                    device="cpu")  # fmt: skip
+    paths = gather_paths([server["root"] / "id" / "dog"])[:2]
+    with serving(det, Limits()) as url:
+        r = requests.post(f"{url}/score", files=upload(paths))
+        assert r.status_code == 500, r.text
+        detail = r.json()["detail"]
+        assert Path(paths[0]).name in detail and "NaN or infinite" in detail
+        assert requests.get(f"{url}/health").json() == {"status": "ok"}

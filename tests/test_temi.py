@@ -13,7 +13,7 @@ from torch import nn
 from clustermine import catalog
 from clustermine.cluster_analysis import uniform_temi_loss
 from clustermine.clustering import ClusterConfigError, fit_clusters
-from clustermine.clustering.kmeans import fit_kmeans
+from clustermine.clustering.kmeans import TooManyClusters, fit_kmeans
 from clustermine.clustering.temi import (
     BatchedHeads,
     TEMIConfig,
@@ -444,3 +444,12 @@ def test_bad_parameters_are_named():
         fit_temi(x, 5, {"knn": 10}, neighbors=np.zeros((50, 3), dtype=np.int64), device="cpu")
     with pytest.raises(ClusterConfigError, match="unknown clusterer 'dbscan'"):
         fit_clusters("dbscan", x, 5)
+
+
+def test_more_clusters_than_images_is_refused():
+    """C > N would leave at least C - N clusters empty whatever TEMI learns: refused before
+    training, as k-means refuses it, naming C and N."""
+    x, _ = planted_clusters(n=50)
+    with pytest.raises(TooManyClusters, match=r"^temi: C=51 > N=50 images: more clusters "):
+        fit_temi(x, 51, FAST, device="cpu")
+    assert fit_temi(x, 50, {**FAST, "epochs": 1}, device="cpu").num_clusters == 50

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
 import safetensors.torch
 import torch
-from helpers import read_config, snakemake, write_config
+from helpers import REPO, read_config, snakemake, write_config
 
 from clustermine import weights
 from clustermine.cli import main
@@ -35,6 +38,42 @@ def weight_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
     safetensors.torch.save_file(state, path)
     return path
+
+
+def test_importing_the_weights_package_imports_no_heavy_library():
+    """The Snakefile asks is_local_checkpoint / is_pretrained_tag when it is parsed (again in
+    every SLURM job): the package and each of its modules load without numpy, torch, h5py,
+    open_clip or huggingface_hub."""
+    code = (
+        "import importlib, pkgutil, sys\n"
+        "from clustermine.weights import is_local_checkpoint, is_pretrained_tag\n"
+        "import clustermine.weights as w\n"
+        "modules = [m.name for m in pkgutil.iter_modules(w.__path__)]\n"
+        "for m in modules: importlib.import_module('clustermine.weights.' + m)\n"
+        "heavy = {'numpy', 'torch', 'h5py', 'open_clip', 'huggingface_hub'} & set(sys.modules)\n"
+        "print(len(modules), sorted(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    count, heavy = out.stdout.split(" ", 1)
+    assert int(count) >= 5 and heavy.strip() == "[]"
+
+
+def test_every_name_the_project_imports_from_weights_is_there():
+    """The split into modules kept every name that src, workflow, tests and benchmarks take
+    from clustermine.weights."""
+    names = set()
+    files = [p for folder in ("src", "workflow", "tests", "benchmarks")
+             for p in (REPO / folder).rglob("*") if p.suffix in (".py", ".smk")]  # fmt: skip
+    for path in files:
+        text = path.read_text()
+        for group in re.findall(r"^\s*from clustermine\.weights import (\([^)]*\)|[^\n]+)", text,
+                                re.M):
+            names |= {n.split(" as ")[0].strip() for n in group.strip("()").split(",")} - {""}
+        if re.search(r"^from clustermine import .*\bweights\b", text, re.M):
+            names |= set(re.findall(r"(?<![\w.'\"/])weights\.([A-Za-z_]\w*)", text))
+    assert {"is_local_checkpoint", "is_pretrained_tag", "fetch", "missing_message"} <= names
+    assert [n for n in sorted(names) if not hasattr(weights, n)] == []
 
 
 def no_library_traceback(err: BaseException) -> bool:
@@ -122,7 +161,7 @@ def _broken_checkpoints(folder):
     torch.save(state, folder / "other-arch.pt")
     safetensors.torch.save_file(state, folder / "other-arch.safetensors")
     return {
-        "random.pt": "not a PyTorch checkpoint",
+        "random.pt": "not a PyTorch/open_clip checkpoint",
         "broken.safetensors": "not a valid safetensors file",
         "other-arch.pt": "weights of another architecture",
         "other-arch.safetensors": "weights of another architecture",
@@ -139,6 +178,74 @@ def test_broken_checkpoints_get_a_named_error(tmp_path):
         assert problem in message, message
         assert "weights_only" not in message and no_library_traceback(err.value)
     assert "missing keys" in message and "unexpected keys" in message
+
+
+NOT_CHECKPOINTS = {  # file name: what the message says the file is
+    "notes.pt": "it is a text file, beginning 'a')",  # torch: IndexError: pop from empty list
+    "readme.txt": "it is a text file, beginning 'hello')",  # torch: KeyError
+    "notes.safetensors": "it is a text file, beginning 'weights: see the shared drive')",
+    "random.bin": "its bytes are not tensors saved by torch.save",
+    "empty.pt": "the file is empty",
+    "empty.safetensors": "the file is empty",
+    "truncated.pt": "a truncated or damaged zip archive",
+    "truncated.safetensors": "not a valid safetensors file",
+    "list.pt": "it holds no state dict of tensors but a list",
+}
+
+
+@pytest.fixture(scope="module")
+def not_checkpoints(weight_file, tmp_path_factory):
+    """Files that are not checkpoints, named as a model's ``pretrained``: text, random bytes,
+    empty files, the first half of real checkpoints, a pickled list."""
+    folder = tmp_path_factory.mktemp("not-checkpoints")
+    (folder / "notes.pt").write_text("a\n")
+    (folder / "readme.txt").write_text("hello\nthese are not weights\n")
+    (folder / "notes.safetensors").write_text("weights: see the shared drive\n")
+    (folder / "random.bin").write_bytes(np.random.default_rng(1).bytes(10_000))
+    (folder / "empty.pt").write_bytes(b"")
+    (folder / "empty.safetensors").write_bytes(b"")
+    torch.save(safetensors.torch.load_file(weight_file), folder / "real.pt")
+    for real, cut in ((folder / "real.pt", "truncated.pt"), (weight_file, "truncated.safetensors")):
+        data = real.read_bytes()
+        (folder / cut).write_bytes(data[: len(data) // 2])
+    torch.save([1, 2], folder / "list.pt")
+    return folder
+
+
+@pytest.mark.parametrize("name", sorted(NOT_CHECKPOINTS))
+def test_a_file_that_is_not_a_checkpoint_is_named(not_checkpoints, name):
+    """Every way of reading a local checkpoint (loading the model through open_clip, reading
+    its keys and shapes) says which file is not a checkpoint and what it is instead; never
+    torch's own IndexError / KeyError / advice to load it unsafely."""
+    from clustermine.models import CheckpointUnreadable, checkpoint_shapes
+
+    path = not_checkpoints / name
+    with pytest.raises(weights.WeightsUnreadable) as err:
+        load_model(ARCH, str(path), device="cpu", slug="mine")
+    message = str(err.value)
+    assert message.startswith(f"models.mine.pretrained: {path} cannot be loaded as the weights "
+                              f"of {ARCH}: it is not a PyTorch/open_clip checkpoint ("), message
+    assert NOT_CHECKPOINTS[name] in message, message
+    assert "weights_only" not in message and no_library_traceback(err.value)
+    with pytest.raises(CheckpointUnreadable) as err:
+        checkpoint_shapes(path)
+    assert str(err.value).startswith(f"{path}: it is not a PyTorch/open_clip checkpoint (")
+    assert NOT_CHECKPOINTS[name] in str(err.value) and no_library_traceback(err.value)
+
+
+def test_the_whole_checkpoint_still_loads(not_checkpoints):
+    from clustermine.models import checkpoint_shapes, model_shapes
+
+    assert checkpoint_shapes(not_checkpoints / "real.pt") == model_shapes(ARCH)
+    loaded = load_model(ARCH, str(not_checkpoints / "real.pt"), device="cpu")
+    assert loaded.logit_scale == pytest.approx(LOGIT_SCALE)
+
+
+def test_a_folder_is_not_a_checkpoint(tmp_path):
+    folder = tmp_path / "weights.pt"
+    folder.mkdir()
+    with pytest.raises(weights.WeightsUnreadable, match="it is a folder, not a checkpoint file"):
+        load_model(ARCH, str(folder), device="cpu", slug="mine")
 
 
 def test_a_broken_file_in_the_cache_is_named_too(tmp_path):

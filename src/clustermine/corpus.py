@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .text_lines import read_lines
+
 WORDNET_POS = {"n": "n", "a": "a"}  # adjective satellites ('s') come with 'a'
 
 
@@ -53,13 +55,14 @@ def wordnet_corpus(pos: Sequence[str] = ("n", "a")) -> Corpus:
 
 
 def wordlist_corpus(path: str | Path, extra_names: Iterable[str] = ()) -> Corpus:
-    """One name per line (blank lines and ``#`` comments skipped), plus optional extra names."""
+    """One name per line (blank lines and ``#`` comments skipped), plus optional extra names.
+    UTF-8, a byte-order mark at the start dropped; other bytes are an error naming the line."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"wordlist corpus: {path} does not exist")
     names: list[str] = []
     seen: set[str] = set()
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_lines(path, "word list")
     for raw in [*lines, *extra_names]:
         line = raw.split("\t")[0].strip()
         if not line or line.startswith("#"):

@@ -4,9 +4,12 @@ against the public release's count (clustermine.public_sets) where a dataset nam
 
 It works on directory listings (one ``scandir`` per folder; for file lists one listing per
 folder they name, not one ``stat`` per file; for tar shards their headers) and never decodes
-an image, so it takes seconds where indexing and encoding take hours. Run by the workflow's
-first local jobs (rule ``check_data``, one per dataset, before its index job) and, for a whole
-config with its word lists, by ``clustermine check-data``. Torch-free.
+an image, so it takes seconds where indexing and encoding take hours. It reads folders, file
+lists, class maps and word lists with the very functions the index and the corpus use
+(clustermine.image_files, clustermine.datasets), so that it counts what they will find. Given
+the config's ID sets, it also warns about OOD benchmarks that share files with their ID sets.
+Run by the workflow's first local jobs (rule ``check_data``, one per dataset, before its index
+job) and, for a whole config with its word lists, by ``clustermine check-data``. Torch-free.
 """
 
 from __future__ import annotations
@@ -18,7 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from clustermine.datasets import IMAGE_EXTENSIONS, DatasetError, is_image_ext, sample_key, tar_names
+from clustermine.corpus import wordlist_corpus
+from clustermine.datasets import tar_names, tar_samples
+from clustermine.datasets.filelist import index_filelist, read_filelist
+from clustermine.datasets.imagefolder import list_class_folders
+from clustermine.datasets.labels import read_class_map
 from clustermine.public_sets import PUBLIC_SETS
 
 # Keys of a dataset's declaration that do not change which files it has.
@@ -98,26 +105,9 @@ class DataCheck:
 # --- listing helpers ---------------------------------------------------------------------------
 
 
-def _is_image(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
-
-
-def count_images(folder: str | os.PathLike) -> int:
-    """Image files under ``folder`` (recursively), from directory listings only."""
-    total, pending = 0, [os.fspath(folder)]
-    while pending:
-        with os.scandir(pending.pop()) as entries:
-            for entry in entries:
-                if entry.is_dir():
-                    pending.append(entry.path)
-                elif _is_image(entry.name):
-                    total += 1
-    return total
-
-
 def missing_listed_files(root: str | os.PathLike, paths: list[str]) -> list[str]:
-    """The listed relative paths that do not exist under ``root``: one listing per folder the
-    list names, not one ``stat`` per file."""
+    """The listed relative paths that do not exist under ``root`` (or are symbolic links whose
+    target does not): one listing per folder the list names, not one ``stat`` per file."""
     by_folder: dict[str, list[str]] = defaultdict(list)
     for p in paths:
         by_folder[os.path.dirname(p)].append(p)
@@ -125,7 +115,7 @@ def missing_listed_files(root: str | os.PathLike, paths: list[str]) -> list[str]
     for folder, members in by_folder.items():
         try:
             with os.scandir(os.path.join(root, folder)) as entries:
-                present = {e.name for e in entries}
+                present = {e.name for e in entries if not e.is_symlink() or _resolves(e)}
         except (FileNotFoundError, NotADirectoryError):
             present = set()
         missing += [p for p in members if os.path.basename(p) not in present]
@@ -133,24 +123,12 @@ def missing_listed_files(root: str | os.PathLike, paths: list[str]) -> list[str]
     return sorted(missing, key=order.__getitem__)
 
 
-def _list_paths(list_file: Path) -> list[str]:
-    paths = []
-    for line in list_file.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            paths.append(line.split()[0])
-    return paths
-
-
-def _count_tar_images(path: Path) -> int:
-    count, keys = 0, set()
-    with tarfile.open(path, "r:") as tar:
-        for member in tar:
-            key, ext = sample_key(member.name)
-            if member.isfile() and is_image_ext(ext) and key not in keys:
-                keys.add(key)
-                count += 1
-    return count
+def _resolves(entry: os.DirEntry) -> bool:
+    try:
+        entry.stat()
+    except OSError:
+        return False
+    return True
 
 
 def _short(paths: list[str], n: int = 5) -> str:
@@ -174,7 +152,7 @@ def check_dataset(name: str, spec: Mapping[str, Any], max_missing: float = 0.01)
             check.errors.append(f"required file {required} does not exist")
     try:
         if kind == "imagefolder":
-            _check_imagefolder(check, spec)
+            _check_imagefolder(check, spec, max_missing)
         elif kind == "filelist":
             _check_filelist(check, spec, max_missing)
         elif kind == "webdataset":
@@ -185,39 +163,57 @@ def check_dataset(name: str, spec: Mapping[str, Any], max_missing: float = 0.01)
             if gone:
                 check.errors.append(f"embedding files missing: {_short(gone)}")
             return check
-    except (OSError, DatasetError) as err:
+    except (OSError, ValueError) as err:  # ValueError: DatasetError, names not UTF-8
         check.errors.append(str(err))
     if check.found is not None and not check.errors:
         _compare(check, spec)
     return check
 
 
-def _check_imagefolder(check: Check, spec) -> None:
+def _check_imagefolder(check: Check, spec, max_missing: float) -> None:
     root = Path(spec["root"])
     if not root.is_dir():
         check.errors.append(f"root folder {root} does not exist" if not root.exists()
                             else f"root {root} is not a folder")  # fmt: skip
         return
-    with os.scandir(root) as entries:
-        folders = sorted(e.name for e in entries if e.is_dir())
-    if not folders:
+    found = list_class_folders(root)  # as index_imagefolder lists it
+    if not found.classes and not found.empty:
         check.errors.append(f"{root} has no class sub-folders (an image folder needs one "
                             "level of sub-folders: classes, or a single images/ folder)")
         return
-    check.found = sum(count_images(root / f) for f in folders)
+    check.found = found.readable
     if check.found == 0:
         check.errors.append(f"no images under {root}")
+    if found.outside:
+        check.warnings.append(f"{len(found.outside):,} images directly under {root} are in no "
+                              f"class folder and are left out: {_short(found.outside)}")
+    _unreadable(check, len(found.paths), found.broken, max_missing)
     class_map = spec.get("class_map")
     if class_map:
         if not Path(class_map).is_file():
             check.errors.append(f"class map {class_map} does not exist")
             return
-        lines = Path(class_map).read_text(encoding="utf-8").splitlines()
-        mapped = {ln.split(None, 1)[0] for ln in lines if ln.strip() and not ln.startswith("#")}
-        lacking = [f for f in folders if f not in mapped]
+        mapped = read_class_map(class_map)
+        lacking = [f for f in found.classes if f not in mapped]
         if lacking:
             check.errors.append(f"class map {class_map} lacks {len(lacking):,} of the "
-                                f"{len(folders):,} class folders, e.g. {_short(lacking, 3)}")
+                                f"{len(found.classes):,} class folders, e.g. "
+                                f"{_short(lacking, 3)}")  # fmt: skip
+
+
+def _unreadable(check: Check, total: int, broken: dict[str, str], max_missing: float) -> None:
+    """Entries that cannot be read (dangling links, loops): the index keeps them and encoding
+    leaves them out as unreadable; above ``max_missing`` encoding would fail."""
+    if not broken:
+        return
+    share = len(broken) / total
+    named = [f"{path} ({why})" for path, why in broken.items()]
+    text = (f"{len(broken):,} of the {total:,} images cannot be read ({share:.1%}): "
+            f"{_short(named)}")  # fmt: skip
+    if share > max_missing:
+        check.errors.append(f"{text}; above encode.max_unreadable_fraction ({max_missing:.1%})")
+    else:
+        check.warnings.append(f"{text}; they will be left out as unreadable")
 
 
 def _check_filelist(check: Check, spec, max_missing: float) -> None:
@@ -231,11 +227,9 @@ def _check_filelist(check: Check, spec, max_missing: float) -> None:
         check.errors.append(f"class-name file {spec['class_names']} does not exist")
     if check.errors:
         return
-    paths = _list_paths(list_file)
+    # read and labelled as the index reads them: a malformed line is the same error here
+    paths = index_filelist(list_file, root, spec.get("class_names")).paths
     check.found = len(paths)
-    if not paths:
-        check.errors.append(f"file list {list_file} lists no images")
-        return
     missing = missing_listed_files(root, paths)
     if missing:
         share = len(missing) / len(paths)
@@ -267,7 +261,7 @@ def _check_webdataset(check: Check, spec) -> None:
     check.found = 0
     for n in names:
         try:
-            check.found += _count_tar_images(root / n)
+            check.found += len(tar_samples(root / n, read_labels=False))
         except tarfile.TarError as err:
             check.errors.append(f"tar shard {root / n} is not a readable tar file ({err})")
 
@@ -293,11 +287,11 @@ def check_wordlist(name: str, spec: Mapping[str, Any]) -> Check:
     if not path.is_file():
         check.errors.append(f"word list {path} does not exist")
         return check
-    with open(path, encoding="utf-8", errors="replace") as f:
-        check.found = sum(1 for line in f if line.strip())
+    try:  # read as the corpus reads it: the names it will hold
+        check.found = len(wordlist_corpus(path))
+    except ValueError as err:
+        check.errors.append(str(err))
     check.used = check.found
-    if not check.found:
-        check.errors.append(f"word list {path} is empty")
     return check
 
 
@@ -322,8 +316,16 @@ def check_data(
     datasets: Mapping[str, Mapping[str, Any]],
     corpora: Mapping[str, Mapping[str, Any]] | None = None,
     max_missing: float = 0.01,
+    idsets: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> DataCheck:
+    """Check datasets and word lists; with the config's ``idsets``, warn about benchmarks that
+    share files with their ID sets (:func:`shared_file_warnings`)."""
     checks = [check_dataset(name, spec, max_missing) for name, spec in datasets.items()]
+    if idsets:
+        usable = {c.name: datasets[c.name] for c in checks if not c.errors}
+        listed: dict[str, dict[str, str]] = {}  # each dataset is listed once
+        for check in checks:
+            check.warnings += shared_file_warnings(check.name, usable, idsets, listed)
     for name, spec in (corpora or {}).items():
         if spec["type"] == "wordlist":
             checks.append(check_wordlist(name, spec))
@@ -332,3 +334,81 @@ def check_data(
             check.kind = "corpus embeddings"
             checks.append(check)
     return DataCheck(checks)
+
+
+# --- benchmarks that share files with their ID sets ------------------------------------------
+
+
+def shared_file_warnings(
+    benchmark: str,
+    datasets: Mapping[str, Mapping[str, Any]],
+    idsets: Mapping[str, Mapping[str, Any]],
+    listed: dict[str, dict[str, str]] | None = None,
+) -> list[str]:
+    """One warning per ID set that has ``benchmark`` as an OOD benchmark and whose train,
+    test or calibration sets hold some of the same files: a benchmark made of ID test images
+    scores AUROC 50 without a word. Files are the same when their paths are, after the
+    datasets' roots are resolved (symbolic links followed); datasets not in ``datasets``
+    (precomputed embeddings, datasets with errors) are not compared. Image folders and file
+    lists are listed again, tar shards read again (headers only); ``listed`` keeps the
+    :func:`dataset_files` of each dataset across calls."""
+    if benchmark not in datasets:
+        return []
+    listed = {} if listed is None else listed
+
+    def files(name: str) -> dict[str, str]:
+        if name not in listed:
+            listed[name] = dataset_files(datasets[name]) if name in datasets else {}
+        return listed[name]
+
+    warnings = []
+    for idset, spec in idsets.items():
+        if benchmark not in [*(spec.get("benchmarks") or []),
+                             *(spec.get("extra_benchmarks") or [])]:  # fmt: skip
+            continue
+        roles = [("test", t) for t in spec.get("test") or []]
+        if spec.get("calibration") and spec["calibration"] not in (spec.get("test") or []):
+            roles.append(("calibration", spec["calibration"]))
+        if spec.get("train"):
+            roles.append(("train", spec["train"]))
+        ours = files(benchmark)
+        shared: set[str] = set()
+        parts = []
+        for role, name in roles:
+            if name == benchmark:
+                continue
+            common = ours.keys() & files(name).keys()
+            if common:
+                parts.append(f"{len(common):,} with its {role} set {name}")
+                shared |= common
+        if shared:
+            examples = sorted(ours[key] for key in shared)
+            warnings.append(
+                f"shares {len(shared):,} of its {len(ours):,} files with the ID sets of "
+                f"{idset}: {', '.join(parts)} (e.g. {_short(examples, 3)}); images that are "
+                "both ID and OOD make its scores meaningless (AUROC near 50 on the same "
+                "images): take them out of one of the sets"
+            )
+    return warnings
+
+
+def dataset_files(spec: Mapping[str, Any]) -> dict[str, str]:
+    """The files of a dataset (every one, before ``limit``), as {resolved path: the path as
+    the dataset names it}: the root resolved (symbolic links followed) and joined to each
+    relative path; tar members as ``<resolved tar>/<member>``."""
+    kind = spec["type"]
+    if kind == "imagefolder":
+        root, paths = spec["root"], list_class_folders(spec["root"]).paths
+    elif kind == "filelist":
+        root, paths = spec["root"], read_filelist(spec["list"]).paths
+    elif kind == "webdataset":
+        root = spec["root"]
+        paths = [
+            f"{tar}/{member}"
+            for tar in tar_names(root, spec["tars"])
+            for member, _ in tar_samples(os.path.join(root, tar), read_labels=False)
+        ]
+    else:
+        return {}
+    real = os.path.realpath(root)
+    return {os.path.normpath(os.path.join(real, p)): p for p in paths}

@@ -7,7 +7,7 @@ import logging
 import tarfile
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -92,7 +92,8 @@ class _TarImages(torch.utils.data.IterableDataset):
             yield torch.zeros(self.shape, dtype=self.dtype), False, row
 
 
-def _input_shape(preprocess: Callable) -> tuple[int, ...]:
+def input_shape(preprocess: Callable) -> tuple[int, ...]:
+    """The shape of one image's model input (or of the uint8 pixels of a split one)."""
     return tuple(preprocess(Image.new("RGB", (32, 32))).shape)
 
 
@@ -169,31 +170,28 @@ def encode_images(
     split = split_preprocess(loaded.preprocess)
     transform, on_device = split if split else (loaded.preprocess, None)
     dtype = torch.uint8 if split else torch.float32
-    data = image_type(index.root, paths, transform, _input_shape(transform), max_pixels, dtype)
+    data = image_type(index.root, paths, transform, input_shape(transform), max_pixels, dtype)
     loader = torch.utils.data.DataLoader(
         data,
         batch_size=batch_size,
         num_workers=num_workers,
         pin_memory=loaded.device.type == "cuda",
     )
-    chunks, oks, rows = [], [], []
+    oks, rows = [], []
     done, last = 0, time.monotonic()
     t0 = last
-    with torch.inference_mode(), loaded.autocast(precision):
-        for images, ok, *row in loader:
-            images = images.to(loaded.device, non_blocking=True)
-            if on_device is not None:
-                images = on_device(images)
-            feats = loaded.model.encode_image(images)
-            chunks.append(feats.float().cpu().numpy())
-            oks.append(ok.numpy())
-            rows += [r.numpy() for r in row]  # tar shards: in the order read
-            done += len(images)
-            if time.monotonic() - last > progress_every:
-                last = time.monotonic()
-                log.info("encoded %d/%d images (%.1f img/s)", done, len(paths), done / (last - t0))
+
+    def batch_done(size: int, ok, *row) -> None:
+        nonlocal done, last
+        oks.append(ok.numpy())
+        rows.extend(r.numpy() for r in row)  # tar shards: in the order read
+        done += size
+        if time.monotonic() - last > progress_every:
+            last = time.monotonic()
+            log.info("encoded %d/%d images (%.1f img/s)", done, len(paths), done / (last - t0))
+
+    emb = encode_image_batches(loaded, loader, precision, on_device, on_batch=batch_done)
     ok = np.concatenate(oks) if oks else np.zeros(0, dtype=bool)
-    emb = np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
     if rows:  # back to index order
         order = np.argsort(np.concatenate(rows), kind="stable")
         ok, emb = ok[order], emb[order]
@@ -210,6 +208,33 @@ def encode_images(
         class_names=index.class_names,
         attrs={"unreadable_files": unreadable, "rows": [start, stop], "max_image_pixels": max_pixels},
     )
+
+
+def encode_image_batches(
+    loaded: LoadedModel,
+    batches: Iterable,
+    precision: str = "auto",
+    on_device: Callable | None = None,
+    on_batch: Callable | None = None,
+    dim: int = 0,
+) -> np.ndarray:
+    """The image tower over ``batches`` of ``(images, *extra)`` (a DataLoader, or any iterable
+    of such tuples): the embeddings [N, D], float32, not normalised; ``[0, dim]`` for none.
+
+    ``on_device`` finishes a batch on the model's device (the normalisation of a
+    :func:`split_preprocess`); ``on_batch(batch_size, *extra)`` is called after each batch.
+    The one encoding loop of the workflow (:func:`encode_images`) and of deployed detectors.
+    """
+    chunks = []
+    with torch.inference_mode(), loaded.autocast(precision):
+        for images, *extra in batches:
+            images = images.to(loaded.device, non_blocking=True)
+            if on_device is not None:
+                images = on_device(images)
+            chunks.append(loaded.model.encode_image(images).float().cpu().numpy())
+            if on_batch is not None:
+                on_batch(len(images), *extra)
+    return np.concatenate(chunks) if chunks else np.zeros((0, dim), dtype=np.float32)
 
 
 def check_unreadable(n_bad: int, n_total: int, max_fraction: float, examples: Sequence[str]):

@@ -15,6 +15,8 @@ from typing import IO
 import numpy as np
 from PIL import Image
 
+from .image_files import link_problem
+
 # Pillow's own default limit (about 89.5 megapixels); config encode.max_image_pixels.
 DEFAULT_MAX_PIXELS = 89_478_485
 # Integer modes holding more than 8 bits per pixel, and their full-scale value.
@@ -55,8 +57,9 @@ def load_rgb(
 ) -> Image.Image:
     """Open an image file (a path or a binary file object) as 8-bit RGB.
 
-    Raises :class:`ImageTooLarge` above ``max_pixels`` (None: no limit) and Pillow's own
-    errors for files that are not images; callers treat both as unreadable.
+    Raises :class:`ImageTooLarge` above ``max_pixels`` (None: no limit), Pillow's own errors
+    for files that are not images and an :class:`OSError` naming the problem of a broken
+    symbolic link (dangling, a loop); callers treat all as unreadable.
     """
     name = getattr(source, "name", source)
     _allow(max_pixels)
@@ -72,6 +75,11 @@ def load_rgb(
             return to_rgb(img)
     except Image.DecompressionBombError as err:  # above twice Pillow's own (raised) limit
         raise ImageTooLarge(f"{name}: {err} (encode.max_image_pixels)") from None
+    except OSError:  # a broken symbolic link: say what is wrong with it
+        problem = link_problem(source) if isinstance(source, (str, os.PathLike)) else None
+        if problem:
+            raise OSError(f"{name}: {problem}") from None
+        raise
 
 
 def _allow(max_pixels: int | None) -> None:

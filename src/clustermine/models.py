@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import pickle
-import zipfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -156,7 +154,7 @@ def _weights_error(err, slug, arch, tag, checkpoint, cache_dir) -> Exception:
     if tag is None:
         return err
     if "Failed to download" in str(err) or weights.is_offline_error(err):
-        reason = weights._short_reason(err)
+        reason = weights.short_reason(err)
         what = "its weights" if checkpoint is None else "files it reads beside its weights"
         return WeightsMissing(
             weights.missing_message(slug, arch, tag, cache_dir, reason, what=what)
@@ -178,7 +176,7 @@ def checkpoint_problem(path: str | os.PathLike, arch: str, err: BaseException) -
     try:
         found = checkpoint_shapes(path)
     except CheckpointUnreadable as bad:
-        return str(bad)
+        return bad.why
     expected = model_shapes(arch)
     missing = [k for k in expected if k not in found]
     unexpected = [k for k in found if k not in expected]
@@ -192,49 +190,90 @@ def checkpoint_problem(path: str | os.PathLike, arch: str, err: BaseException) -
     return f"open_clip could not load it ({type(err).__name__}: {first[:200]})"
 
 
-class CheckpointUnreadable(ValueError):
-    pass
+class CheckpointUnreadable(WeightsUnreadable):
+    """A local file that cannot be read as a PyTorch / open_clip checkpoint; ``why`` says
+    what it is instead, the message names the file."""
+
+    def __init__(self, path: str | os.PathLike, why: str):
+        self.path, self.why = str(path), why
+        super().__init__(f"{path}: {why}")
+
+
+NOT_A_CHECKPOINT = "it is not a PyTorch/open_clip checkpoint"
 
 
 def checkpoint_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
     """{key: shape} of the tensors in a checkpoint file (a state dict, or one under
-    ``state_dict``), without loading them; :class:`CheckpointUnreadable` says why not."""
+    ``state_dict``), without loading them (memory-mapped, plain tensors only: never runs
+    code from the file). Whatever else the file is (text, random bytes, empty, truncated) is
+    a :class:`CheckpointUnreadable` naming the file and saying what it is."""
     path = str(path)
-    if path.endswith(".safetensors"):
-        from safetensors import safe_open
+    if os.path.isdir(path):
+        raise CheckpointUnreadable(path, "it is a folder, not a checkpoint file")
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors import safe_open
 
-        try:
             with safe_open(path, "pt") as f:
                 return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-        except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            raise CheckpointUnreadable(
-                f"it is not a valid safetensors file ({first[:200]})"
-            ) from None
-    try:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError as err:
             if "mmap" not in str(err):
                 raise
-            obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy format
-    except pickle.UnpicklingError:
-        raise CheckpointUnreadable(
-            "it is not a PyTorch checkpoint (it cannot be unpickled as plain tensors: a broken "
-            "download, or not a model file)") from None  # fmt: skip
-    except (RuntimeError, OSError, EOFError, zipfile.BadZipFile) as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise CheckpointUnreadable(
-            f"the file is truncated or not a PyTorch checkpoint ({first[:200]})") from None
+            # Not torch.save's zip format: the legacy format, or not a checkpoint at all.
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (FileNotFoundError, PermissionError) as err:
+        raise CheckpointUnreadable(path, f"it cannot be read ({err.strerror})") from None
+    except Exception as err:  # noqa: BLE001 - on arbitrary bytes torch's weights-only
+        # unpickler raises KeyError, IndexError, ValueError, EOFError, UnpicklingError, ...
+        raise CheckpointUnreadable(path, _not_a_checkpoint(path, err)) from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not any(torch.is_tensor(v) for v in obj.values()):
-        raise CheckpointUnreadable(f"it holds no state dict of tensors (a {type(obj).__name__})")
+        raise CheckpointUnreadable(
+            path, f"{NOT_A_CHECKPOINT} (it holds no state dict of tensors but a "
+            f"{type(obj).__name__})")  # fmt: skip
     return {
         k[7:] if k.startswith("module.") else k: tuple(v.shape)
         for k, v in obj.items()
         if torch.is_tensor(v)
     }
+
+
+def _not_a_checkpoint(path: str, err: BaseException) -> str:
+    """Why a file that torch / safetensors could not read is not a checkpoint, judged from
+    its first bytes (never torch's advice to load it with ``weights_only=False``, which would
+    run code from the file)."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0].split(". ")[0][:200]
+    text = _as_text(head)
+    if not head:
+        what = "the file is empty: an interrupted download or copy?"
+    elif text is not None:
+        line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+        what = f"it is a text file, beginning {line[:40]!r}"
+    elif path.endswith(".safetensors"):
+        what = f"not a valid safetensors file: {first}; a broken download?"
+    elif head.startswith(b"PK\x03\x04"):  # torch.save's format is a zip archive
+        what = f"a truncated or damaged zip archive: {first}; a broken download?"
+    else:
+        what = ("its bytes are not tensors saved by torch.save: a broken download, or another "
+                "kind of file")  # fmt: skip
+    return f"{NOT_A_CHECKPOINT} ({what})"
+
+
+def _as_text(head: bytes) -> str | None:
+    """The first bytes of a file as text, or None where they are not printable UTF-8."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if err.start < len(head) - 3:  # not just a character cut at the end of the block
+            return None
+        text = head[: err.start].decode("utf-8")
+    printable = all(c.isprintable() or c in "\t\r\n\f" for c in text)
+    return text if printable else None
 
 
 def model_shapes(arch: str) -> dict[str, tuple[int, ...]]:

@@ -37,6 +37,7 @@ def cluster_files(
     (config entry ``clusterers.<slug>``) and write the cluster file ``out``."""
     from clustermine.cluster_analysis import ground_truth_agreement
     from clustermine.clustering.io import write_clusters
+    from clustermine.clustering.kmeans import TooManyClusters
     from clustermine.h5io import (
         EmbeddingFileError,
         check_same_model,
@@ -79,6 +80,9 @@ def cluster_files(
             texts=texts,
             copy=False,  # the embeddings are not used afterwards: one copy of them less
         )
+    except TooManyClusters as err:
+        raise TooManyClusters(slug, err.num_clusters, err.num_samples, _too_many_clusters(
+            slug, err.num_clusters, err.num_samples, data.attrs.get("dataset"), images)) from None
     except ClusterConfigError as err:
         raise ClusterConfigError(f"config: clusterers.{slug}: {err}") from err
     # With ground-truth labels (e.g. ImageNet train), how well the clusters match the classes.
@@ -104,3 +108,18 @@ def cluster_files(
     if not health.get("messages"):
         log.info("health check: passed")
     return result
+
+
+def _too_many_clusters(slug: str, num_clusters: int, num_images: int, dataset: str | None,
+                       images: PathLike) -> str:
+    """The error of a C larger than the ID-train set, naming where C comes from: the cluster
+    job knows only the clusterer and C, which label sets and cluster sweeps name together."""
+    of = f"dataset {dataset} ({images})" if dataset else str(images)
+    return (
+        f"config: clusterers.{slug} with C={num_clusters} asks for more clusters than the "
+        f"{num_images} images of {of} (C={num_clusters} > N={num_images}). C comes from the "
+        f"label sets (label_sets.<slug>.C) and cluster sweeps "
+        f"(idsets.<idset>.cluster_sweep.{slug}) that name clusterers.{slug} with "
+        f"C={num_clusters}: lower it there to at most {num_images}, or cluster a larger "
+        "ID-train dataset."
+    )

@@ -46,6 +46,18 @@ INITS = ("kmeans++", "random")
 _DEFAULTS = catalog.clusterer("kmeans").defaults
 
 
+class TooManyClusters(ClusterConfigError):
+    """C is larger than N, the number of images to cluster (k-means needs a sample per
+    centre; TEMI would leave clusters empty by construction)."""
+
+    def __init__(self, method: str, num_clusters: int, num_samples: int,
+                 message: str | None = None):
+        self.num_clusters, self.num_samples = int(num_clusters), int(num_samples)
+        super().__init__(message or (
+            f"{method}: C={self.num_clusters} > N={self.num_samples} images: more clusters "
+            f"than there are images to cluster; C must be at most {self.num_samples}"))
+
+
 @dataclass
 class KMeansConfig:
     """k-means settings; names, defaults and meaning are declared in the catalog
@@ -326,10 +338,10 @@ def fit_kmeans(
     else:
         cfg = config_from_params(KMeansConfig, num_clusters, params or {}, "kmeans")
     x = np.asarray(embeddings, dtype=np.float32)
-    if x.ndim != 2 or len(x) < cfg.num_clusters:
-        raise ClusterConfigError(
-            f"kmeans needs embeddings [N >= C, D] with C={cfg.num_clusters}, got {x.shape}"
-        )
+    if x.ndim != 2:
+        raise ClusterConfigError(f"kmeans needs embeddings [N, D], got shape {x.shape}")
+    if len(x) < cfg.num_clusters:
+        raise TooManyClusters("kmeans", cfg.num_clusters, len(x))
     dev = pick_device(device)
     if budget_bytes is None:
         budget_bytes = default_budget(dev)

@@ -65,16 +65,17 @@ def fit_language_assisted(
     whatever ``copy`` is)."""
     from clustermine import catalog
 
-    resolved = catalog.clusterer("language_assisted").resolve(
-        {k: v for k, v in dict(params or {}).items() if k != "method"}
-    )
+    try:
+        resolved = catalog.clusterer("language_assisted").resolve(
+            {k: v for k, v in dict(params or {}).items() if k != "method"}
+        )
+    except catalog.CatalogError as err:
+        raise ClusterConfigError(str(err)) from err
     if texts is None or not len(texts.names):
         raise ClusterConfigError(
             "language_assisted needs the filtered names (names_from: a label set with positives)"
         )
-    tau_r = float(resolved.pop("tau_r"))
-    if tau_r <= 0:
-        raise ClusterConfigError(f"language_assisted: tau_r must be positive, got {tau_r}")
+    tau_r = float(resolved.pop("tau_r"))  # positive: checked against the catalog's schema
     x = np.asarray(embeddings, dtype=np.float32)
     if x.ndim != 2 or x.shape[1] != texts.embeddings.shape[1]:
         raise ClusterConfigError(

@@ -30,6 +30,7 @@ from torch import nn
 from clustermine import catalog
 from clustermine.cluster_analysis import clustering_health, uniform_temi_loss
 from clustermine.clustering import ClusterConfigError, ClusterResult, config_from_params
+from clustermine.clustering.kmeans import TooManyClusters
 from clustermine.knn import Neighbors, cosine_knn
 from clustermine.compute import default_budget, pick_device, rows_within
 
@@ -454,6 +455,8 @@ def fit_temi(
     x = np.asarray(embeddings)
     if x.ndim != 2 or len(x) < 2:
         raise ClusterConfigError(f"temi needs embeddings [N >= 2, D], got shape {x.shape}")
+    if len(x) < cfg.num_clusters:
+        raise TooManyClusters("temi", cfg.num_clusters, len(x))
     dev = pick_device(device)
     if neighbors is None:
         log.info("temi: computing the %d-NN graph of %d samples", cfg.knn, len(x))

@@ -1,11 +1,12 @@
 """The second front door: a fitted detector scores new images from a command
-(``clustermine score``), the Python API (:func:`load_detector`) and an HTTP service
-(``clustermine serve``); ``clustermine export`` makes a self-contained bundle of it
-(docs/deploy.md).
+(``clustermine score``), the Python API (``clustermine.load_detector``, which is
+:func:`load_deployed_detector`) and an HTTP service (``clustermine serve``); ``clustermine
+export`` makes a self-contained bundle of it (docs/deploy.md).
 
-Modules: :mod:`~clustermine.deploy.detector` (the API), :mod:`~clustermine.deploy.modelspec`
-(which model, where its weights are), :mod:`~clustermine.deploy.inputs` (images in),
-:mod:`~clustermine.deploy.bundle`, :mod:`~clustermine.deploy.service` and
+Modules, each importing only those before it: :mod:`~clustermine.deploy.output` (writing
+with clear errors), :mod:`~clustermine.deploy.modelspec` (which model, where its weights are),
+:mod:`~clustermine.deploy.inputs` (images in), :mod:`~clustermine.deploy.bundle` (bundles),
+:mod:`~clustermine.deploy.detector` (the API), :mod:`~clustermine.deploy.service` and
 :mod:`~clustermine.deploy.commands` (the subcommands).
 """
 
@@ -20,10 +21,12 @@ _EXPORTS = {
     "Label": "clustermine.deploy.detector",
     "Predictions": "clustermine.deploy.detector",
     "UnreadableImages": "clustermine.deploy.detector",
-    "load_detector": "clustermine.deploy.detector",
+    "UnscorableEmbeddings": "clustermine.deploy.detector",
+    "load_deployed_detector": "clustermine.deploy.detector",
     "ModelUnavailable": "clustermine.deploy.modelspec",
     "export_bundle": "clustermine.deploy.bundle",
     "BundleError": "clustermine.deploy.bundle",
+    "WriteError": "clustermine.deploy.output",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -22,7 +22,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "score",
         help="score new images (or an embedding file) with a detector file or bundle",
         description="Score images with a detector: one row per image (path, score, p_value, "
-        "ood, error), then a summary on stderr. Unreadable images get an error in their row.",
+        "ood, error), then a summary on stderr. Unreadable images, and images whose embedding or "
+        "score is NaN or infinite, get an error in their row.",
     )
     p.add_argument("detector", help="detector file (results/{model}/detectors/...h5) or bundle")
     p.add_argument("paths", nargs="*", help="image files, folders (recursive) or file lists "
@@ -111,10 +112,10 @@ def _runtime_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace, **extra: Any):
-    from clustermine.deploy.detector import load_detector
+    from clustermine.deploy.detector import load_deployed_detector
 
     options = {"max_pixels": args.max_pixels} if args.max_pixels else {}
-    return load_detector(
+    return load_deployed_detector(
         args.detector,
         checkpoint=args.checkpoint,
         weights_cache=args.weights_cache,
@@ -131,6 +132,7 @@ def _load(args: argparse.Namespace, **extra: Any):
 
 def score_command(args: argparse.Namespace) -> int:
     from clustermine.deploy.inputs import gather_paths
+    from clustermine.deploy.output import writing
     from clustermine.h5io import atomic_path, read_image_embeddings
 
     if bool(args.paths) == bool(args.embeddings):
@@ -154,8 +156,10 @@ def score_command(args: argparse.Namespace) -> int:
     fmt = args.format or ("jsonl" if (args.output or "").endswith((".jsonl", ".json")) else "tsv")
     rows = out.rows()
     if args.output:
-        with atomic_path(args.output) as tmp, open(tmp, "w", encoding="utf-8") as f:
-            write_rows(f, rows, fmt, args.top_labels)
+        # Written whole or not at all; a full disk is one line naming the file.
+        with writing(args.output), atomic_path(args.output) as tmp:
+            with open(tmp, "w", encoding="utf-8") as f:
+                write_rows(f, rows, fmt, args.top_labels)
     else:
         write_rows(sys.stdout, rows, fmt, args.top_labels)
         sys.stdout.flush()
@@ -194,7 +198,7 @@ def summary_line(det, out, seconds: float, embeddings: bool) -> str:
     what = "embeddings" if embeddings else "images"
     rate = len(out) / seconds if seconds > 0 else float("inf")
     parts = [
-        f"scored {len(out) - out.num_unreadable} of {len(out)} {what} with "
+        f"scored {len(out) - out.num_errors} of {len(out)} {what} with "
         f"{info['method'] or info['score']} (ID set {info['idset']}, model "
         f"{info['model']['arch']}) in {seconds:.1f} s ({rate:.0f} {what}/s)"
     ]
@@ -207,8 +211,8 @@ def summary_line(det, out, seconds: float, embeddings: bool) -> str:
             if info["threshold_from"] == "calibration" else "given"
         )  # fmt: skip
         parts.append(f"{out.num_ood} flagged OOD at threshold {out.threshold:.6g} ({how})")
-    if out.num_unreadable:
-        parts.append(f"{out.num_unreadable} unreadable (see their error column)")
+    if out.num_errors:
+        parts.append(f"{out.num_errors} not scored (see their error column)")
     return "; ".join(parts)
 
 

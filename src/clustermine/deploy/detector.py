@@ -1,4 +1,5 @@
-"""A detector ready to score new images: :func:`load_detector` and :class:`DeployedDetector`.
+"""A detector ready to score new images: :func:`load_deployed_detector` and
+:class:`DeployedDetector`.
 
 It joins what the workflow made (the detector file: label texts, fitted arrays, calibration)
 with the model that made the embeddings, rebuilt from the attributes the file records, so that
@@ -8,6 +9,10 @@ an image goes in and a score, a p-value and a decision come out (docs/deploy.md)
     det = clustermine.load_detector("results/demo-minilm/detectors/fmnist.clustermine.h5")
     out = det.predict(["a.png", "b.jpg"])
     out.scores, out.p_values, out.ood       # arrays, one entry per image
+
+Every embedding reaches the detector's score through one check
+(:meth:`DeployedDetector._score_rows`): a row with NaN or infinite values, or whose score is
+not finite, gets an error instead of a score, as an unreadable image does.
 """
 
 from __future__ import annotations
@@ -22,16 +27,26 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from clustermine.deploy.bundle import read_bundle
+from clustermine.deploy.inputs import ImageSource, open_source, source_name
+from clustermine.deploy.modelspec import ModelSpec
+from clustermine.detectors import load_detector
 from clustermine.detectors.calibration import DEFAULT_ACCEPTANCE, Calibration, check_acceptance
-from clustermine.deploy.inputs import ImageSource, source_name
-from clustermine.deploy.modelspec import ModelSpec, resolve_checkpoint
 from clustermine.images import DEFAULT_MAX_PIXELS
 
 log = logging.getLogger(__name__)
 
+NON_FINITE_EMBEDDING = "embedding has NaN or infinite values (a damaged model or embedding file)"
+NON_FINITE_SCORE = "the detector's score of this embedding is NaN or infinite"
+
 
 class UnreadableImages(ValueError):
     """Some images given to :meth:`DeployedDetector.score_images` could not be read."""
+
+
+class UnscorableEmbeddings(ValueError):
+    """Some embeddings given to :meth:`DeployedDetector.score_embeddings` (or made by
+    :meth:`~DeployedDetector.score_images`) have NaN or infinite values, or scores."""
 
 
 @dataclass
@@ -45,8 +60,8 @@ class Label:
 @dataclass
 class Predictions:
     """One entry per image, in the order given. ``scores`` is NaN and ``errors`` says why
-    where an image could not be read; ``p_values`` is None without a calibration and ``ood``
-    None without a threshold (and None for unreadable images)."""
+    where an image could not be read or its embedding not scored; ``p_values`` is None without
+    a calibration and ``ood`` None without a threshold (and None for rows with an error)."""
 
     names: list[str]
     scores: np.ndarray
@@ -61,7 +76,8 @@ class Predictions:
         return len(self.names)
 
     @property
-    def num_unreadable(self) -> int:
+    def num_errors(self) -> int:
+        """Rows without a score: unreadable images, NaN or infinite embeddings or scores."""
         return sum(bool(e) for e in self.errors)
 
     @property
@@ -78,7 +94,7 @@ class Predictions:
                 "path": name,
                 "score": float(self.scores[i]) if ok else None,
                 "p_value": float(self.p_values[i]) if ok and self.p_values is not None else None,
-                "ood": self.ood[i] if self.ood else None,
+                "ood": self.ood[i] if ok and self.ood else None,
                 "error": self.errors[i] or None,
             }
             for key, labels in (("top_positive", self.top_positive),
@@ -92,7 +108,7 @@ class Predictions:
 
 
 class DeployedDetector:
-    """A fitted detector and its model; made by :func:`load_detector`.
+    """A fitted detector and its model; made by :func:`load_deployed_detector`.
 
     Scoring runs one call at a time (a lock): a detector that adapts at test time
     (``describe()["adapts_at_test_time"]``) carries its state from one call to the next, in
@@ -126,6 +142,7 @@ class DeployedDetector:
         self.batch_size, self.workers, self.precision = int(batch_size), int(workers), precision
         self.max_pixels = max_pixels
         self._loaded = None
+        self._input = None  # how images become model input; with the model
         self._lock = threading.RLock()
         self._threshold: float | None = None
         self.id_acceptance = DEFAULT_ACCEPTANCE
@@ -225,7 +242,9 @@ class DeployedDetector:
         with self._lock:
             if self._loaded is None:
                 t0 = time.perf_counter()
-                self._loaded = self.model_spec.build(self.device)
+                loaded = self.model_spec.build(self.device)
+                self._input = _ModelInput.of(loaded.preprocess)
+                self._loaded = loaded
                 log.info(
                     "built model %s on %s in %.1f s",
                     self.model_spec.arch,
@@ -234,24 +253,34 @@ class DeployedDetector:
                 )
             return self._loaded
 
-    def preprocess(self, source: ImageSource):
-        """One image as the model's input tensor (raises for an unreadable image)."""
-        from clustermine.deploy.inputs import open_source
+    @property
+    def draft_size(self) -> tuple[int, int]:
+        """Twice the model's input size, ``(width, height)``: with ``preprocess(...,
+        draft=True)`` a JPEG is decoded at 1/2, 1/4 or 1/8 scale where it stays at least this
+        large."""
+        self.model  # noqa: B018 - the input size comes with the model
+        height, width = self._input.shape[-2:]
+        return 2 * width, 2 * height
 
-        return self.model.preprocess(open_source(source, self.max_pixels))
+    def preprocess(self, source: ImageSource, draft: bool = False):
+        """One image as the model's input tensor (raises for an unreadable image); with
+        ``draft``, a large JPEG is decoded at a reduced scale (faster; the pixels differ a
+        little from a full decoding)."""
+        self.model  # noqa: B018 - the preprocessing comes with the model
+        size = self.draft_size if draft else None
+        return self._input.transform(open_source(source, self.max_pixels, size))
 
     def encode_pixels(self, pixels) -> np.ndarray:
-        """Image embeddings [N, D] (float32, not normalised) of preprocessed images."""
-        import torch
+        """Image embeddings [N, D] (float32, not normalised) of preprocessed images
+        (:meth:`preprocess`, stacked)."""
+        from clustermine.encode import encode_image_batches
 
         loaded = self.model
-        with self._lock, torch.inference_mode(), loaded.autocast(self.precision):
-            out = []
-            for s in range(0, len(pixels), self.batch_size):
-                batch = pixels[s : s + self.batch_size].to(loaded.device)
-                out.append(loaded.model.encode_image(batch).float().cpu().numpy())
-        dim = self.detector.embedding_dim or 0
-        return np.concatenate(out) if out else np.zeros((0, dim), np.float32)
+        step = self.batch_size
+        batches = ((pixels[s : s + step],) for s in range(0, len(pixels), step))
+        with self._lock:
+            return encode_image_batches(loaded, batches, self.precision, self._input.on_device,
+                                        dim=self.detector.embedding_dim or 0)  # fmt: skip
 
     def embed(
         self, images: Sequence[ImageSource], progress: bool = False
@@ -260,28 +289,33 @@ class DeployedDetector:
         error text per image ("" where it was read); unreadable rows are zeros."""
         import torch
 
-        from clustermine.deploy.inputs import ImageBatchData, collate, input_shape
+        from clustermine.deploy.inputs import ImageBatchData, collate
+        from clustermine.encode import encode_image_batches
 
-        loaded = self.model
-        data = ImageBatchData(
-            list(images), loaded.preprocess, input_shape(loaded.preprocess), self.max_pixels
-        )
-        paths_only = all(isinstance(x, (str, os.PathLike)) for x in data.sources)
+        loaded, sources = self.model, list(images)
+        into = self._input
+        data = ImageBatchData(sources, into.transform, into.shape, self.max_pixels, into.dtype)
+        paths_only = all(isinstance(x, (str, os.PathLike)) for x in sources)
         loader = torch.utils.data.DataLoader(
             data,
             batch_size=self.batch_size,
             num_workers=self.workers if paths_only else 0,
             collate_fn=collate,
+            pin_memory=loaded.device.type == "cuda",
         )
         bar = _progress(len(data), progress)
-        chunks, errors = [], []
-        for pixels, errs in loader:
-            chunks.append(self.encode_pixels(pixels))
-            errors += errs
-            bar.update(len(errs))
+        errors: list[str] = []
+
+        def batch_done(size: int, batch_errors: list[str]) -> None:
+            errors.extend(batch_errors)
+            bar.update(size)
+
+        with self._lock:
+            emb = encode_image_batches(loaded, loader, self.precision, into.on_device,
+                                       on_batch=batch_done,
+                                       dim=self.detector.embedding_dim or 0)  # fmt: skip
         bar.close()
-        dim = self.detector.embedding_dim or 0
-        return (np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32)), errors
+        return emb, errors
 
     # --- scoring ------------------------------------------------------------------------------
 
@@ -293,14 +327,20 @@ class DeployedDetector:
     ) -> np.ndarray:
         """Scores (float64, higher = more in-distribution) of image embeddings [N, D] made by
         the detector's model. ``attrs``: their model attributes (an embedding file's), checked
-        against the detector's; ``source`` names them in messages."""
-        with self._lock:
-            return self.detector.score(np.asarray(embeddings), attrs, source)
+        against the detector's; ``source`` names them in messages. Raises
+        :class:`UnscorableEmbeddings` naming the rows with NaN or infinite values (before
+        scoring any) or scores (use :meth:`predict` for one error per row instead)."""
+        embeddings = _rows(embeddings)
+        _raise_for_errors(_check_finite(embeddings, [""] * len(embeddings)), source)
+        scores, errors = self._score_rows(embeddings, [""] * len(embeddings), attrs, source)
+        _raise_for_errors(errors, source)
+        return scores
 
     def score_images(self, images: Sequence[ImageSource], progress: bool = False) -> np.ndarray:
         """Scores of images (paths, encoded bytes or PIL images); raises
-        :class:`UnreadableImages` naming each image that could not be read (use
-        :meth:`predict` to get the others' scores and one error per row instead)."""
+        :class:`UnreadableImages` naming each image that could not be read, and
+        :class:`UnscorableEmbeddings` for images whose embedding has NaN or infinite values
+        (use :meth:`predict` to get the others' scores and one error per row instead)."""
         images = list(images)
         emb, errors = self.embed(images, progress)
         bad = [f"{source_name(images[i], i)}: {e}" for i, e in enumerate(errors) if e]
@@ -308,7 +348,7 @@ class DeployedDetector:
             raise UnreadableImages(
                 f"{len(bad)} of {len(images)} images could not be read: " + "; ".join(bad[:10])
             )
-        return self.score_embeddings(emb)
+        return self.score_embeddings(emb, source="the images' embeddings")
 
     def decide(self, scores: np.ndarray) -> tuple[np.ndarray | None, list[bool | None]]:
         """p-values (None without calibration) and OOD decisions (None without threshold)."""
@@ -330,9 +370,10 @@ class DeployedDetector:
         progress: bool = False,
     ) -> Predictions:
         """Scores, p-values and decisions of images, or of precomputed ``embeddings`` (with
-        their ``attrs``, checked, and their ``source`` file for messages). An unreadable image
-        gets an error in its row, never an exception. ``top_labels``: also the positive and
-        negative label each image matches best (label-mining detectors)."""
+        their ``attrs``, checked, and their ``source`` file for messages). An unreadable image,
+        and an embedding with NaN or infinite values or score, gets an error in its row, never
+        an exception. ``top_labels``: also the positive and negative label each image matches
+        best (label-mining detectors)."""
         if (images is None) == (embeddings is None):
             raise ValueError("predict: give either images or embeddings")
         if images is not None:
@@ -342,22 +383,40 @@ class DeployedDetector:
                 source_name(x, i) for i, x in enumerate(images)
             ]  # fmt: skip
         else:
-            emb = np.asarray(embeddings)
+            emb = _rows(embeddings)
             errors = [""] * len(emb)
             names = list(names) if names is not None else [str(i) for i in range(len(emb))]
         if len(names) != len(emb):
             raise ValueError(f"predict: {len(names)} names for {len(emb)} images")
-        ok = np.asarray([not e for e in errors], dtype=bool)
-        scores = np.full(len(emb), np.nan)
-        if ok.any():
-            scores[ok] = self.score_embeddings(emb[ok], attrs, source)
-        elif attrs is not None:
-            self.detector.check_model(attrs, source)
+        scores, errors = self._score_rows(emb, errors, attrs, source)
         p, ood = self.decide(scores)
         out = Predictions(names, scores, errors, self.threshold, p, ood)
         if top_labels:
+            ok = np.asarray([not e for e in errors], dtype=bool)
             out.top_positive, out.top_negative = self.top_labels(emb, ok)
         return out
+
+    def _score_rows(
+        self,
+        embeddings: np.ndarray,
+        errors: list[str],
+        attrs: Mapping[str, Any] | None,
+        source: str | None,
+    ) -> tuple[np.ndarray, list[str]]:
+        """The one way embeddings reach the detector's score: the scores of the rows without
+        an error, NaN for the others; and the errors, now also of the rows with NaN or infinite
+        values, or a score that is not finite."""
+        errors = _check_finite(embeddings, errors)
+        ok = np.asarray([not e for e in errors], dtype=bool)
+        scores = np.full(len(embeddings), np.nan)
+        with self._lock:
+            if ok.any():
+                scores[ok] = self.detector.score(embeddings[ok], attrs, source)
+            elif attrs is not None:
+                self.detector.check_model(attrs, source)
+        for i in np.flatnonzero(ok & ~np.isfinite(scores)):
+            errors[i], scores[i] = NON_FINITE_SCORE, np.nan
+        return scores, errors
 
     def top_labels(
         self, embeddings: np.ndarray, ok: np.ndarray | None = None
@@ -387,13 +446,60 @@ class DeployedDetector:
         return out[0], out[1]
 
 
+@dataclass(frozen=True)
+class _ModelInput:
+    """How images become the model's input: ``transform`` (PIL image to tensor, run where the
+    images are decoded) and ``on_device`` (the rest, on a batch on the model's device), split
+    as the workflow's encoder splits them (``clustermine.encode.split_preprocess``)."""
+
+    transform: Any
+    on_device: Any
+    shape: tuple[int, ...]
+    dtype: Any
+
+    @classmethod
+    def of(cls, preprocess) -> "_ModelInput":
+        import torch
+
+        from clustermine.encode import input_shape, split_preprocess
+
+        split = split_preprocess(preprocess)
+        transform, on_device = split if split else (preprocess, None)
+        dtype = torch.uint8 if split else torch.float32
+        return cls(transform, on_device, input_shape(transform), dtype)
+
+
+def _rows(embeddings) -> np.ndarray:
+    embeddings = np.asarray(embeddings)
+    if embeddings.ndim != 2:
+        raise ValueError(f"image embeddings must be [N, D], got shape {embeddings.shape}")
+    return embeddings
+
+
+def _check_finite(embeddings: np.ndarray, errors: list[str]) -> list[str]:
+    """``errors``, with :data:`NON_FINITE_EMBEDDING` for each row that has none yet and holds a
+    NaN or infinite value."""
+    finite = np.isfinite(embeddings).all(axis=1) if embeddings.size else [True] * len(errors)
+    return [e or ("" if good else NON_FINITE_EMBEDDING) for e, good in zip(errors, finite)]
+
+
+def _raise_for_errors(errors: list[str], source: str | None) -> None:
+    bad = [i for i, e in enumerate(errors) if e]
+    if bad:
+        rows = ", ".join(map(str, bad[:20])) + (", ..." if len(bad) > 20 else "")
+        raise UnscorableEmbeddings(
+            f"{source or 'the embeddings'}: {len(bad)} of {len(errors)} embeddings have no "
+            f"score: {errors[bad[0]]} (rows {rows}); predict() gives the others' scores"
+        )
+
+
 def _progress(total: int, enabled: bool):
     from tqdm import tqdm
 
     return tqdm(total=total, unit="img", disable=not enabled or None, leave=False)
 
 
-def load_detector(
+def load_deployed_detector(
     path: str | os.PathLike,
     *,
     checkpoint: str | os.PathLike | None = None,
@@ -402,7 +508,7 @@ def load_detector(
     **options: Any,
 ) -> DeployedDetector:
     """A detector file (``results/{model}/detectors/{idset}.{method}.h5``) or a bundle folder
-    (``clustermine export``) as a :class:`DeployedDetector`.
+    (``clustermine export``) as a :class:`DeployedDetector`; ``clustermine.load_detector``.
 
     ``checkpoint``: the model's weights file, where the recorded one is not at hand.
     ``weights_cache``: the workflow's weight cache an open_clip tag is loaded from (default:
@@ -411,23 +517,20 @@ def load_detector(
     ``options``: ``batch_size``, ``workers``, ``precision``, ``max_pixels``, ``threshold``,
     ``id_acceptance`` (see :class:`DeployedDetector`).
     """
-    from clustermine.detectors import load_detector as load_detector_file
-
     path = Path(path)
     if path.is_dir():
-        from clustermine.deploy.bundle import load_bundle
-
-        return load_bundle(path, checkpoint=checkpoint, weights_cache=weights_cache,
-                           device=device, **options)  # fmt: skip
-    detector = load_detector_file(path, device)
-    spec = ModelSpec.from_meta(detector.meta, str(path))
-    spec.weights_cache = None if weights_cache is None else str(weights_cache)
-    if checkpoint is not None:
-        spec.weights = resolve_checkpoint(checkpoint)
-    return DeployedDetector(
-        detector,
-        spec,
-        source=str(path),
-        device=device,
-        **options,
-    )
+        bundle = read_bundle(path, checkpoint=checkpoint, weights_cache=weights_cache,
+                             device=device)  # fmt: skip
+        return DeployedDetector(
+            bundle.detector,
+            bundle.model,
+            source=str(path),
+            manifest=bundle.manifest,
+            version_differences=bundle.version_differences,
+            device=device,
+            **options,
+        )
+    detector = load_detector(path, device)
+    spec = ModelSpec.of_detector(detector.meta, str(path), checkpoint=checkpoint,
+                                 weights_cache=weights_cache)  # fmt: skip
+    return DeployedDetector(detector, spec, source=str(path), device=device, **options)

@@ -1,18 +1,22 @@
 """The images a deployed detector scores: paths gathered from the command line, and image
-sources (files, PIL images, encoded bytes) turned into model input, one error per bad image."""
+sources (files, PIL images, encoded bytes) turned into model input, one error per bad image.
+
+An image's pixel count is checked from its header, before anything is decoded; an uploaded
+JPEG far larger than the model's input can be decoded at a reduced scale (``draft``)."""
 
 from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence, Union
 
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
-from clustermine.datasets import IMAGE_EXTENSIONS
-from clustermine.images import DEFAULT_MAX_PIXELS, load_rgb, to_rgb
+from clustermine.image_files import list_image_files
+from clustermine.images import DEFAULT_MAX_PIXELS, ImageTooLarge, _allow, load_rgb, to_rgb
 
 # A file with one of these suffixes is a list of image paths, one per line.
 LIST_SUFFIXES = (".txt", ".lst", ".list")
@@ -22,19 +26,15 @@ ImageSource = Union[str, os.PathLike, Image.Image, bytes]
 
 def gather_paths(args: Iterable[str | os.PathLike]) -> list[str]:
     """Image paths from command-line arguments: an image file, a folder (every image below it,
-    sorted), or a file list (``.txt``/``.lst``/``.list``: one path per line, relative to the
-    list's folder, ``#`` comments). A path that does not exist is kept, so that it is reported
-    as unreadable in its row."""
+    sorted, as clustermine.image_files lists it: symbolic links followed, hidden files and
+    folders skipped, broken links kept), or a file list (``.txt``/``.lst``/``.list``: one path
+    per line, relative to the list's folder, ``#`` comments). A path that does not exist, or
+    a broken link, is kept, so that it is reported as unreadable in its row."""
     out: list[str] = []
     for arg in args:
         path = Path(arg)
         if path.is_dir():
-            files = sorted(
-                p for p in path.rglob("*")
-                if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )  # fmt: skip
-            out += [str(p) for p in files]
+            out += [str(path / p) for p in list_image_files(path, skip_hidden=True).paths]
         elif path.suffix.lower() in LIST_SUFFIXES and path.is_file():
             out += read_file_list(path)
         else:
@@ -58,22 +58,62 @@ def source_name(source: Any, i: int) -> str:
     return getattr(source, "filename", None) or f"image {i}"
 
 
-def open_source(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """8-bit RGB from a path, an encoded image (bytes) or a PIL image."""
-    if isinstance(source, Image.Image):
-        pixels = source.size[0] * source.size[1]
-        if max_pixels is not None and pixels > max_pixels:
-            from clustermine.images import ImageTooLarge
+class TooManyPixels(ImageTooLarge):
+    """An image with more pixels than the limit; ``pixels`` and ``limit`` for messages."""
 
-            raise ImageTooLarge(f"{pixels:,} pixels, above the limit of {max_pixels:,}")
+    def __init__(self, pixels: int, limit: int, size: tuple[int, int] | None = None):
+        self.pixels, self.limit, self.size = pixels, limit, size
+        what = f"{size[0]}x{size[1]} = {pixels:,}" if size else f"{pixels:,}"
+        super().__init__(f"{what} pixels, above the limit of {limit:,} pixels per image")
+
+
+def open_source(
+    source: ImageSource,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    draft: tuple[int, int] | None = None,
+) -> Image.Image:
+    """8-bit RGB from a path, an encoded image (bytes) or a PIL image.
+
+    Raises :class:`~clustermine.images.ImageTooLarge` above ``max_pixels`` (None: no limit),
+    checked from the header before anything is decoded, and Pillow's errors for data that is
+    not an image. A path is opened as the workflow opens image files
+    (:func:`clustermine.images.load_rgb`). ``draft``: encoded bytes of a JPEG at least twice
+    this size in both directions are decoded at 1/2, 1/4 or 1/8 scale, no smaller than it.
+    """
+    if isinstance(source, Image.Image):
+        _check_pixels(source.size, max_pixels)
         return to_rgb(source)
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return load_rgb(io.BytesIO(bytes(source)), max_pixels)
     if isinstance(source, (str, os.PathLike)):
         return load_rgb(source, max_pixels)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _decode(bytes(source), max_pixels, draft)
     raise TypeError(
         f"cannot read an image from {type(source).__name__}: give a path, bytes or a PIL image"
     )
+
+
+def _decode(data: bytes, max_pixels: int | None, draft: tuple[int, int] | None) -> Image.Image:
+    _allow(max_pixels)  # Pillow's own limit, where ours is higher
+    try:
+        img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as err:  # far above Pillow's limit, so above ours
+        pixels = re.search(r"\((\d+) pixels\)", str(err))
+        raise TooManyPixels(int(pixels.group(1)) if pixels else 2 * Image.MAX_IMAGE_PIXELS + 1,
+                            max_pixels) from None  # fmt: skip
+    except UnidentifiedImageError:
+        # Pillow's message names the in-memory file by its repr; the caller names the image.
+        raise UnidentifiedImageError("not an image format Pillow can read") from None
+    with img:
+        _check_pixels(img.size, max_pixels)
+        if draft is not None:
+            img.draft(None, draft)
+        return to_rgb(img)
+
+
+def _check_pixels(size: tuple[int, int], max_pixels: int | None) -> None:
+    pixels = size[0] * size[1]
+    if max_pixels is not None and pixels > max_pixels:
+        raise TooManyPixels(pixels, max_pixels, size)
 
 
 def describe_error(err: Exception) -> str:
@@ -90,8 +130,9 @@ class ImageBatchData(torch.utils.data.Dataset):
         transform: Callable,
         shape: tuple[int, ...],
         max_pixels: int | None,
+        dtype: torch.dtype = torch.float32,
     ):
-        self.sources, self.transform, self.shape = sources, transform, shape
+        self.sources, self.transform, self.shape, self.dtype = sources, transform, shape, dtype
         self.max_pixels = max_pixels
 
     def __len__(self) -> int:
@@ -101,13 +142,9 @@ class ImageBatchData(torch.utils.data.Dataset):
         try:
             return self.transform(open_source(self.sources[i], self.max_pixels)), ""
         except Exception as err:  # noqa: BLE001 - any decoding failure means "unreadable"
-            return torch.zeros(self.shape), describe_error(err)
+            return torch.zeros(self.shape, dtype=self.dtype), describe_error(err)
 
 
 def collate(items):
     """A batch of ``ImageBatchData`` items: stacked tensors, and the errors as a list."""
     return torch.stack([t for t, _ in items]), [e for _, e in items]
-
-
-def input_shape(preprocess: Callable) -> tuple[int, ...]:
-    return tuple(preprocess(Image.new("RGB", (32, 32))).shape)

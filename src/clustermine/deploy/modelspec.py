@@ -46,6 +46,26 @@ class ModelSpec:
 
         return cls(get("model_arch"), get("model_pretrained"), get("preprocessing"), None, origin)
 
+    @classmethod
+    def of_detector(
+        cls,
+        meta: Mapping[str, Any],
+        origin: str,
+        *,
+        weights: str | os.PathLike | None = None,
+        checkpoint: str | os.PathLike | None = None,
+        weights_cache: str | os.PathLike | None = None,
+    ) -> "ModelSpec":
+        """The model of a detector file (its ``meta``), ``origin`` naming it in messages:
+        ``weights`` a bundle carries, ``checkpoint`` a file the user gives instead (checked),
+        ``weights_cache`` the workflow's weight cache of open_clip tags."""
+        spec = cls.from_meta(meta, origin)
+        spec.weights = str(weights) if weights is not None else None
+        if checkpoint is not None:
+            spec.weights = resolve_checkpoint(checkpoint)
+        spec.weights_cache = None if weights_cache is None else str(weights_cache)
+        return spec
+
     @property
     def random_weights(self) -> bool:
         if self.arch is None:
@@ -101,7 +121,7 @@ class ModelSpec:
             f"{self.origin} was fitted on embeddings of model {self.arch} with checkpoint "
             f"{recorded}, which is not here (looked for {looked}). Run from the workflow's "
             "folder, give the checkpoint (--checkpoint FILE; Python: "
-            "load_detector(path, checkpoint=FILE)), or use a bundle made by "
+            "clustermine.load_detector(path, checkpoint=FILE)), or use a bundle made by "
             "`clustermine export`, which carries the weights."
         )
 

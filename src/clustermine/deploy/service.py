@@ -6,7 +6,9 @@ matching positive and negative label. ``GET /health``, ``GET /info``; OpenAPI do
 ``/docs``. Images of concurrent requests are batched onto the model by one worker
 (:class:`Batcher`), which also keeps the calls of a detector that adapts at test time in
 arrival order. Uploads beyond the limits (:class:`Limits`) and files that are not images get
-a 4xx answer naming the file; the service keeps serving.
+a 4xx answer naming the file; the service keeps serving. The request size is enforced while
+the body streams in (:class:`BodyLimit`), an image's pixel count is checked from its header
+before it is decoded, and a large JPEG is decoded at a reduced scale.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from starlette.datastructures import UploadFile
+from starlette.datastructures import Headers, UploadFile
+from starlette.requests import ClientDisconnect
 
 from clustermine.deploy.detector import DeployedDetector
-from clustermine.deploy.inputs import describe_error
+from clustermine.deploy.inputs import TooManyPixels, describe_error
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +57,12 @@ class ScoreResponse(BaseModel):
 
 @dataclass(frozen=True)
 class Limits:
-    """What one request may hold, and how requests are batched onto the model."""
+    """What one request may hold, and how requests are batched onto the model
+    (docs/deploy.md says what each limit protects)."""
 
     max_upload_bytes: int = 20 * 2**20  # per image file
     max_images: int = 64  # per request
-    max_pixels: int = 40_000_000  # per image (width × height)
+    max_pixels: int = 40_000_000  # per image (width × height), from its header
     max_batch: int = 64  # images per model call
     max_wait_ms: float = 5.0  # how long a batch waits for more images
 
@@ -73,11 +77,55 @@ class Limits:
     def max_request_bytes(self) -> int:
         return self.max_images * self.max_upload_bytes + 2**20  # files plus form overhead
 
+    def request_too_large(self, size: str) -> str:
+        return (f"request of {size} bytes is larger than {self.max_request_bytes:,} (at most "
+                f"{self.max_images} images of {self.max_upload_bytes:,} bytes each)")  # fmt: skip
+
 
 class RequestError(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status, self.message = status, message
+
+
+class BodyLimit:
+    """ASGI middleware: a request body larger than ``limits.max_request_bytes`` gets a 413 as
+    soon as it is declared (Content-Length) or, streamed without one, as soon as that much has
+    arrived, never after reading all of it; a client that disconnects before its request is
+    read is one line in the log, not a traceback."""
+
+    def __init__(self, app, limits: Limits):
+        self.app, self.limits = app, limits
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limits.max_request_bytes
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            answer = {"detail": self.limits.request_too_large(f"{int(declared):,}")}
+            await JSONResponse(answer, 413)(scope, receive, send)
+            return
+        received = 0
+
+        async def counted_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:  # answered by the RequestError handler
+                    raise RequestError(413, self.limits.request_too_large(f"over {limit:,}"))
+            return message
+
+        try:
+            await self.app(scope, counted_receive, send)
+        except ClientDisconnect:
+            host, port = scope.get("client") or ("?", "?")
+            log.warning(
+                "client %s:%s disconnected during its request to %s (after %s bytes of it); "
+                "nothing was scored", host, port, scope["path"], f"{received:,}",
+            )  # fmt: skip
 
 
 class Batcher:
@@ -144,6 +192,7 @@ def create_app(detector: DeployedDetector, limits: Limits = Limits()):
 
     def score_batch(pixels) -> list[dict[str, Any]]:
         emb = detector.encode_pixels(pixels)
+        # predict checks every row: NaN or infinite embeddings and scores get an error
         out = detector.predict(embeddings=emb, top_labels=labels_wanted)
         return out.rows()
 
@@ -165,6 +214,7 @@ def create_app(detector: DeployedDetector, limits: Limits = Limits()):
         ),
         lifespan=lifespan,
     )
+    app.add_middleware(BodyLimit, limits=limits)
 
     @app.exception_handler(RequestError)
     async def request_error(request, err: RequestError):
@@ -205,6 +255,7 @@ def create_app(detector: DeployedDetector, limits: Limits = Limits()):
             413: {"description": "too many images, or an image too large in bytes or pixels"},
             415: {"description": "the body is not multipart/form-data"},
             422: {"description": "no images, or a file that is not a readable image"},
+            500: {"description": "an image the model gives no finite embedding or score for"},
         },
     )
     async def score(request: Request) -> ScoreResponse:
@@ -214,6 +265,11 @@ def create_app(detector: DeployedDetector, limits: Limits = Limits()):
         rows = await batcher.submit(pixels)
         batcher.stats["requests"] += 1
         batcher.stats["images"] += len(rows)
+        failed = [f"{name}: {row['error']}" for (name, _), row in zip(uploads, rows)
+                  if row["error"]]  # fmt: skip
+        if failed:
+            log.warning("not scored: %s", "; ".join(failed))
+            raise RequestError(500, "not scored: " + "; ".join(failed))
         return ScoreResponse(
             threshold=detector.threshold,
             id_acceptance=detector.id_acceptance,
@@ -235,12 +291,7 @@ async def _read_uploads(request, limits: Limits) -> list[tuple[str, bytes]]:
             415, f"send the images as multipart/form-data file fields named '{FIELD}' "
             f"(got content type {kind or 'none'!r})",
         )  # fmt: skip
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limits.max_request_bytes:
-        raise RequestError(
-            413, f"request of {int(declared):,} bytes is larger than {limits.max_request_bytes:,}"
-            f" (at most {limits.max_images} images of {limits.max_upload_bytes:,} bytes each)",
-        )  # fmt: skip
+    # The size of the whole request is limited by BodyLimit, as it streams in.
     form = await request.form(max_files=limits.max_images + 1, max_fields=limits.max_images + 16)
     try:
         return await _files_of(form, limits)
@@ -276,19 +327,19 @@ async def _files_of(form, limits: Limits) -> list[tuple[str, bytes]]:
 
 
 def _preprocess_all(detector: DeployedDetector, uploads: list[tuple[str, bytes]]):
+    """The model input of every upload: pixel counts checked from the headers, large JPEGs
+    decoded at a reduced scale."""
     import torch
-
-    from clustermine.images import ImageTooLarge
 
     tensors = []
     for name, data in uploads:
         try:
-            tensors.append(detector.preprocess(data))
-        except ImageTooLarge as err:
-            raise RequestError(413, f"{name}: {err}") from err
+            tensors.append(detector.preprocess(data, draft=True))
+        except TooManyPixels as err:
+            raise RequestError(413, f"{name}: {err} (the service's --max-pixels)") from None
         except Exception as err:  # noqa: BLE001 - anything Pillow raises: not a usable image
             message = f"{name}: not a readable image ({describe_error(err)})"
-            raise RequestError(422, message) from err
+            raise RequestError(422, message) from None
     return torch.stack(tensors)
 
 
@@ -317,4 +368,4 @@ def _fmt(value) -> str:
     return "none" if value is None else f"{value:.6g}"
 
 
-__all__ = ["Batcher", "Limits", "create_app", "serve"]
+__all__ = ["Batcher", "BodyLimit", "Limits", "create_app", "serve"]
