@@ -230,3 +230,26 @@ def test_a_benchmark_sharing_files_with_its_id_sets_is_warned(tmp_path):
     assert "shares 3 of its 4 files" in result.markdown() and "| warning |" in result.markdown()
     # without the ID sets (one dataset checked on its own) there is nothing to compare
     assert check_data(datasets).checks[2].status == "ok"
+
+
+def test_precomputed_embedding_files_are_read_before_any_gpu_job(tmp_path):
+    """A bad `type: embeddings` file (non-finite rows, another model) is refused by the data
+    check, which the pre-flight marker of every GPU job needs, not at scoring."""
+    import h5py
+    import numpy as np
+
+    from clustermine.datacheck import check_dataset
+    from clustermine.h5io import ImageEmbeddings, write_image_embeddings
+
+    path = tmp_path / "pre.h5"
+    write_image_embeddings(path, ImageEmbeddings(
+        np.ones((4, 3), np.float32), np.zeros(4, np.int64), [f"{i}.png" for i in range(4)],
+        attrs={"model_arch": "clustermine-tiny", "model_pretrained": "random-weights"}))
+    spec = {"type": "embeddings", "paths": {"m": str(path)},
+            "models": {"m": {"arch": "clustermine-tiny"}}}
+    assert check_dataset("pre", spec).errors == []
+    other = {**spec, "models": {"m": {"arch": "ViT-B-32"}}}
+    assert "names it for model 'm' ('ViT-B-32')" in check_dataset("pre", other).errors[0]
+    with h5py.File(path, "a") as f:
+        f["embeddings"][1, 1] = np.nan
+    assert "not finite" in check_dataset("pre", spec).errors[0]

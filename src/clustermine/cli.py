@@ -146,7 +146,7 @@ def _check_data(args: argparse.Namespace) -> int:
 
     cfg = _workflow_config(args)
     datasets, corpora = checked_specs(cfg)
-    result = check_data(datasets, corpora, cfg.max_unreadable_fraction())
+    result = check_data(datasets, corpora, cfg.max_unreadable_fraction(), cfg.idsets)
     print(result.tsv() if args.tsv else result.markdown(), end="")
     if not result.ok:
         print(f"clustermine check-data: errors:\n{result.problems()}", file=sys.stderr)

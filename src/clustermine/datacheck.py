@@ -162,12 +162,39 @@ def check_dataset(name: str, spec: Mapping[str, Any], max_missing: float = 0.01)
             gone = [p for p in spec.get("paths", {}).values() if not Path(p).is_file()]
             if gone:
                 check.errors.append(f"embedding files missing: {_short(gone)}")
+                return check
+            if "models" in spec:  # image embeddings of the workflow's datasets
+                _check_embedding_files(check, spec)
             return check
     except (OSError, ValueError) as err:  # ValueError: DatasetError, names not UTF-8
         check.errors.append(str(err))
     if check.found is not None and not check.errors:
         _compare(check, spec)
     return check
+
+
+def _check_embedding_files(check: Check, spec: Mapping[str, Any]) -> None:
+    """Every precomputed embedding file of a dataset read through the one checked reader
+    (shape, finite rows, string datasets), and its architecture compared with the model the
+    config names it for (``spec["models"]``: slug → {arch, ...}, when the workflow gives
+    it), so a bad file stops the run before any GPU job, not at scoring."""
+    from clustermine.h5io import EmbeddingFileError, read_image_embeddings
+
+    models = spec.get("models") or {}
+    for model, path in spec.get("paths", {}).items():
+        try:
+            data = read_image_embeddings(path)
+        except (EmbeddingFileError, OSError, KeyError) as err:
+            check.errors.append(f"{path}: {err}")
+            continue
+        check.found = (check.found or 0) + len(data)
+        arch = (models.get(model) or {}).get("arch")
+        if arch is not None and data.attrs.get("model_arch") not in (None, arch):
+            check.errors.append(
+                f"{path}: made by model {data.attrs.get('model_arch')!r}, but the config "
+                f"names it for model '{model}' ({arch!r}); re-encode it with that model or "
+                "fix datasets.<slug>.paths"
+            )
 
 
 def _check_imagefolder(check: Check, spec, max_missing: float) -> None:
@@ -306,6 +333,9 @@ def checked_specs(cfg) -> tuple[dict[str, dict], dict[str, dict]]:
         ds: {k: v for k, v in cfg.datasets[ds].items() if k not in NOT_CHECKED}
         for ds in cfg.used_datasets()
     }
+    for spec in datasets.values():
+        if spec["type"] == "embeddings":  # checked against the models they are named for
+            spec["models"] = {m: {"arch": cfg.models[m]["arch"]} for m in spec.get("paths", {})}
     used = {spec["corpus"] for spec in cfg.idsets.values()} if cfg.idsets else set(cfg.corpora)
     corpora = {c: dict(cfg.corpora[c]) for c in sorted(used)
                if cfg.corpora[c]["type"] in ("wordlist", "embeddings")}  # fmt: skip

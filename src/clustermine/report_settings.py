@@ -40,6 +40,9 @@ def benchmark_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
+RECORD_KEYS = ["model", "idset", "method", "testset", "score", "labels"]
+
+
 def record_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """One row per metrics file: identifiers, the file's own means, label quality, clusters."""
     rows = []
@@ -58,7 +61,8 @@ def record_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
                ("C", "purity", "entropy", "redundancy", "ypos_over_C")},
             "has_label_quality": bool(lq), "has_cluster_analysis": bool(ca),
         })
-    return pd.DataFrame(rows)
+    # With no records the identifier columns still exist, so joins on them hold.
+    return pd.DataFrame(rows, columns=None if rows else RECORD_KEYS)
 
 
 def _first_seen(values: Iterable[Any]) -> list[Any]:

@@ -163,5 +163,5 @@ def expected_job_counts(config: dict[str, Any]) -> Counter:
             add("check_data", ds)  # a local job before each index
         add("corpus_names", spec["corpus"])
     counts = Counter({rule: len(keys) for rule, keys in files.items()})
-    counts.update({"tables": 1, "plots": 1, "all": 1, "preflight": 1})
+    counts.update({"tables": 1, "plots": 1, "all": 1})
     return counts

@@ -6,7 +6,6 @@
 rule knn:
     input:
         unpack(knn_inputs),
-        preflight=ancient(PATHS["preflight"]),
     output:
         PATHS["knn"],
     log:
@@ -29,7 +28,6 @@ rule knn:
 rule cluster:
     input:
         unpack(cluster_inputs),
-        preflight=ancient(PATHS["preflight"]),
     output:
         PATHS["clusters"],
     log:

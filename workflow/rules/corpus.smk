@@ -4,7 +4,6 @@
 rule corpus_names:
     input:
         unpack(corpus_inputs),
-        preflight=ancient(PATHS["preflight"]),
     output:
         PATHS["corpus_names"],
     log:
@@ -20,7 +19,6 @@ rule corpus_names:
 rule embed_text:
     input:
         names=PATHS["corpus_names"],
-        preflight=ancient(PATHS["preflight"]),
         checkpoint=model_checkpoint,
         weights=weights_marker,
     output:
@@ -47,7 +45,6 @@ rule embed_text:
 rule embed_class_names:
     input:
         names=PATHS["index"],
-        preflight=ancient(PATHS["preflight"]),
         checkpoint=model_checkpoint,
         weights=weights_marker,
     output:

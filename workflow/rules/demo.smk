@@ -30,7 +30,6 @@ rule prepare_demo_split:
 rule train_demo_model:
     input:
         [demo_split_marker(s) for s in (*demo.TRAINING_SPLITS, demo.EVAL_SPLIT)],
-        preflight=ancient(PATHS["preflight"]),
     output:
         checkpoint=DEMO_CHECKPOINT,
         summary=DEMO_TRAINING_SUMMARY,

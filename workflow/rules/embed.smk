@@ -9,7 +9,6 @@
 localrules:
     fetch_weights,
     check_data,
-    preflight,
 
 
 rule fetch_weights:
@@ -47,18 +46,6 @@ rule check_data:
         "../scripts/check_data.py"
 
 
-# Every dataset the config uses passed its check: every job that reads data or runs on a GPU
-# takes this marker as an input, so a failed check stops the run before any of them starts.
-# The marker is ancient(): re-checking (a dataset's declaration changed) reruns no job.
-rule preflight:
-    input:
-        preflight_inputs,
-    output:
-        touch(PATHS["preflight"]),
-    log:
-        log_path("preflight"),
-
-
 rule index_dataset:
     input:
         dataset_requires,
@@ -86,7 +73,6 @@ rule index_dataset:
 rule embed_images:
     input:
         index=PATHS["index"],
-        preflight=ancient(PATHS["preflight"]),
         checkpoint=model_checkpoint,
         weights=weights_marker,
     output:

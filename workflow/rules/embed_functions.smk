@@ -32,11 +32,6 @@ def public_set(wildcards):
     return DATASETS[wildcards.dataset].get("public", "")
 
 
-def preflight_inputs(wildcards):
-    """The data check of every dataset the config uses."""
-    return [path("data_check", dataset=ds) for ds in CFG.used_datasets()]
-
-
 # --- indexing and encoding ---------------------------------------------------------------------
 
 
@@ -49,7 +44,14 @@ def index_params(wildcards):
     """What the index depends on: the dataset's declaration without the shard count (how the
     encoding is split) and its prerequisites."""
     spec = DATASETS[wildcards.dataset]
-    return {k: v for k, v in spec.items() if k not in ("shards", "requires", "public")}
+    params = {
+        k: v for k, v in spec.items() if k not in ("shards", "requires", "public")
+    }
+    if spec["type"] == "embeddings":  # checked against the models they are named for
+        params["models"] = {
+            m: {"arch": MODELS[m]["arch"]} for m in spec.get("paths", {})
+        }
+    return params
 
 
 def image_shards(wildcards):

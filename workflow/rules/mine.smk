@@ -7,7 +7,6 @@
 rule zero_shot_labels:
     input:
         unpack(zero_shot_inputs),
-        preflight=ancient(PATHS["preflight"]),
     output:
         PATHS["zero_shot"],
     log:
@@ -32,7 +31,6 @@ rule zero_shot_labels:
 rule text_density:
     input:
         unpack(density_inputs),
-        preflight=ancient(PATHS["preflight"]),
     output:
         PATHS["text_density"],
     log:
@@ -55,7 +53,6 @@ rule text_density:
 rule mine_labels:
     input:
         unpack(mine_inputs),
-        preflight=ancient(PATHS["preflight"]),
     output:
         tsv=PATHS["labels"],
         meta=PATHS["label_meta"],

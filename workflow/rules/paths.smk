@@ -6,7 +6,6 @@ PATHS = {
     # pre-flight (embed.smk): fetched weights (a marker per architecture and tag), data checks
     "weights": "resources/weights/fetched/{arch}/{tag}.json",
     "data_check": "resources/checked/{dataset}.tsv",
-    "preflight": "resources/checked/all-datasets.ok",
     # embed
     "index": "resources/index/{dataset}.tsv",
     "image_shard": "results/{model}/images/shards/{dataset}.{shard}-of-{nshards}.h5",

@@ -7,7 +7,6 @@
 rule fit_detector:
     input:
         unpack(fit_detector_inputs),
-        preflight=ancient(PATHS["preflight"]),
     output:
         PATHS["detector"],
     log:
@@ -35,7 +34,6 @@ rule fit_detector:
 rule score:
     input:
         unpack(score_inputs),
-        preflight=ancient(PATHS["preflight"]),
     output:
         PATHS["scores"],
     log:
