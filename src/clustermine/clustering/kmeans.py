@@ -28,7 +28,6 @@ from clustermine import catalog
 from clustermine.cluster_analysis import clustering_health
 from clustermine.clustering import ClusterConfigError, ClusterResult, config_from_params
 from clustermine.compute import (
-    BACKENDS,
     as_unit_tensor,
     default_budget,
     faiss_module,
@@ -39,8 +38,6 @@ from clustermine.compute import (
 
 log = logging.getLogger(__name__)
 
-METRICS = ("cosine", "euclidean")
-INITS = ("kmeans++", "random")
 
 
 _DEFAULTS = catalog.clusterer("kmeans").defaults
@@ -84,24 +81,18 @@ class KMeansConfig:
     backend: str = _DEFAULTS["backend"]
 
     def __post_init__(self) -> None:
-        if self.metric not in METRICS:
-            raise ClusterConfigError(
-                f"kmeans: metric must be one of {METRICS}, got {self.metric!r}"
-            )
-        if self.init not in INITS:
-            raise ClusterConfigError(f"kmeans: init must be one of {INITS}, got {self.init!r}")
-        if self.backend not in BACKENDS:
-            raise ClusterConfigError(
-                f"kmeans: backend must be one of {BACKENDS}, got {self.backend!r}"
-            )
+        # Value ranges and choices are the catalog's schema fragments (one declaration).
+        plugin = catalog.clusterer("kmeans")
+        try:
+            for param in plugin.params:
+                param.check(getattr(self, param.name), "kmeans")
+        except catalog.CatalogError as err:
+            raise ClusterConfigError(str(err)) from err
+        if self.num_clusters < 1:
+            raise ClusterConfigError(f"kmeans: C must be at least 1, got {self.num_clusters}")
         if self.init_size is not None and self.init_size < self.num_clusters:
             raise ClusterConfigError(
                 f"kmeans: init_size must be at least C={self.num_clusters}, got {self.init_size}"
-            )
-        if self.num_clusters < 1 or self.max_iter < 1 or self.n_init < 1:
-            raise ClusterConfigError(
-                f"kmeans: num_clusters, max_iter and n_init must be >= 1, got "
-                f"{self.num_clusters}, {self.max_iter}, {self.n_init}"
             )
 
 

@@ -68,26 +68,15 @@ class TEMIConfig:
     seed: int = _DEFAULTS["seed"]
 
     def __post_init__(self) -> None:
-        checks = {
-            "num_clusters": self.num_clusters >= 2,
-            "heads": self.heads >= 1,
-            "knn": self.knn >= 1,
-            "epochs": self.epochs >= 1,
-            "batch_size": self.batch_size >= 2,
-            "lr": self.lr > 0,
-            "warmup_epochs": 0 <= self.warmup_epochs,
-            "teacher_momentum": 0 <= self.teacher_momentum <= 1,
-            "final_teacher_momentum": self.final_teacher_momentum is None
-            or 0 <= self.final_teacher_momentum <= 1,
-            "prior_momentum": 0 <= self.prior_momentum <= 1,
-            "student_temp": self.student_temp > 0,
-            "teacher_temp": self.teacher_temp > 0,
-            "beta": self.beta > 0,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            values = {name: getattr(self, name) for name in bad}
-            raise ClusterConfigError(f"temi: invalid parameter value(s) {values}")
+        if self.num_clusters < 2:
+            raise ClusterConfigError(f"temi: C must be at least 2, got {self.num_clusters}")
+        # The ranges are the catalog's schema fragments (one declaration of each).
+        plugin = catalog.clusterer("temi")
+        try:
+            for param in plugin.params:
+                param.check(getattr(self, param.name), "temi")
+        except catalog.CatalogError as err:
+            raise ClusterConfigError(str(err)) from err
 
     def peak_lr(self, batch_size: int) -> float:
         return self.lr * batch_size / 256
