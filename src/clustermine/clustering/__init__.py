@@ -128,6 +128,16 @@ def fit_clusters(
     return result
 
 
+def check_config_values(config: Any, method: str) -> None:
+    """Refuse a config dataclass whose values fall outside the catalog's schema fragments of
+    ``method`` (the one declaration of every range and choice)."""
+    try:
+        for param in catalog.clusterer(method).params:
+            param.check(getattr(config, param.name), method)
+    except catalog.CatalogError as err:
+        raise ClusterConfigError(str(err)) from err
+
+
 def config_from_params(cls, num_clusters: int, params: Mapping[str, Any], method: str):
     """Build a config dataclass from the catalog's parameters of ``method`` (unknown keys are
     an error naming the accepted ones)."""
@@ -141,6 +151,7 @@ def config_from_params(cls, num_clusters: int, params: Mapping[str, Any], method
 __all__ = [
     "ClusterConfigError",
     "ClusterResult",
+    "check_config_values",
     "config_from_params",
     "fit_clusters",
 ]

@@ -26,7 +26,12 @@ import torch
 
 from clustermine import catalog
 from clustermine.cluster_analysis import clustering_health
-from clustermine.clustering import ClusterConfigError, ClusterResult, config_from_params
+from clustermine.clustering import (
+    ClusterConfigError,
+    ClusterResult,
+    check_config_values,
+    config_from_params,
+)
 from clustermine.compute import (
     as_unit_tensor,
     default_budget,
@@ -81,13 +86,7 @@ class KMeansConfig:
     backend: str = _DEFAULTS["backend"]
 
     def __post_init__(self) -> None:
-        # Value ranges and choices are the catalog's schema fragments (one declaration).
-        plugin = catalog.clusterer("kmeans")
-        try:
-            for param in plugin.params:
-                param.check(getattr(self, param.name), "kmeans")
-        except catalog.CatalogError as err:
-            raise ClusterConfigError(str(err)) from err
+        check_config_values(self, "kmeans")  # the catalog's ranges and choices
         if self.num_clusters < 1:
             raise ClusterConfigError(f"kmeans: C must be at least 1, got {self.num_clusters}")
         if self.init_size is not None and self.init_size < self.num_clusters:

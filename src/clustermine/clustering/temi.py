@@ -29,7 +29,12 @@ from torch import nn
 
 from clustermine import catalog
 from clustermine.cluster_analysis import clustering_health, uniform_temi_loss
-from clustermine.clustering import ClusterConfigError, ClusterResult, config_from_params
+from clustermine.clustering import (
+    ClusterConfigError,
+    ClusterResult,
+    check_config_values,
+    config_from_params,
+)
 from clustermine.clustering.kmeans import TooManyClusters
 from clustermine.knn import Neighbors, cosine_knn
 from clustermine.compute import default_budget, pick_device, rows_within
@@ -70,13 +75,7 @@ class TEMIConfig:
     def __post_init__(self) -> None:
         if self.num_clusters < 2:
             raise ClusterConfigError(f"temi: C must be at least 2, got {self.num_clusters}")
-        # The ranges are the catalog's schema fragments (one declaration of each).
-        plugin = catalog.clusterer("temi")
-        try:
-            for param in plugin.params:
-                param.check(getattr(self, param.name), "temi")
-        except catalog.CatalogError as err:
-            raise ClusterConfigError(str(err)) from err
+        check_config_values(self, "temi")  # the catalog's ranges and choices
 
     def peak_lr(self, batch_size: int) -> float:
         return self.lr * batch_size / 256
