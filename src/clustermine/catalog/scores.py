@@ -30,6 +30,13 @@ GAUSSIAN = (
         "class labels of the ID-train images: zero-shot over the positives, or ground truth",
     ),
     Param("inverse", "pinv", {"enum": ["pinv", "solve"]}, "how the covariance is inverted"),
+    Param(
+        "covariance",
+        "class_mean",
+        {"enum": ["class_mean", "pooled"]},
+        "shared covariance: the mean of the per-class covariances, or all class-centred "
+        "features pooled (the official code; they differ when classes differ in size)",
+    ),
 )
 LABELS = frozenset({"positives"})
 STREAM_SEED = Param(
@@ -53,7 +60,18 @@ SCORE_PLUGINS = (
         "log of the mean over G groups of S with the negatives of one group",
         "NegLabel (Jiang et al., ICLR 2024)",
         "clustermine.detectors.eq1_grouped:Eq1GroupedDetector",
-        params=(*TAU, GROUPS, SEED),
+        params=(
+            *TAU,
+            GROUPS,
+            Param(
+                "remainder",
+                "spread",
+                {"enum": ["spread", "drop"]},
+                "when G does not divide M: keep every negative in groups of ⌊M/G⌋ and ⌈M/G⌉, "
+                "or drop the last M mod G (NegLabel's official code)",
+            ),
+            SEED,
+        ),
         needs=frozenset({"positives", "negatives"}),
         small={"groups": 2},
     ),

@@ -50,10 +50,10 @@ class CLIPScopeDetector(Detector):
             [self.texts_on_device("pos"), self.texts_on_device("neg")],
             self.logit_scale,
             self.budget_bytes,
-            ("lse", "max", "argmax"),
+            ("lse", "max_scaled", "argmax"),
         )
         lse_pos, lse_neg = out["lse"][:, 0], out["lse"][:, 1]
-        log_p_top = self.logit_scale * out["max"][:, 0] - lse_pos
+        log_p_top = out["max_scaled"][:, 0] - lse_pos
         log_p_id = lse_pos - np.logaddexp(lse_pos, lse_neg)
         return log_p_top + log_p_id, out["argmax"][:, 0]
 

@@ -1,6 +1,9 @@
 """NegLabel's grouping (Jiang et al., ICLR 2024): negatives are split by a seeded permutation
 into G groups; Eq. 1 is computed with each group as the negatives and the G scores are
-averaged. The average is taken in log space: log((1/G) Σ_g S_g)."""
+averaged. The average is taken in log space: log((1/G) Σ_g S_g). When G does not divide the
+M negatives, ``remainder: spread`` keeps all of them in groups of ⌊M/G⌋ and ⌈M/G⌉;
+``remainder: drop`` leaves the last M mod G negatives (in the label set's order) out and
+permutes the rest into G groups of ⌊M/G⌋, as NegLabel's official code does."""
 
 from __future__ import annotations
 
@@ -22,8 +25,13 @@ class Eq1GroupedDetector(Eq1Detector):
             raise DetectorConfigError(
                 f"{self.name}: groups must be between 1 and the {n_neg} negatives, got {groups}"
             )
-        perm = np.random.default_rng(int(self.params["seed"])).permutation(n_neg)
-        sizes = np.array([len(g) for g in np.array_split(perm, groups)])
+        rng = np.random.default_rng(int(self.params["seed"]))
+        if self.params["remainder"] == "drop":
+            q = n_neg // groups
+            perm, sizes = rng.permutation(groups * q), np.full(groups, q)
+        else:
+            perm = rng.permutation(n_neg)
+            sizes = np.array([len(g) for g in np.array_split(perm, groups)])
         self.state = {"permutation": perm.astype(np.int64), "group_sizes": sizes.astype(np.int64)}
 
     def _score(self, image_emb: np.ndarray) -> np.ndarray:

@@ -2,8 +2,11 @@
 
 Class means come from the L2-normalised ID-train features, labelled by zero-shot over the
 positive labels (Y_GT) or, as an option, by their ground-truth labels. The shared covariance
-is the mean of the per-class covariances (biased, 1/n_c); everything is float64 and the
-covariance is inverted with a pseudo-inverse by default. Score = −min_c MD_c(x).
+is the mean of the per-class covariances (biased, 1/n_c; ``covariance: class_mean``) or, as in
+the official code of Lee et al. and Ren et al., the covariance of all class-centred features
+pooled (``covariance: pooled``); the two agree when every class has as many images. Everything
+is float64 and the covariance is inverted with a pseudo-inverse by default.
+Score = −min_c MD_c(x).
 """
 
 from __future__ import annotations
@@ -52,7 +55,10 @@ class MahalanobisDetector(Detector):
             raise DetectorConfigError(f"{self.name}: needs ID-train image embeddings")
         y = self._class_labels(train, labels)
         class_ids, y = np.unique(y, return_inverse=True)
-        means, cov = class_gaussians(train, y, len(class_ids), self.budget_bytes, self.device)
+        pooled = self.params["covariance"] == "pooled"
+        means, cov = class_gaussians(
+            train, y, len(class_ids), self.budget_bytes, self.device, pooled=pooled
+        )
         self.state = {
             "class_ids": class_ids.astype(np.int64),
             "means": means,
@@ -80,10 +86,11 @@ class MahalanobisDetector(Detector):
 
 
 def class_gaussians(
-    x: np.ndarray, y: np.ndarray, n_classes: int, budget_bytes: int, device
+    x: np.ndarray, y: np.ndarray, n_classes: int, budget_bytes: int, device, pooled: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Class means [C, D] and the mean of per-class covariances [D, D] of the L2-normalised rows
-    of ``x``, float64, in chunks."""
+    """Class means [C, D] and the shared covariance [D, D] of the L2-normalised rows of ``x``,
+    float64, in chunks: the mean of the per-class covariances, or (``pooled``) the covariance of
+    all class-centred rows."""
     dev = torch.device(device) if device is not None else torch.device("cpu")
     n, d = x.shape
     rows = rows_within(budget_bytes, 8 * 3 * d, n)
@@ -94,8 +101,12 @@ def class_gaussians(
         xb = _unit64(x[r0 : r0 + rows], dev)
         sums.index_add_(0, yt[r0 : r0 + rows].to(dev), xb)
     means = sums / counts[:, None]
-    # Weight 1/(n_c · C) per sample turns one scatter sum into the mean of class covariances.
-    weight = (1.0 / (counts * n_classes)).sqrt()
+    # Weight 1/(n_c · C) per sample turns one scatter sum into the mean of class covariances;
+    # 1/N pools them.
+    if pooled:
+        weight = torch.full_like(counts, (1.0 / n) ** 0.5)
+    else:
+        weight = (1.0 / (counts * n_classes)).sqrt()
     cov = torch.zeros((d, d), dtype=torch.float64, device=dev)
     for r0 in range(0, n, rows):
         yb = yt[r0 : r0 + rows].to(dev)

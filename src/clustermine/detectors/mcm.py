@@ -26,6 +26,6 @@ class MCMDetector(Detector):
             [self.texts_on_device("pos")],
             1.0 / t,
             self.budget_bytes,
-            ("lse", "max"),
+            ("lse", "max_scaled"),
         )
-        return np.exp(out["max"][:, 0] / t - out["lse"][:, 0])
+        return np.exp(out["max_scaled"][:, 0] - out["lse"][:, 0])

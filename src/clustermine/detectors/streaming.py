@@ -15,7 +15,7 @@ import torch
 
 from clustermine.compute import as_unit_tensor, block_shape
 
-REDUCTIONS = ("lse", "max", "argmax")
+REDUCTIONS = ("lse", "max", "argmax", "max_scaled")
 
 
 def segment_reduce(
@@ -26,8 +26,10 @@ def segment_reduce(
     reductions: Sequence[str] = ("lse",),
 ) -> dict[str, np.ndarray]:
     """Per image and segment of names: logsumexp of ``scale``·cosine (``"lse"``), the max
-    cosine (``"max"``) and/or its position in the segment (``"argmax"``, int64, ties to the
-    first). Returns arrays [N, len(segments)].
+    cosine (``"max"``), its position in the segment (``"argmax"``, int64, ties to the first)
+    and/or the max of ``scale``·cosine rounded exactly as the terms of ``"lse"`` are
+    (``"max_scaled"``, so that ``max_scaled − lse`` is a log-probability, never above 0, at any
+    scale). Returns arrays [N, len(segments)].
 
     A segment is a tensor of unit text rows on the compute device, or ``(rows, index)`` to
     use ``rows[index]`` without materialising it (e.g. a permuted group of negatives).
@@ -51,6 +53,7 @@ def segment_reduce(
             lse = torch.full((len(img),), -np.inf, dtype=torch.float64, device=dev)
             mx = torch.full((len(img),), -np.inf, dtype=torch.float64, device=dev)
             arg = torch.zeros((len(img),), dtype=torch.int64, device=dev)
+            top = torch.full((len(img),), -np.inf, dtype=torch.float64, device=dev)
             for c0 in range(0, size, cols):
                 block = rows[c0 : c0 + cols] if idx is None else rows[idx[c0 : c0 + cols]]
                 sims = img @ block.T
@@ -59,9 +62,14 @@ def segment_reduce(
                     better = value.double() > mx  # strictly: ties stay with the earlier block
                     arg = torch.where(better, where + c0, arg)
                     mx = torch.where(better, value.double(), mx)
-                if "lse" in out:
+                if "lse" in out or "max_scaled" in out:
                     sims.mul_(scale)
+                if "lse" in out:
                     lse = torch.logaddexp(lse, torch.logsumexp(sims, dim=1).double())
+                if "max_scaled" in out:
+                    top = torch.maximum(top, sims.max(dim=1).values.double())
+            if "max_scaled" in out:
+                out["max_scaled"][r0 : r0 + len(img), j] = top.cpu().numpy()
             if "lse" in out:
                 out["lse"][r0 : r0 + len(img), j] = lse.cpu().numpy()
             if "max" in out:
