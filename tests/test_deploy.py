@@ -18,7 +18,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from helpers import make_tiny_project, read_config, run_workflow, write_config
+from helpers import make_tiny_project, read_config, run_main, run_workflow, write_config
 from helpers.broken_model import fill, nan_checkpoint, small_filesystem
 from PIL import Image
 
@@ -51,17 +51,6 @@ def cli(*args, cwd, check=True):
     if check and out.returncode != 0:
         raise AssertionError(f"clustermine {args} failed:\n{out.stderr[-3000:]}")
     return out
-
-
-def run_main(capsys, *args) -> tuple[int, str, str]:
-    """The ``clustermine`` command's ``main`` in this process (the model is built again, but
-    torch is not imported again): exit status, stdout, stderr."""
-    from clustermine.cli import main
-
-    capsys.readouterr()
-    code = main([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module")

@@ -44,7 +44,8 @@ def catalog_grid() -> tuple[dict, dict, dict]:
     key naming another label set (it names the first clustering miner's label set); one
     label set of that clustering miner per further clusterer. One method per score (with the
     label set of the miner of the same name, else Y_GT) and one per remaining label set (with
-    the plain Eq. 1 score). Every plugin runs with its catalog ``small`` settings."""
+    the plain Eq. 1 score). Every plugin runs with its catalog ``small`` settings; a key
+    naming a user's file (role ``file``) names the project's word list."""
     base = next(n for n, p in catalog.CLUSTERERS.items() if not p.needs)
     clustering_miner = next(n for n, p in catalog.MINERS.items() if p.has("clusters"))
     label_free = next(n for n, p in catalog.MINERS.items()
@@ -62,6 +63,9 @@ def catalog_grid() -> tuple[dict, dict, dict]:
         if plugin.has("clusters"):
             entry[plugin.with_role("clusterer").name] = clusterer
             entry[plugin.with_role("num_clusters").name] = plugin.small["C"]
+        for param in plugin.input_keys:
+            if param.role == "file":  # a user's names file: the project's word list
+                entry[param.name] = "data/words.txt"
         return entry
 
     label_sets = {_slug(n): miner_entry(n, _slug(base)) for n in catalog.MINERS}

@@ -54,12 +54,16 @@ def wordnet_corpus(pos: Sequence[str] = ("n", "a")) -> Corpus:
     return Corpus(names, tags, synsets)
 
 
-def wordlist_corpus(path: str | Path, extra_names: Iterable[str] = ()) -> Corpus:
-    """One name per line (blank lines and ``#`` comments skipped), plus optional extra names.
-    UTF-8, a byte-order mark at the start dropped; other bytes are an error naming the line."""
+def read_names(
+    path: str | Path, extra_names: Iterable[str] = (), what: str = "wordlist corpus"
+) -> list[str]:
+    """The names of a word-list file, normalised (:func:`normalize_name`), each once, in file
+    order: one name per line, the first tab-separated column; blank lines and ``#`` comments
+    skipped; then the optional extra names. UTF-8, a byte-order mark at the start dropped;
+    other bytes are an error naming the line. ``what`` names the file in errors."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"wordlist corpus: {path} does not exist")
+        raise FileNotFoundError(f"{what}: {path} does not exist")
     names: list[str] = []
     seen: set[str] = set()
     lines = read_lines(path, "word list")
@@ -72,8 +76,13 @@ def wordlist_corpus(path: str | Path, extra_names: Iterable[str] = ()) -> Corpus
             seen.add(name)
             names.append(name)
     if not names:
-        raise ValueError(f"wordlist corpus: {path} holds no names (one name per line)")
-    return Corpus(names)
+        raise ValueError(f"{what}: {path} holds no names (one name per line)")
+    return names
+
+
+def wordlist_corpus(path: str | Path, extra_names: Iterable[str] = ()) -> Corpus:
+    """A word-list file (:func:`read_names`) plus optional extra names."""
+    return Corpus(read_names(path, extra_names))
 
 
 def load_corpus(spec: dict, extra_names: Iterable[str] = ()) -> Corpus:

@@ -185,15 +185,22 @@ def _check_embedding_files(check: Check, spec: Mapping[str, Any]) -> None:
         try:
             data = read_image_embeddings(path)
         except (EmbeddingFileError, OSError, KeyError) as err:
-            check.errors.append(f"{path}: {err}")
+            check.errors.append(str(err) if str(path) in str(err) else f"{path}: {err}")
             continue
         check.found = (check.found or 0) + len(data)
         arch = (models.get(model) or {}).get("arch")
-        if arch is not None and data.attrs.get("model_arch") not in (None, arch):
+        recorded = data.attrs.get("model_arch")
+        if arch is not None and recorded in (None, "none"):
             check.errors.append(
-                f"{path}: made by model {data.attrs.get('model_arch')!r}, but the config "
-                f"names it for model '{model}' ({arch!r}); re-encode it with that model or "
-                "fix datasets.<slug>.paths"
+                f"{path}: records no model_arch, so nothing tells that model '{model}' "
+                f"({arch!r}), which the config names it for, made it; write the attributes "
+                "model_arch and model_pretrained into it (docs/file-formats.md)"
+            )
+        elif arch is not None and recorded != arch:
+            check.errors.append(
+                f"{path}: made by model {recorded!r}, but the config names it for model "
+                f"'{model}' ({arch!r}); re-encode it with that model or fix "
+                "datasets.<slug>.paths"
             )
 
 

@@ -343,6 +343,10 @@ def encode_texts(
             feats = feats.view(len(chunk), len(templates), -1).mean(dim=1)
             out.append(torch.nn.functional.normalize(feats, dim=-1).numpy())
             norms.append(raw.view(len(chunk), len(templates), -1).mean(dim=1).norm(dim=-1).numpy())
+    if not out:  # no names (a corpus without adjectives has no conjugated labels): [0, D]
+        with torch.inference_mode():
+            dim = loaded.model.encode_text(loaded.tokenizer([""]).to(loaded.device)).shape[-1]
+        out, norms = [np.empty((0, dim), np.float32)], [np.empty(0, np.float32)]
     log.info(
         "encoded %d names x %d prompts in %.1f s", len(names), len(templates), time.monotonic() - t0
     )

@@ -172,7 +172,7 @@ def read_attrs(obj: h5py.HLObject) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in obj.attrs.items():
         if isinstance(value, bytes):
-            value = value.decode()
+            value = _text(value, obj, f"attribute '{key}'")
         if isinstance(value, np.generic):
             value = value.item()
         if isinstance(value, str) and value[:1] in "[{":
@@ -249,8 +249,21 @@ def normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return x / np.maximum(norm, 1e-12)
 
 
+def _text(value: bytes, obj: h5py.HLObject, what: str) -> str:
+    """Bytes of an HDF5 file as text: UTF-8, as this project writes it; anything else (text a
+    tool stored as Latin-1, say) is an :class:`EmbeddingFileError` naming the file and where."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise EmbeddingFileError(
+            f"{obj.file.filename}: {what} holds text that is not UTF-8 ({bytes(value[:60])!r}); "
+            "clustermine stores names and paths as UTF-8: write them so"
+        ) from None
+
+
 def _strings(ds: h5py.Dataset) -> list[str]:
-    return [s.decode() if isinstance(s, bytes) else str(s) for s in ds[()]]
+    where = f"dataset '{ds.name.lstrip('/')}'"
+    return [_text(s, ds, where) if isinstance(s, bytes) else str(s) for s in ds[()]]
 
 
 def _require(f: h5py.File, key: str, path: Path) -> h5py.Dataset:

@@ -9,6 +9,7 @@ their path, instead of Pillow's warning that names no file.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from typing import IO
 
@@ -74,12 +75,23 @@ def load_rgb(
                 )
             return to_rgb(img)
     except Image.DecompressionBombError as err:  # above twice Pillow's own (raised) limit
-        raise ImageTooLarge(f"{name}: {err} (encode.max_image_pixels)") from None
+        limit = max_pixels if max_pixels is not None else Image.MAX_IMAGE_PIXELS
+        raise ImageTooLarge(
+            f"{name}: {bomb_pixels(err):,} pixels, above the limit of {limit or 0:,} "
+            "(encode.max_image_pixels); shrink the image or raise the limit"
+        ) from None
     except OSError:  # a broken symbolic link: say what is wrong with it
         problem = link_problem(source) if isinstance(source, (str, os.PathLike)) else None
         if problem:
             raise OSError(f"{name}: {problem}") from None
         raise
+
+
+def bomb_pixels(err: Image.DecompressionBombError) -> int:
+    """The pixel count of an image Pillow refused to open (it states it only in its message,
+    with its own limit, twice the one it warns at, which is not the configured one)."""
+    found = re.search(r"\((\d+) pixels\)", str(err))
+    return int(found.group(1)) if found else 2 * (Image.MAX_IMAGE_PIXELS or 0) + 1
 
 
 def _allow(max_pixels: int | None) -> None:

@@ -34,6 +34,7 @@ from clustermine.compute import (
     faiss_module,
     pick_backend,
     pick_device,
+    rows_within,
 )
 
 log = logging.getLogger(__name__)
@@ -234,6 +235,25 @@ def _faiss_topk(keys, k, key_bias, exclude_self, first, stop):
         out_idx[r0 - first : r1 - first], out_sim[r0 - first : r1 - first] = idx, sims
         _progress(k, r1 - first, stop - first, FAISS_QUERY_ROWS, start)
     return out_idx, out_sim, {"query_block": FAISS_QUERY_ROWS}
+
+
+def kth_largest_cosine(
+    queries: np.ndarray | torch.Tensor, keys: torch.Tensor, k: int, budget_bytes: int
+) -> np.ndarray:
+    """For every row of ``queries`` [N, D] (normalised here), its ``k``-th largest cosine to
+    the unit rows ``keys`` [M, D] (a float32 tensor on the compute device), as float64; needs
+    1 <= k <= M. Queries go in blocks whose [rows, M] similarities (with ``kthvalue``'s
+    working copies) fit ``budget_bytes``."""
+    m = len(keys)
+    if not 1 <= k <= m:
+        raise ValueError(f"the k-th largest of {m} cosines needs 1 <= k <= {m}, got k={k}")
+    rows = rows_within(budget_bytes, 4 * 3 * m, len(queries))
+    out = np.empty(len(queries), dtype=np.float64)
+    for r0 in range(0, len(queries), rows):
+        q = as_unit_tensor(queries[r0 : r0 + rows], keys.device)
+        sims = q @ keys.T
+        out[r0 : r0 + len(q)] = torch.kthvalue(sims, m - k + 1, dim=1).values.cpu().numpy()
+    return out
 
 
 def approximate_knn(

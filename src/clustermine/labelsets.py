@@ -3,9 +3,10 @@
 A label set names positive and negative labels by their row in a text-embedding file: the
 corpus file (``source = corpus``) or, for Y_GT, the file of the ID class names
 (``source = classes``), which holds the class names exactly as the dataset spells them even
-when the corpus lacks them. It is written as a TSV people can read
-(``index, name, role, source, votes, score``; one row per positive or negative) plus a JSON
-sidecar with the miner, its parameters and statistics.
+when the corpus lacks them; negatives may also be rows of a text file of labels beyond the
+corpus (``source = extra``: CSP's conjugated labels), embedded with prompts of their own. It
+is written as a TSV people can read (``index, name, role, source, votes, score``; one row per
+positive or negative) plus a JSON sidecar with the miner, its parameters and statistics.
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ class LabelSet:
 
     ``positives``/``negatives`` index the corpus; ``class_positives`` index ``class_names``
     (Y_GT taken from the class-name file). ``votes`` and ``score`` are miner-specific
-    (docs/methods.md), -1 / NaN where a miner defines none.
+    (docs/methods.md), -1 / NaN where a miner defines none. Negatives may go on past the
+    corpus into ``extra_names`` (labels of a text file of their own, CSP's conjugated labels):
+    negative ``len(names) + j`` is ``extra_names[j]``.
     """
 
     miner: str
@@ -71,11 +74,12 @@ class LabelSet:
     class_positives: np.ndarray | None = None
     params: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
+    extra_names: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         n = len(self.names)
         self.positives = _indices(self.positives, n, "positive")
-        self.negatives = _indices(self.negatives, n, "negative")
+        self.negatives = _indices(self.negatives, n + len(self.extra_names), "negative")
         self.class_positives = _indices(
             self.class_positives, len(self.class_names or []), "class positive"
         )
@@ -94,7 +98,8 @@ class LabelSet:
 
     @property
     def neg_names(self) -> list[str]:
-        return [self.names[i] for i in self.negatives]
+        n = len(self.names)
+        return [self.names[i] if i < n else self.extra_names[i - n] for i in self.negatives]
 
     @property
     def n_pos(self) -> int:
@@ -121,6 +126,25 @@ class LabelSet:
             parts.insert(0, class_emb[self.class_positives])
         return np.concatenate(parts).astype(np.float32, copy=False)
 
+    def negative_embeddings(
+        self, corpus_emb: np.ndarray, extra_emb: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Text embeddings of :attr:`neg_names`, in the same order: corpus rows, and rows of
+        the extra text file (``extra_emb``) for negatives past the corpus."""
+        n, neg = len(self.names), self.negatives
+        extra = neg >= n
+        if not extra.any():
+            return np.asarray(corpus_emb[neg], dtype=np.float32)
+        if extra_emb is None or len(extra_emb) != len(self.extra_names):
+            raise LabelSetFileError(
+                f"the label set has {int(extra.sum())} negatives of its extra text file "
+                f"({len(self.extra_names)} labels), whose embeddings were not given"
+            )
+        out = np.empty((len(neg), corpus_emb.shape[1]), dtype=np.float32)
+        out[~extra] = corpus_emb[neg[~extra]]
+        out[extra] = extra_emb[neg[extra] - n]
+        return out
+
 
 def sidecar_path(tsv_path: str | os.PathLike) -> Path:
     """``labels/x.y.tsv`` → ``labels/x.y.json``."""
@@ -146,9 +170,12 @@ def write_label_set(
         (i, labels.names[i], "pos", "corpus", v, s)
         for i, v, s in zip(labels.positives, labels.pos_votes, labels.pos_scores)
     ]
+    n = len(labels.names)
     rows += [
-        (i, labels.names[i], "neg", "corpus", v, s)
-        for i, v, s in zip(labels.negatives, labels.neg_votes, labels.neg_scores)
+        (i, name, "neg", "corpus", v, s) if i < n else (i - n, name, "neg", "extra", v, s)
+        for i, name, v, s in zip(
+            labels.negatives, labels.neg_names, labels.neg_votes, labels.neg_scores
+        )
     ]
     quality = [c for c in QUALITY_COLUMNS if per_label is not None and c in per_label]
     for col in quality:
@@ -198,22 +225,35 @@ def read_label_set(
     tsv_path: str | os.PathLike,
     corpus_names: Sequence[str],
     class_names: Sequence[str] | None = None,
+    extra_names: Sequence[str] | None = None,
 ) -> LabelSet:
-    """Read a label set and check every row's name against the text file it indexes."""
+    """Read a label set and check every row's name against the text file it indexes
+    (``extra_names``: the names of its extra text file, for negatives of source extra)."""
     tsv_path = Path(tsv_path)
     rows = _read_rows(tsv_path)
     meta = read_label_meta(tsv_path)
-    sources = {"corpus": list(corpus_names), "classes": list(class_names or [])}
+    sources = {"corpus": list(corpus_names), "classes": list(class_names or []),
+               "extra": list(extra_names or [])}  # fmt: skip
     cols: dict[str, list[list]] = {k: [[], [], []] for k in ("pos", "neg", "cls")}
     for line, row in rows:
         role, source = row["role"], row["source"]
-        if role not in ("pos", "neg") or source not in sources:
+        if role not in ("pos", "neg") or source not in sources or (
+            source == "extra" and role != "neg"
+        ):
             raise LabelSetFileError(
-                f"{tsv_path}:{line}: role must be pos|neg and source corpus|classes"
+                f"{tsv_path}:{line}: role must be pos|neg and source corpus|classes (or "
+                "extra, for negatives)"
             )
         if source == "classes" and class_names is None:
             raise LabelSetFileError(
                 f"{tsv_path}: takes Y_GT from the class-name file; pass its class names"
+            )
+        if source == "extra" and extra_names is None:
+            raise LabelSetFileError(
+                f"{tsv_path}: has negatives from a text file beyond the corpus (miner "
+                f"{meta.get('miner')}: e.g. CSP's conjugated labels), which this reader was "
+                "not given; such a label set cannot be read without it (it cannot be named "
+                "by positives_of or names_from)"
             )
         i, names = int(row["index"]), sources[source]
         if not 0 <= i < len(names) or names[i] != row["name"]:
@@ -223,7 +263,7 @@ def read_label_set(
                 "Re-run mining."
             )
         key = "cls" if source == "classes" else role
-        cols[key][0].append(i)
+        cols[key][0].append(i + len(corpus_names) if source == "extra" else i)
         cols[key][1].append(int(row["votes"]) if row["votes"] else -1)
         cols[key][2].append(float(row["score"]))
     (pi, pv, ps), (ni, nv, ns), (ci, _, _) = cols["pos"], cols["neg"], cols["cls"]
@@ -240,6 +280,7 @@ def read_label_set(
         ci,
         meta.get("params", {}),
         dict(meta.get("stats", {})),
+        list(extra_names or []),
     )
 
 
@@ -284,18 +325,17 @@ def read_label_table(tsv_path: str | os.PathLike):
     return frame
 
 
-def label_texts(tsv_path: str | os.PathLike, corpus, classes=None):
+def label_texts(tsv_path: str | os.PathLike, corpus, classes=None, extra=None):
     """A label set and the text embeddings of its positives and negatives.
 
-    ``corpus`` and ``classes`` are the :class:`clustermine.h5io.TextEmbeddings` of the corpus
-    and of the ID class names (None without them); returns ``(labels, positives, negatives)``.
+    ``corpus``, ``classes`` and ``extra`` are the :class:`clustermine.h5io.TextEmbeddings` of
+    the corpus, of the ID class names and of the label set's extra text file (CSP's conjugated
+    labels), None without them; returns ``(labels, positives, negatives)``.
     """
     from clustermine.h5io import TextEmbeddings
 
-    labels = read_label_set(tsv_path, corpus.names, classes.names if classes else None)
+    labels = read_label_set(tsv_path, corpus.names, classes.names if classes else None,
+                            extra.names if extra else None)  # fmt: skip
     pos = labels.positive_embeddings(corpus.embeddings, classes.embeddings if classes else None)
-    return (
-        labels,
-        TextEmbeddings(pos, labels.pos_names),
-        TextEmbeddings(corpus.embeddings[labels.negatives], labels.neg_names),
-    )
+    neg = labels.negative_embeddings(corpus.embeddings, extra.embeddings if extra else None)
+    return labels, TextEmbeddings(pos, labels.pos_names), TextEmbeddings(neg, labels.neg_names)

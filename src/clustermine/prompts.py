@@ -47,6 +47,23 @@ MING = (
     "a photo of the large {}.",
 )
 
+# CSP's official templates (Chen et al., NeurIPS 2024): the nouns and the ID class names are
+# embedded with the first set, the conjugated labels "<adjective> <superclass word>" with the
+# second (docs/methods.md, CSP).
+CSP = (
+    "a close-up photo of the nice {}.",
+    "a photo with the nice {}.",
+    "a good photo with the nice {}.",
+    "a photo of the nice {}.",
+    "{}",
+    "the {}",
+    "the good {}",
+    "the nice {}",
+)
+CSP_CONJUGATED = ("{}", "a nice photo of {}", "a good photo of {}", "a close-up photo of {}")
+# The prompt set of every conjugated-label text file (rule embed_conjugated).
+CONJUGATED_PROMPTS = "csp_conjugated"
+
 PROMPT_SETS: dict[str, tuple[str, ...]] = {
     "simple": SIMPLE,
     "openai": OPENAI,
@@ -56,6 +73,8 @@ PROMPT_SETS: dict[str, tuple[str, ...]] = {
     # CLIP's single default template; the offline demo model was trained on captions of this
     # form (docs/demo.md).
     "photo": ("a photo of a {}.",),
+    "csp": CSP,
+    CONJUGATED_PROMPTS: CSP_CONJUGATED,
 }
 
 

@@ -1,11 +1,11 @@
 """Scoring test-time-adaptive detectors on a stream (docs/methods.md, "Stateful scores").
 
-A detector whose score adapts at test time (catalog need ``stream``: CLIPScope, AdaNeg) is
-scored, for each pair of an ID test set and one OOD benchmark, on the two sets' images
-concatenated and shuffled by a seeded permutation, with its state reset to the fitted one for
-every pair, as both official evaluations do. The scores are written back in each dataset's
-own row order, so metrics need no special case. The permutation seed and the detector's
-stream batch size are recorded with the scores.
+A detector whose score adapts at test time (catalog need ``stream``: CLIPScope, AdaNeg,
+OODD) is scored, for each pair of an ID test set and one OOD benchmark, on the two sets'
+images concatenated and shuffled by a seeded permutation, with its state reset to the fitted
+one for every pair, as the official evaluations do. The scores are written back in each
+dataset's own row order, so metrics need no special case. The permutation seed and the
+detector's stream batch size are recorded with the scores.
 """
 
 from __future__ import annotations

@@ -96,6 +96,17 @@ def make_tiny_project(root: Path) -> Path:
     return root
 
 
+def run_main(capsys, *args) -> tuple[int, str, str]:
+    """The ``clustermine`` command's ``main`` in this process (the model is built again, but
+    torch is not imported again): exit status, stdout, stderr."""
+    from clustermine.cli import main
+
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 def read_config(project: Path, name: str = "config.yaml") -> dict:
     return yaml.safe_load((project / name).read_text())
 

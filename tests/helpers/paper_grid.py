@@ -128,6 +128,10 @@ def expected_job_counts(config: dict[str, Any]) -> Counter:
             if miner.has("text_density"):
                 add("text_density", model, spec["corpus"], prompts,
                     miner.value_of("density_k", ls))
+            if miner.has("conjugated_labels"):  # the seed defaults to the global one
+                seed = ls.get(miner.with_role("seed").name, config.get("seed", 0))
+                add("conjugated_names", spec["corpus"], seed)
+                add("embed_conjugated", model, spec["corpus"], seed)
             pending += list(miner.references(ls).values())
 
     for idset, spec in config["idsets"].items():

@@ -66,3 +66,50 @@ rule embed_class_names:
         source="class_names",
     script:
         "../scripts/embed_text.py"
+
+
+# CSP's conjugated labels "<adjective> <superclass word>" of a corpus's adjectives (the seed
+# draws the words), then their text embeddings with CSP's own prompt set: the one place the
+# need conjugated_labels of a miner becomes a file (docs/methods.md, CSP).
+rule conjugated_names:
+    input:
+        PATHS["corpus_names"],
+    output:
+        PATHS["conjugated_names"],
+    log:
+        log_path("conjugated_names"),
+    wildcard_constraints:
+        seed=r"-?\d+",
+    conda:
+        "../envs/clustermine.yaml"
+    script:
+        "../scripts/conjugated_names.py"
+
+
+rule embed_conjugated:
+    input:
+        names=PATHS["conjugated_names"],
+        checkpoint=model_checkpoint,
+        weights=weights_marker,
+    output:
+        PATHS["conjugated_text"],
+    log:
+        log_path("conjugated_text"),
+    benchmark:
+        benchmark_path("conjugated_text")
+    wildcard_constraints:
+        seed=r"-?\d+",
+    conda:
+        "../envs/clustermine.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=60,
+        weights_cache=weights_cache,
+    params:
+        model=model_params,
+        source="conjugated",
+        prompts=conjugated_prompts,
+    script:
+        "../scripts/embed_text.py"

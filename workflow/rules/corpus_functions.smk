@@ -12,3 +12,10 @@ def corpus_inputs(wildcards):
             path("index", dataset=ds) for ds in spec.get("add_class_names_of", [])
         ],
     }
+
+
+def conjugated_prompts(wildcards):
+    """CSP's prompt set of the conjugated labels (clustermine.prompts)."""
+    from clustermine.prompts import CONJUGATED_PROMPTS
+
+    return CONJUGATED_PROMPTS

@@ -22,9 +22,21 @@ def label_set_file(model, idset, labelset):
     return path("labels", model=model, idset=idset, labelset=labelset)
 
 
+def conjugated_texts(model, idset, labelset):
+    """The conjugated-label text file (CSP) of a label set's miner, as a list: empty for a
+    miner without the need conjugated_labels. Mining reads it, and so does fitting a detector
+    on the label set, whose negatives may be among its labels."""
+    seed = CFG.label_set_conjugated_seed(labelset)
+    if seed is None:
+        return []
+    corpus = CFG.idset(idset)["corpus"]
+    return [path("conjugated_text", model=model, corpus=corpus, seed=seed)]
+
+
 def mine_inputs(wildcards):
     """The corpus and ID-train files every miner reads, plus one input per need of its
-    catalog entry and one per label set its keys name (by their role in the catalog)."""
+    catalog entry, one per label set its keys name and one per user file they name (by
+    their role in the catalog)."""
     model, idset, labelset = wildcards.model, wildcards.idset, wildcards.labelset
     plugin = CFG.label_set(labelset)[0]
     spec, prompts = CFG.idset(idset), CFG.idset_prompts(idset)
@@ -47,6 +59,10 @@ def mine_inputs(wildcards):
         )
     for key, other in CFG.label_set_references(labelset).items():
         inputs[key] = label_set_file(model, idset, other)
+    conjugated = conjugated_texts(model, idset, labelset)
+    if conjugated:
+        inputs["conjugated"] = conjugated[0]
+    inputs.update(CFG.label_set_files(labelset))
     return inputs
 
 

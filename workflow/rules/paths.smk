@@ -14,6 +14,9 @@ PATHS = {
     "corpus_names": "resources/corpus/{corpus}.tsv",
     "text": "results/{model}/text/{corpus}.{prompts}.h5",
     "class_text": "results/{model}/text/classes/{dataset}.{prompts}.h5",
+    # CSP's conjugated labels of a corpus's adjectives (superclass words drawn with the seed)
+    "conjugated_names": "resources/corpus/conjugated/{corpus}.s{seed}.tsv",
+    "conjugated_text": "results/{model}/text/conjugated/{corpus}.s{seed}.h5",
     # cluster
     "knn": "results/{model}/knn/{dataset}.k{k}.h5",
     "clusters": "results/{model}/clusters/{dataset}.{clusterer}-C{C}.h5",

@@ -31,6 +31,7 @@ def fit_detector_inputs(wildcards):
         "text": text_embeddings(model, spec["corpus"], prompts),
         "labels": [label_set_file(model, idset, labels)] if labels else [],
         "classes": class_names_input(model, spec["train"], prompts) if labels else [],
+        "extra": conjugated_texts(model, idset, labels) if labels else [],
         "calibration": (
             [image_embeddings(model, calibration_dataset(wildcards))]
             if calibration_dataset(wildcards)

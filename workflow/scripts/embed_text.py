@@ -8,7 +8,9 @@ from clustermine.prompts import get_prompts
 
 log = setup_logging(snakemake.log[0])
 params, wc = snakemake.params, snakemake.wildcards
-templates = get_prompts(wc.prompts)
+# Conjugated labels (CSP) have a prompt set of their own; the other texts that of the wildcard.
+prompt_set = params.prompts if params.source == "conjugated" else wc.prompts
+templates = get_prompts(prompt_set)
 if params.source == "class_names":
     index = read_index(snakemake.input.names)
     if not index.class_names:
@@ -17,6 +19,8 @@ if params.source == "class_names":
 else:
     corpus = read_corpus_tsv(snakemake.input.names)
     names, pos, synsets, source = corpus.names, corpus.pos, corpus.synsets, {"corpus": wc.corpus}
+    if params.source == "conjugated":
+        source["conjugated_seed"] = int(wc.seed)
 loaded = load_model(
     params.model["arch"],
     params.model["pretrained"],
@@ -27,7 +31,7 @@ log.info(
     "encoding %d names x %d prompts (%s) with %s on %s",
     len(names),
     len(templates),
-    wc.prompts,
+    prompt_set,
     loaded.arch,
     loaded.device,
 )
@@ -38,7 +42,7 @@ attrs = {
     **loaded.attrs(),
     **source,
     "model": wc.model,
-    "prompts": wc.prompts,
+    "prompts": prompt_set,
     "templates": list(templates),
 }
 write_text_embeddings(

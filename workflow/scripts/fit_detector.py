@@ -18,6 +18,7 @@ detector = fit_detector_files(
     text=inp.text,
     labels=inp.labels[0] if inp.labels else None,
     classes=inp.classes[0] if inp.classes else None,
+    extra=inp.extra[0] if inp.extra else None,
     calibration=inp.calibration[0] if inp.calibration else None,
     calibration_name=params.calibration,
     context={"model": wc.model, "idset": wc.idset, "method": wc.method, "labels": params.labels},

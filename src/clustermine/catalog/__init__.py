@@ -37,6 +37,10 @@ NEEDS = {
         "image_embeddings": ("the ID-train image embeddings themselves", "ID-train images"),
         "text_density": ("the density of every corpus name's raw text feature (cached per k, "
                          "the parameter of role density_k)", "text density"),
+        "conjugated_labels": ("CSP's conjugated labels \"<adjective> <superclass word>\" of "
+                              "the corpus's adjectives, embedded with their own prompts (the "
+                              "superclass words drawn with the parameter of role seed); the "
+                              "label set's negatives may be among them", "conjugated labels"),
     },
     "score": {
         "train_embeddings": ("the ID-train image embeddings (fitted statistics, probes)",
@@ -65,6 +69,8 @@ ROLES = {
     "knn_k": "k of the kNN graph file that is an input",
     "density_k": "k of the text-density file that is an input",
     "seed": "a seed; the config's global seed when not given",
+    "file": "the path of a user's file (e.g. a list of names), which is an input: editing "
+            "the file reruns what reads it",
 }
 # Sweep axes of the report's sensitivity figure, each a parameter's ``axis`` (paper Fig. 3).
 AXES = {"K": "K (negatives)", "M": "M (min. votes)", "C": "C (clusters)"}

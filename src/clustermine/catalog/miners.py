@@ -33,6 +33,10 @@ MISSING_GT = Param(
     "ID class names missing from the corpus when no class-name embeddings exist: fail, or "
     "leave them out of Y_GT",
 )
+POSITIVES_OF = Param(
+    "positives_of", None, SLUG,
+    "take the positives of this label set (e.g. clustermine) instead of Y_GT", role="label_set",
+)  # fmt: skip
 CLUSTERS = (
     Param("clusterer", None, SLUG, "slug of the clusterer whose assignments are used", True,
           role="clusterer"),
@@ -137,13 +141,29 @@ MINER_PLUGINS = (
                   "share of the adjectives kept, densest first"),
             MISSING_GT,
         ),  # fmt: skip
-        input_keys=(
-            Param("positives_of", None, SLUG,
-                  "take the positives of this label set (e.g. clustermine) instead of Y_GT",
-                  role="label_set"),
-        ),  # fmt: skip
+        input_keys=(POSITIVES_OF,),
         needs=frozenset({"text_density"}),
         small={"k1": 5},
+    ),
+    Plugin(
+        "miner",
+        "names_file",
+        "negatives: the corpus names listed in a user's file (e.g. EOE's LLM-envisioned "
+        "outlier names); positives Y_GT or another label set's",
+        "EOE (Cao et al., ICML 2024): outlier class names from an LLM",
+        "clustermine.mining.names_file:mine_names_file",
+        params=(
+            Param("missing_names", "error", {"enum": ["error", "drop"]},
+                  "names of the file that are not corpus names: fail, naming them, or leave "
+                  "them out"),
+            MISSING_GT,
+        ),
+        input_keys=(
+            Param("negatives_file", None, {"type": "string", "pattern": r"\S"},
+                  "path of the file of negative names, one per line (`#` comments)", True,
+                  role="file"),
+            POSITIVES_OF,
+        ),
     ),
     Plugin(
         "miner",
@@ -173,5 +193,31 @@ MINER_PLUGINS = (
         ),
         needs=frozenset({"class_names"}),
         small={"num_negatives": 10},
+    ),
+    Plugin(
+        "miner",
+        "csp",
+        "NegLabel's rule on corpus nouns and conjugated labels \"<adjective> <superclass "
+        "word>\", a share of each kind kept; positives Y_GT or another label set's",
+        "CSP (Chen, Gao, Xu, NeurIPS 2024)",
+        "clustermine.mining.csp:mine_csp",
+        params=(
+            Param("noun_fraction", 0.15, FRACTION, "share of the nouns kept, least similar first"),
+            Param("conjugated_fraction", 0.15, FRACTION,
+                  "share of the conjugated labels kept, least similar first"),
+            NEGATIVES[2],
+            Param("duplicate_cosine", 0.95, {"type": "number"},
+                  "a candidate whose largest cosine to a positive exceeds it ranks last"),
+            Param("seed", 0, {"type": "integer"},
+                  "seed of the superclass-word draw (default: the config's global seed)",
+                  role="seed"),
+            Param("missing_adjectives", "error", {"enum": ["error", "nouns_only"]},
+                  "a corpus without adjectives (no conjugated labels): fail, or keep nouns only"),
+            MISSING_GT,
+        ),  # fmt: skip
+        input_keys=(POSITIVES_OF,),
+        needs=frozenset({"conjugated_labels"}),
+        # The end-to-end tests' corpus is a word list: no adjectives to conjugate.
+        small={"missing_adjectives": "nouns_only"},
     ),
 )

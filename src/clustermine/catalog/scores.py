@@ -43,6 +43,19 @@ STREAM_SEED = Param(
     "stream_seed", 0, {"type": "integer"},
     "seed of the shuffle of every (ID test set, benchmark) stream",
 )  # fmt: skip
+# OODD's dictionary of OOD test features, shared by its two variants (docs/methods.md).
+OODD_QUEUE = (
+    Param("k2", 5, {"type": "integer", "minimum": 1},
+          "K2: the K2-th largest cosine to the queued OOD features is subtracted"),
+    Param("queue_size", 2048, {"type": "integer", "minimum": 1},
+          "Q, the number of most OOD-like test features the queue keeps"),
+)  # fmt: skip
+
+
+def oodd_batch(default: int) -> Param:
+    return Param("stream_batch_size", default, {"type": "integer", "minimum": 1},
+                 "images put into the queue together before they are scored")  # fmt: skip
+
 
 SCORE_PLUGINS = (
     Plugin(
@@ -138,12 +151,55 @@ SCORE_PLUGINS = (
     ),
     Plugin(
         "score",
+        "oodd",
+        "s_ID − K2-th largest cosine to a queue of the Q lowest-s_ID test features; s_ID = "
+        "K1-th largest cosine to informative ID-train features",
+        "OODD (Yang et al., CVPR 2025; official OpenOOD postprocessor)",
+        "clustermine.detectors.oodd:OODDDetector",
+        params=(
+            Param("k1", 100, {"type": "integer", "minimum": 1},
+                  "K1: s_ID is the K1-th largest cosine to the kept ID-train features"),
+            *OODD_QUEUE,
+            Param("inlier_fraction", 0.5, {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                  "α, the share of ID-train features kept by informative inlier sampling"),
+            oodd_batch(512),
+            STREAM_SEED,
+        ),  # fmt: skip
+        needs=frozenset({"train_embeddings", "positives", "stream"}),
+        small={"k1": 3, "k2": 2, "queue_size": 8, "stream_batch_size": 4},
+    ),
+    Plugin(
+        "score",
+        "oodd_mcm",
+        "OODD with s_ID = MCM (its CLIP variant)",
+        "OODD (Yang et al., CVPR 2025; official MCM+OODD code)",
+        "clustermine.detectors.oodd:OODDMCMDetector",
+        params=(TEMPERATURE, *OODD_QUEUE, oodd_batch(64), STREAM_SEED),
+        needs=frozenset({"positives", "stream"}),
+        small={"k2": 2, "queue_size": 8, "stream_batch_size": 4},
+    ),
+    Plugin(
+        "score",
         "mcm",
         "max_c softmax_c(s/T) over Y_pos",
         "MCM (Ming et al., NeurIPS 2022)",
         "clustermine.detectors.mcm:MCMDetector",
         params=(TEMPERATURE,),
         needs=LABELS,
+    ),
+    Plugin(
+        "score",
+        "eoe",
+        "max_{Y_pos} p − β · max_{Y_neg} p, p = one softmax of s/T over Y_pos ∪ Y_neg "
+        "(Y_neg: the outlier names)",
+        "EOE (Cao et al., ICML 2024; official code tmlr-group/EOE)",
+        "clustermine.detectors.eoe:EOEDetector",
+        params=(
+            Param("beta", 0.25, {"type": "number", "minimum": 0},
+                  "β, the weight of the outlier penalty (EOE: 0.25)"),
+            TEMPERATURE,
+        ),  # fmt: skip
+        needs=frozenset({"positives", "negatives"}),
     ),
     Plugin(
         "score",

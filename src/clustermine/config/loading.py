@@ -4,6 +4,7 @@ recursive merge of several files, as Snakemake merges them."""
 from __future__ import annotations
 
 import copy
+import io
 import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -11,6 +12,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from clustermine.config.errors import ConfigError
+from clustermine.text_lines import read_text
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -44,17 +46,20 @@ _StrictLoader.add_constructor(
 
 
 def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a YAML config file, refusing duplicate keys and anything but a mapping."""
+    """Read a YAML config file, refusing text that is not UTF-8, duplicate keys, an empty
+    file (as Snakemake does) and anything but a mapping."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file does not exist")
-    with open(path, encoding="utf-8") as f:
-        try:
-            data = yaml.load(f, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    stream = io.StringIO(read_text(path, "config file", ConfigError))
+    stream.name = str(path)  # YAML's messages name the file
+    try:
+        data = yaml.load(stream, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
     if data is None:
-        return {}
+        raise ConfigError(f"{path}: the file is empty (or only comments); a config file is a "
+                          "mapping of keys (config/README.md)")  # fmt: skip
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config file must be a mapping of keys, got {type(data)}")
     return data

@@ -180,11 +180,12 @@ class WorkflowConfig:
         return idset, label_set
 
     def label_set(self, slug: str) -> tuple[catalog.Plugin, dict, dict]:
-        """(plugin, parameters, input-choosing keys) of a ``label_sets`` entry."""
+        """(plugin, parameters, input-choosing keys) of a ``label_sets`` entry (a seed
+        parameter defaults to the global seed)."""
         spec = self._lookup(self.label_sets, slug, "a method", "label set")
         plugin = catalog.miner(spec["miner"])
         inputs = {k: spec[k] for k in plugin.input_names if k in spec}
-        return plugin, plugin.params_of(spec), inputs
+        return plugin, self._seeded(plugin, plugin.params_of(spec)), inputs
 
     def method(self, slug: str) -> tuple[catalog.Plugin, dict, str | None]:
         """(plugin, parameters, label-set slug or None) of a ``methods`` entry; a ``seed``
@@ -211,10 +212,23 @@ class WorkflowConfig:
             return None
         return int(plugin.value_of("density_k", params))
 
+    def label_set_conjugated_seed(self, slug: str) -> int | None:
+        """The seed of the conjugated labels a label set's miner reads (its parameter of role
+        seed), None for a miner that reads none."""
+        plugin, params, _ = self.label_set(slug)
+        if not plugin.has("conjugated_labels"):
+            return None
+        return int(plugin.value_of("seed", params))
+
     def label_set_references(self, slug: str) -> dict[str, str]:
         """{key: label-set slug} of the label sets a label set's inputs name."""
         plugin, _, inputs = self.label_set(slug)
         return plugin.references(inputs)
+
+    def label_set_files(self, slug: str) -> dict[str, str]:
+        """{key: path} of the user files (keys of role ``file``) a label set's inputs name."""
+        plugin, _, inputs = self.label_set(slug)
+        return plugin.references(inputs, "file")
 
     def clusterings(self, idset: str) -> list[tuple[str, int]]:
         """(clusterer, C) of every clustering of an ID set's train images the config makes:
@@ -446,6 +460,16 @@ class WorkflowConfig:
                     continue
                 for label_set in self.label_set_chain(labels):
                     plugin, _, _ = self.label_set(label_set)
+                    corpus = self.idset(idset)["corpus"]
+                    precomputed = self.corpora[corpus]["type"] == "embeddings"
+                    if plugin.has("conjugated_labels") and precomputed:
+                        raise ConfigError(
+                            f"config: method '{method}' of idset '{idset}' uses label set "
+                            f"'{label_set}' (miner {plugin.name}), which conjugates the "
+                            f"adjectives of the corpus's words, but corpus '{corpus}' is a "
+                            "file of precomputed embeddings, whose words the workflow does not "
+                            "build: use a wordnet or wordlist corpus"
+                        )
                     if plugin.has("class_names") and self.has_class_names(train) is False:
                         raise ConfigError(
                             f"config: method '{method}' of idset '{idset}' uses label set "

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence, Union
 
@@ -16,7 +15,14 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from clustermine.image_files import list_image_files
-from clustermine.images import DEFAULT_MAX_PIXELS, ImageTooLarge, _allow, load_rgb, to_rgb
+from clustermine.images import (
+    DEFAULT_MAX_PIXELS,
+    ImageTooLarge,
+    _allow,
+    bomb_pixels,
+    load_rgb,
+    to_rgb,
+)
 
 # A file with one of these suffixes is a list of image paths, one per line.
 LIST_SUFFIXES = (".txt", ".lst", ".list")
@@ -97,9 +103,7 @@ def _decode(data: bytes, max_pixels: int | None, draft: tuple[int, int] | None) 
     try:
         img = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as err:  # far above Pillow's limit, so above ours
-        pixels = re.search(r"\((\d+) pixels\)", str(err))
-        raise TooManyPixels(int(pixels.group(1)) if pixels else 2 * Image.MAX_IMAGE_PIXELS + 1,
-                            max_pixels) from None  # fmt: skip
+        raise TooManyPixels(bomb_pixels(err), max_pixels) from None
     except UnidentifiedImageError:
         # Pillow's message names the in-memory file by its repr; the caller names the image.
         raise UnidentifiedImageError("not an image format Pillow can read") from None

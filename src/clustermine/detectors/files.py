@@ -2,7 +2,8 @@
 score jobs; unit-tested without Snakemake).
 
 Fitting reads the corpus text file, the label set (and the class-name embeddings its Y_GT
-positives point into), and the ID-train image file: whole when the score's catalog entry
+positives point into, and the extra text file its negatives beyond the corpus point into:
+CSP's conjugated labels), and the ID-train image file: whole when the score's catalog entry
 needs ``train_embeddings``, else only its attributes. Every file must come from one model.
 A detector that adapts at test time (need ``stream``) is calibrated and scored on seeded
 streams (:mod:`clustermine.streams`), from its fitted state each time.
@@ -41,6 +42,7 @@ def fit_detector_files(
     text: PathLike,
     labels: PathLike | None = None,
     classes: PathLike | None = None,
+    extra: PathLike | None = None,
     calibration: PathLike | None = None,
     calibration_name: str | None = None,
     context: Mapping[str, Any],
@@ -62,7 +64,10 @@ def fit_detector_files(
         class_texts = read_text_embeddings(classes) if classes is not None else None
         if class_texts is not None:
             checked.append((classes, class_texts.attrs))
-        label_set, text_pos, text_neg = label_texts(labels, corpus, class_texts)
+        extra_texts = read_text_embeddings(extra) if extra is not None else None
+        if extra_texts is not None:
+            checked.append((extra, extra_texts.attrs))
+        label_set, text_pos, text_neg = label_texts(labels, corpus, class_texts, extra_texts)
         log.info(
             "label set %s: %d positives, %d negatives",
             context.get("labels"),

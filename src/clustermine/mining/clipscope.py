@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import torch
 
-from clustermine.compute import pick_device, rows_within
+from clustermine.compute import as_unit_tensor, pick_device
+from clustermine.knn import kth_largest_cosine
 from clustermine.labelsets import LabelSet
 from clustermine.mining.gt import gt_stats
 from clustermine.mining.inputs import MinerConfigError, MiningInputs
@@ -27,15 +27,8 @@ def kth_largest_similarity(
 ) -> np.ndarray:
     """For every candidate row, its ``k``-th largest cosine to the anchor rows (float64), in
     candidate blocks within the memory budget."""
-    dev = pick_device(device)
-    a = torch.nn.functional.normalize(torch.as_tensor(np.asarray(anchors, np.float32), device=dev))
-    rows = rows_within(budget_bytes, 4 * 3 * len(a), len(candidates))
-    out = np.empty(len(candidates), dtype=np.float64)
-    for r0 in range(0, len(candidates), rows):
-        c = torch.as_tensor(np.asarray(candidates[r0 : r0 + rows], np.float32), device=dev)
-        sims = torch.nn.functional.normalize(c) @ a.T
-        out[r0 : r0 + len(c)] = torch.kthvalue(sims, len(a) - k + 1, dim=1).values.cpu().numpy()
-    return out
+    anchors = as_unit_tensor(anchors, pick_device(device))
+    return kth_largest_cosine(candidates, anchors, k, budget_bytes)
 
 
 def mine_clipscope(

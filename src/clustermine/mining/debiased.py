@@ -28,7 +28,7 @@ import numpy as np
 
 from clustermine.knn import blocked_topk
 from clustermine.labelsets import LabelSet
-from clustermine.mining.gt import gt_stats
+from clustermine.mining.gt import positives_or_gt
 from clustermine.mining.inputs import MinerConfigError, MiningInputs
 
 log = logging.getLogger(__name__)
@@ -157,22 +157,6 @@ def _cached_clamp_count(inputs: MiningInputs) -> int | None:
     return clamped
 
 
-def _positives(inputs: MiningInputs, missing_gt: str) -> tuple[dict, dict]:
-    """LabelSet keyword arguments making the positives, and statistics about them."""
-    other = inputs.positive_set
-    if other is not None:
-        return (
-            {
-                "positives": other.positives,
-                "class_positives": other.class_positives,
-                "class_names": other.class_names,
-            },
-            {"positives_from": other.miner, "n_pos_from_label_set": other.n_pos},
-        )
-    gt = inputs.ground_truth(missing_gt)
-    return {**gt.positives(), "class_names": inputs.class_names}, gt_stats(inputs, gt)
-
-
 def mine_debiased(
     inputs: MiningInputs,
     *,
@@ -184,7 +168,7 @@ def mine_debiased(
     """Negative score = the density r (lower = kept first)."""
     if k1 < 1:
         raise MinerConfigError(f"debiased: k1 must be at least 1, got {k1}")
-    positives, stats = _positives(inputs, missing_gt)
+    positives, stats = positives_or_gt(inputs, missing_gt)
     n = len(inputs.corpus_names)
     if inputs.corpus_density is not None:  # cached by the workflow (rule text_density)
         r = np.asarray(inputs.corpus_density, np.float64)

@@ -4,10 +4,13 @@ label-set TSV with its sidecar (the mine_labels job; unit-tested without Snakema
 
 ``files`` maps input names to paths, as the workflow names them: ``images``, ``text`` and
 ``classes`` (a list, empty without class-name embeddings) always; ``zeroshot``, ``clusters``
-and ``density`` for the needs ``zero_shot``, ``clusters`` and ``text_density``; and every key
+and ``density`` for the needs ``zero_shot``, ``clusters`` and ``text_density``; every key
 of role ``label_set`` the label set gives (e.g. ``positives_of``), naming that label set's
 file, whose :class:`~clustermine.labelsets.LabelSet` the miner finds in
-``MiningInputs.label_sets`` under the same key.
+``MiningInputs.label_sets`` under the same key; every key of role ``file`` (e.g.
+``negatives_file``), a user's file whose path the miner finds in ``MiningInputs.files``; and
+``conjugated`` for the need ``conjugated_labels`` (the text file of CSP's conjugated labels,
+``MiningInputs.conjugated``).
 """
 
 from __future__ import annotations
@@ -91,11 +94,24 @@ def read_mining_inputs(
         if len(corpus_density) != len(corpus):
             raise EmbeddingFileError(f"{files['density']} was computed over another corpus; delete it")
         sources["density"] = str(files["density"])
+    conjugated = None
+    if plugin.has("conjugated_labels"):
+        conjugated = read_text_embeddings(files["conjugated"])
+        checked.append((files["conjugated"], conjugated.attrs))
+        if conjugated.attrs.get("corpus", corpus.attrs.get("corpus")) != corpus.attrs.get("corpus"):
+            raise EmbeddingFileError(
+                f"{files['conjugated']} holds the conjugated labels of corpus "
+                f"{conjugated.attrs.get('corpus')!r}, not of {corpus.attrs.get('corpus')!r} "
+                f"({files['text']}); delete it"
+            )
+        sources["conjugated"] = str(files["conjugated"])
     label_sets: dict[str, LabelSet] = {}
-    for key in _label_set_keys(plugin, files):
+    for key in _keys_of_role(plugin, files, "label_set"):
         label_sets[key] = read_label_set(files[key], corpus.names, class_names)
         sources[key] = str(files[key])
         log.info("%s: %d positives of %s", key, label_sets[key].n_pos, files[key])
+    user_files = {key: str(files[key]) for key in _keys_of_role(plugin, files, "file")}
+    sources.update(user_files)
     check_same_model(checked)
     inputs = MiningInputs(
         corpus.names,
@@ -114,17 +130,19 @@ def read_mining_inputs(
         corpus_density=corpus_density,
         corpus_density_attrs=density_attrs,
         label_sets=label_sets,
+        files=user_files,
+        conjugated=conjugated,
         **({} if budget_bytes is None else {"budget_bytes": budget_bytes}),
     )
     return inputs, image_attrs, health
 
 
-def _label_set_keys(plugin: catalog.Plugin, files: Mapping[str, Any]) -> list[str]:
-    """The keys of role ``label_set`` the plugin has and ``files`` gives a file for."""
+def _keys_of_role(plugin: catalog.Plugin, files: Mapping[str, Any], role: str) -> list[str]:
+    """The keys of ``role`` the plugin has and ``files`` gives a file for."""
     return [
         p.name
         for p in (*plugin.params, *plugin.input_keys)
-        if p.role == "label_set" and p.name in files
+        if p.role == role and p.name in files
     ]
 
 

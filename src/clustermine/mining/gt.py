@@ -39,3 +39,21 @@ def gt_stats(inputs: MiningInputs, gt) -> dict:
         "gt_in_corpus": int(len(gt.corpus_rows)),
         "gt_not_in_corpus": gt.missing,
     }
+
+
+def positives_or_gt(inputs: MiningInputs, missing_gt: str) -> tuple[dict, dict]:
+    """The positives of the label set named by ``positives_of`` when there is one, else Y_GT:
+    the ``LabelSet`` keyword arguments that make them the positives, and statistics about
+    them (miners that choose only negatives: debiased, names_file)."""
+    other = inputs.positive_set
+    if other is not None:
+        return (
+            {
+                "positives": other.positives,
+                "class_positives": other.class_positives,
+                "class_names": other.class_names,
+            },
+            {"positives_from": other.miner, "n_pos_from_label_set": other.n_pos},
+        )
+    gt = inputs.ground_truth(missing_gt)
+    return {**gt.positives(), "class_names": inputs.class_names}, gt_stats(inputs, gt)

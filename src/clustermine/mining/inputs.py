@@ -10,7 +10,7 @@ import numpy as np
 
 from clustermine.compute import DEFAULT_BUDGET_BYTES
 from clustermine.corpus import normalize_name
-from clustermine.h5io import normalize
+from clustermine.h5io import TextEmbeddings, normalize
 from clustermine.labelsets import LabelSet
 from clustermine.zeroshot import zero_shot_top1
 
@@ -53,6 +53,12 @@ class MiningInputs:
     # The label sets the label set's keys of role ``label_set`` name, by key (e.g.
     # ``positives_of``: a label set whose positives a miner takes as its own).
     label_sets: dict[str, LabelSet] = field(default_factory=dict)
+    # The paths of the user files the label set's keys of role ``file`` name, by key (e.g.
+    # ``negatives_file``: the names a miner takes as negatives).
+    files: dict[str, str] = field(default_factory=dict)
+    # Labels beyond the corpus with their own text embeddings (need ``conjugated_labels``:
+    # CSP's "<adjective> <superclass word>" labels), when the miner reads them.
+    conjugated: TextEmbeddings | None = None
 
     @property
     def positive_set(self) -> LabelSet | None:
