@@ -246,3 +246,12 @@ def test_short_model_mines_clothing_names_and_separates_held_out_digits(loaded, 
     )
     score_id, score_ood = detector.score(embed("fmnist-test")), detector.score(embed("digits-heldout"))
     assert auroc(score_id, score_ood) >= 0.95
+
+
+def test_checkpoint_metadata_of_a_file_that_is_no_checkpoint_names_it(tmp_path):
+    from clustermine.models import CheckpointUnreadable
+
+    bad = tmp_path / "notes.pt"
+    bad.write_text("not a checkpoint\n")
+    with pytest.raises(CheckpointUnreadable, match="notes.pt"):
+        checkpoint_metadata(bad)

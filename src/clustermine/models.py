@@ -208,26 +208,17 @@ def checkpoint_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
     code from the file). Whatever else the file is (text, random bytes, empty, truncated) is
     a :class:`CheckpointUnreadable` naming the file and saying what it is."""
     path = str(path)
-    if os.path.isdir(path):
-        raise CheckpointUnreadable(path, "it is a folder, not a checkpoint file")
-    try:
-        if path.endswith(".safetensors"):
+    if path.endswith(".safetensors") and not os.path.isdir(path):
+        try:
             from safetensors import safe_open
 
             with safe_open(path, "pt") as f:
                 return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as err:
-            if "mmap" not in str(err):
-                raise
-            # Not torch.save's zip format: the legacy format, or not a checkpoint at all.
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (FileNotFoundError, PermissionError) as err:
-        raise CheckpointUnreadable(path, f"it cannot be read ({err.strerror})") from None
-    except Exception as err:  # noqa: BLE001 - on arbitrary bytes torch's weights-only
-        # unpickler raises KeyError, IndexError, ValueError, EOFError, UnpicklingError, ...
-        raise CheckpointUnreadable(path, _not_a_checkpoint(path, err)) from None
+        except (FileNotFoundError, PermissionError) as err:
+            raise CheckpointUnreadable(path, f"it cannot be read ({err.strerror})") from None
+        except Exception as err:  # noqa: BLE001 - whatever safetensors raises on bad bytes
+            raise CheckpointUnreadable(path, _not_a_checkpoint(path, err)) from None
+    obj = load_torch_file(path)
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not any(torch.is_tensor(v) for v in obj.values()):
@@ -239,6 +230,29 @@ def checkpoint_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
         for k, v in obj.items()
         if torch.is_tensor(v)
     }
+
+
+def load_torch_file(path: str | os.PathLike) -> Any:
+    """What ``torch.save`` wrote to ``path``, loaded weights-only (plain tensors and
+    containers: never runs code from the file), memory-mapped where the format allows.
+    Whatever else the file is (text, random bytes, empty, truncated, a folder) is a
+    :class:`CheckpointUnreadable` naming the file and saying what it is."""
+    path = str(path)
+    if os.path.isdir(path):
+        raise CheckpointUnreadable(path, "it is a folder, not a checkpoint file")
+    try:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as err:
+            if "mmap" not in str(err):
+                raise
+            # Not torch.save's zip format: the legacy format, or not a checkpoint at all.
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except (FileNotFoundError, PermissionError) as err:
+        raise CheckpointUnreadable(path, f"it cannot be read ({err.strerror})") from None
+    except Exception as err:  # noqa: BLE001 - on arbitrary bytes torch's weights-only
+        # unpickler raises KeyError, IndexError, ValueError, EOFError, UnpicklingError, ...
+        raise CheckpointUnreadable(path, _not_a_checkpoint(path, err)) from None
 
 
 def _not_a_checkpoint(path: str, err: BaseException) -> str:

@@ -359,6 +359,9 @@ def evaluate_zero_shot(
 
 def checkpoint_metadata(path: os.PathLike) -> dict[str, Any]:
     """The training summary stored beside the weights by ``save_checkpoint``."""
-    return dict(
-        torch.load(Path(path), map_location="cpu", weights_only=True).get("clustermine", {})
-    )
+    from clustermine.models import CheckpointUnreadable, load_torch_file
+
+    obj = load_torch_file(path)
+    if not isinstance(obj, dict):
+        raise CheckpointUnreadable(str(path), f"it holds a {type(obj).__name__}, not a dict")
+    return dict(obj.get("clustermine", {}))
