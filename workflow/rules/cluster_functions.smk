@@ -37,7 +37,7 @@ def clustering_mem_mb(wildcards, input, attempt):
     copies = 2
     if hasattr(wildcards, "clusterer"):
         copies = CFG.clusterer(wildcards.clusterer)[0].memory_copies
-    return held_mem_mb(input.size_mb, attempt, copies)
+    return held_mem_mb(size_mb(input), attempt, copies)
 
 
 def clusters_file(model, dataset, clusterer, C):

@@ -45,6 +45,18 @@ def budget_mb(wildcards):
     return CFG.memory_budget_mb()
 
 
+def size_mb(files):
+    """Megabytes of the files that exist (those still to be made count 0). One os.stat each:
+    Snakemake's own ``input.size_mb`` runs an event loop per call."""
+    total = 0
+    for f in files:
+        try:
+            total += os.stat(f).st_size
+        except OSError:
+            pass
+    return total / 2**20
+
+
 def held_mem_mb(size_mb, attempt, copies=2):
     # What a job holding ``copies`` times ``size_mb`` of inputs asks for: plus the similarity
     # blocks (the memory budget) and some slack, more at each attempt.
@@ -53,7 +65,7 @@ def held_mem_mb(size_mb, attempt, copies=2):
 
 def embeddings_mem_mb(wildcards, input, attempt):
     # Inputs are read whole.
-    return held_mem_mb(input.size_mb, attempt)
+    return held_mem_mb(size_mb(input), attempt)
 
 
 # --- models and embedding files ---------------------------------------------------------------

@@ -93,7 +93,7 @@ def max_unreadable(wildcards):
 
 def merge_mem_mb(wildcards, input, attempt):
     # The shards and their concatenation are in memory at once.
-    return int((3 * input.size_mb + 1000) * attempt)
+    return int((3 * size_mb(input) + 1000) * attempt)
 
 
 def embedding_targets():

@@ -15,11 +15,10 @@ def method_params(wildcards):
 def fit_detector_mem_mb(wildcards, input, attempt):
     # The ID-train embeddings count only for a score that reads them (Eq. 1 reads their
     # attributes: 5 GB less to ask for with ImageNet train).
-    sizes = dict(zip(input, input.size_files_mb))
-    size_mb = sum(sizes.values())
+    files = list(input)
     if not CFG.method(wildcards.method)[0].has("train_embeddings"):
-        size_mb -= sizes.get(input.train, 0)
-    return held_mem_mb(size_mb, attempt)
+        files.remove(input.train)
+    return held_mem_mb(size_mb(files), attempt)
 
 
 def fit_detector_inputs(wildcards):
