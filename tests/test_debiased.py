@@ -328,3 +328,20 @@ def test_kappa_is_refused_or_met_by_more_groups(caplog):
     # One positive and τ = 0.5: even Q = 1 gives κ = 1, nothing helps.
     with pytest.raises(DetectorConfigError, match="raise tau_ood"):
         get_detector("debiased").fit(None, texts(rng, 1), neg, 100.0, {"groups": 10})
+
+
+def test_corpus_names_of_the_id_classes_are_never_negatives_when_y_gt_has_its_own_texts():
+    """With class-name embeddings Y_GT is not a corpus row, yet the corpus rows bearing a Y_GT
+    name (w3, w40 here, the densest names of their parts of speech) must not turn negative: the
+    gt miner leaves them out, and so must debiased."""
+    inputs, norms = corpus_inputs(class_names=["w3", "W40"])
+    r = brute_density(inputs.corpus_emb, norms.astype(np.float64), 5)
+    inputs.corpus_density = r
+    densest = [int(np.argmin(r[:30])), 30 + int(np.argmin(r[30:]))]
+    inputs.class_names = [f"w{densest[0]}", f"W{densest[1]}"]
+    inputs.class_emb = np.random.default_rng(3).normal(size=(2, 8)).astype(np.float32)
+    labels = mine_labels("debiased", inputs, {"k1": 5, "noun_fraction": 0.2,
+                                              "adjective_fraction": 0.1})  # fmt: skip
+    assert labels.pos_names == [f"w{densest[0]}", f"W{densest[1]}"]
+    assert not set(densest) & set(labels.negatives.tolist())
+    assert len(labels.negatives) == int(30 * 0.2) + int(30 * 0.1)

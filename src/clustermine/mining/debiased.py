@@ -26,6 +26,7 @@ import logging
 
 import numpy as np
 
+from clustermine.corpus import normalize_name
 from clustermine.knn import blocked_topk
 from clustermine.labelsets import LabelSet
 from clustermine.mining.gt import positives_or_gt
@@ -190,8 +191,12 @@ def mine_debiased(
             ) from err
     tags = inputs.corpus_pos or ["n"] * n
     is_adj = np.array([t in ADJECTIVE_TAGS for t in tags])
-    excluded = np.zeros(n, dtype=bool)
-    excluded[positives["positives"]] = True  # a corpus row cannot be positive and negative
+    # A corpus row cannot be positive and negative; nor can one bearing a positive's name
+    # (Y_GT from class-name embeddings is no corpus row, as the gt miner also has it).
+    chosen = LabelSet("debiased", inputs.corpus_names, negatives=[], **positives)
+    names = {normalize_name(x) for x in chosen.pos_names}
+    excluded = np.array([normalize_name(x) in names for x in inputs.corpus_names], dtype=bool)
+    excluded[positives["positives"]] = True
     kept = []
     for part, fraction in ((~is_adj, noun_fraction), (is_adj, adjective_fraction)):
         rows = np.flatnonzero(part)
