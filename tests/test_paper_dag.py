@@ -54,9 +54,10 @@ def test_paper_grid_dry_run_lists_every_job(tmp_path):
     shards = sum(config["datasets"][d].get("shards", 1) for d in (
         [main["train"]] + main["test"] + main["benchmarks"] + main["extra_benchmarks"]))
     assert counts["embed_images"] == models * shards
-    ablation_evaluations = sum(len(s["methods"]) * len(s["test"])
-                               for k, s in config["idsets"].items() if k != "imagenet")
-    assert counts["evaluate"] == models * 18 * 6 + ablation_evaluations
+    # One metrics job per detector (its six ID test sets in one file), 18 methods per model.
+    ablation_detectors = sum(len(s["methods"])
+                             for k, s in config["idsets"].items() if k != "imagenet")
+    assert counts["evaluate"] == counts["fit_detector"] == models * 18 + ablation_detectors
     assert counts["index_dataset"] == len(config["datasets"]) == 18
     assert counts["tables"] == counts["plots"] == 1
     assert counts["cluster_sweep"] == 1  # the default model's sweep reuses its clusterings

@@ -5,7 +5,6 @@ HTML report, through real Snakemake runs."""
 from __future__ import annotations
 
 import copy
-import json
 import os
 import re
 import shutil
@@ -23,6 +22,7 @@ from helpers import SNAKEFILE, file_times, planned_jobs, run_workflow
 from clustermine import catalog
 from clustermine.clustering.io import read_clusters
 from clustermine.labelsets import read_label_meta
+from clustermine.metrics import read_metrics_file
 from clustermine.score_files import read_scores
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--configfile", "config.yaml"]
@@ -132,9 +132,8 @@ def pipeline(tmp_path_factory):
 
 def test_every_method_is_evaluated(pipeline):
     for method in METHODS:
-        record = json.loads(
-            (pipeline / f"results/tiny-a/metrics/tiny.{method}.id-test.json").read_text()
-        )
+        (record,) = read_metrics_file(pipeline / f"results/tiny-a/metrics/tiny.{method}.json")
+        assert record["testset"] == "id-test", method
         assert set(record["benchmarks"]) == {"ood", "ood-pre"}, method
         for bench in record["benchmarks"].values():
             assert 0.0 <= bench["auroc"] <= 1.0 and 0.0 <= bench["fpr95"] <= 1.0, method
@@ -257,7 +256,7 @@ def test_editing_one_method_reruns_only_its_files(pipeline):
     changed = {p for p in after if after[p] != before.get(p)}
     method_files = {
         "tiny-a/detectors/tiny.plp.h5",
-        "tiny-a/metrics/tiny.plp.id-test.json",
+        "tiny-a/metrics/tiny.plp.json",
         "tiny-a/scores/tiny.plp.h5",
     }
     report = {p for p in changed if p.startswith(("tables/", "plots/"))}

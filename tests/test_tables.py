@@ -100,25 +100,51 @@ def grid(tests=("val", "shift")):
 
 
 def write_records(tmp_path, recs):
+    """One metrics file per detector (model, ID set, method), its records in the given order."""
+    files: dict[tuple, list] = {}
+    for r in recs:
+        files.setdefault((r["model"], r["idset"], r["method"]), []).append(r)
     paths = []
-    for i, r in enumerate(recs):
-        path = tmp_path / f"{i}.json"
-        path.write_text(json.dumps(r))
+    for (model, idset, method), records in files.items():
+        path = tmp_path / "results" / model / "metrics" / f"{idset}.{method}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        M.write_metrics(path, records)
         paths.append(path)
     return paths
 
 
 def test_read_metrics_checks_files(tmp_path):
-    good = write_records(tmp_path, grid()[:2])
-    assert [r["method"] for r in M.read_metrics(good)] == ["mcm", "mcm"]
+    recs = grid()
+    paths = write_records(tmp_path, recs)
+    assert len(paths) < len(recs)  # some detectors have several ID test sets
+    # Every record comes back, each once, tagged with its file.
+    back = M.read_metrics(paths)
+    assert sorted(json.dumps({k: v for k, v in r.items() if k != "_path"}, sort_keys=True)
+                  for r in back) == sorted(json.dumps(r, sort_keys=True) for r in recs)
+    assert all(r["_path"].endswith(f"{r['idset']}.{r['method']}.json") for r in back)
     with pytest.raises(M.MetricsFileError, match="missing.json: metrics file does not exist"):
         M.read_metrics([tmp_path / "missing.json"])
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(M.MetricsFileError, match="bad.json: not valid JSON"):
         M.read_metrics([tmp_path / "bad.json"])
-    (tmp_path / "short.json").write_text(json.dumps({"model": "m", "benchmarks": {}}))
-    with pytest.raises(M.MetricsFileError, match=r"short.json: not a metrics file.*idset"):
+    (tmp_path / "latin.json").write_bytes(b'{"records": ["caf\xe9"]}')
+    with pytest.raises(M.MetricsFileError, match="latin.json: not valid JSON"):
+        M.read_metrics([tmp_path / "latin.json"])
+    for name, content in [("old.json", recs[0]), ("empty.json", {"records": []}),
+                          ("list.json", [recs[0]])]:
+        (tmp_path / name).write_text(json.dumps(content))
+        with pytest.raises(M.MetricsFileError, match=rf"{name}: not a metrics file.*records"):
+            M.read_metrics([tmp_path / name])
+    (tmp_path / "short.json").write_text(
+        json.dumps({"records": [recs[0], {"model": "m", "benchmarks": {}}]}))
+    with pytest.raises(M.MetricsFileError, match=r"short.json: record 1: not a metrics .*idset"):
         M.read_metrics([tmp_path / "short.json"])
+    nan = {**recs[0], "benchmarks": {"o1": {"auroc": 0.5}}}
+    (tmp_path / "nofpr.json").write_text(json.dumps({"records": [nan]}))
+    with pytest.raises(M.MetricsFileError, match=r"nofpr.json: record 0: benchmark 'o1' lacks"):
+        M.read_metrics([tmp_path / "nofpr.json"])
+    with pytest.raises(ValueError, match="none.json: no metrics records"):
+        M.write_metrics(tmp_path / "none.json", [])
 
 
 def test_per_benchmark_table_cells_and_means():
@@ -382,11 +408,7 @@ def test_report_rules_run_on_existing_metrics(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     recs = grid()
     recs += [{**r, "model": "m2"} for r in recs if r["idset"] != "main"]  # every ID set runs
-    for r in recs:                                                       # for every model
-        name = f"{r['idset']}.{r['method']}.{r['testset']}.json"
-        path = tmp_path / "results" / r["model"] / "metrics" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(r))
+    write_records(tmp_path, recs)                                        # for every model
     for model in conf["models"]:
         for idset, spec in cfg["idsets"].items():
             for ls in {cfg["methods"][m]["labels"] for m in spec["methods"]}:

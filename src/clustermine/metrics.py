@@ -132,42 +132,105 @@ def metrics_record(
     }
 
 
-# --- the metrics file: results/{model}/metrics/{idset}.{method}.{testset}.json -----------------
+def evaluate_detector(
+    scores_path: str | os.PathLike,
+    *,
+    model: str,
+    idset: str,
+    method: str,
+    tests: Sequence[str],
+    benchmarks: Sequence[str],
+    labels: str | None = None,
+    labels_path: str | os.PathLike | None = None,
+    convention: str = "clip",
+    main_benchmarks: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    """One metrics record per ID test set of ``tests``, from a detector's score file.
+
+    Each (ID test set, benchmark) pair is compared as it was scored: from its common stream
+    for a test-time-adaptive detector, else from each dataset's own scores. ``labels_path``
+    is the detector's label-set file, whose sidecar gives the label quality and the cluster
+    analysis of mined label sets.
+    """
+    from clustermine.labelsets import read_label_meta
+    from clustermine.score_files import read_pair
+
+    label_meta = read_label_meta(labels_path) if labels_path else {}
+    records = []
+    for testset in tests:
+        pairs = {name: read_pair(scores_path, testset, name) for name in benchmarks}
+        id_file = next(iter(pairs.values()))[0]
+        records.append(metrics_record(
+            model=model,
+            idset=idset,
+            method=method,
+            testset=testset,
+            detector={**id_file.attrs, "labels": labels},
+            id_scores={name: pair[0].scores for name, pair in pairs.items()},
+            benchmarks={name: pair[1].scores for name, pair in pairs.items()},
+            convention=convention,
+            main_benchmarks=main_benchmarks,
+            label_quality=label_meta.get("label_quality"),
+            cluster_analysis=label_meta.get("cluster_analysis"),
+        ))
+    return records
 
 
-def write_metrics(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
-    """Atomically write one metrics record as JSON (non-finite numbers become null)."""
+# --- the metrics file: results/{model}/metrics/{idset}.{method}.json ---------------------------
+# {"records": [one metrics record per ID test set, in the ID set's order]}
+
+
+def write_metrics(path: str | os.PathLike, records: Sequence[Mapping[str, Any]]) -> None:
+    """Atomically write a detector's metrics records as JSON (non-finite numbers become
+    null)."""
     from clustermine.h5io import atomic_path
     from clustermine.labelsets import jsonable
 
+    if not records:
+        raise ValueError(f"{path}: no metrics records to write (the ID set has no test set)")
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(jsonable(record), indent=2, sort_keys=True) + "\n")
+        tmp.write_text(
+            json.dumps({"records": jsonable(list(records))}, indent=2, sort_keys=True) + "\n"
+        )
 
 
-def read_metrics_file(path: str | os.PathLike) -> dict[str, Any]:
-    """One metrics file, checking the keys every table relies on."""
+def read_metrics_file(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of one metrics file (one per ID test set), checking the keys every table
+    relies on."""
     try:
         with open(path, encoding="utf-8") as f:
-            rec = json.load(f)
+            content = json.load(f)
     except FileNotFoundError as err:
         raise MetricsFileError(f"{path}: metrics file does not exist") from err
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise MetricsFileError(
             f"{path}: not valid JSON ({err}); delete it and rerun its metrics job"
         ) from err
+    records = content.get("records") if isinstance(content, Mapping) else None
+    if not isinstance(records, list) or not records:
+        raise MetricsFileError(
+            f"{path}: not a metrics file: expected an object with a non-empty 'records' list, "
+            "as the metrics stage writes (docs/results.md); delete it and rerun its metrics job"
+        )
+    return [_checked_record(path, i, rec) for i, rec in enumerate(records)]
+
+
+def _checked_record(path: str | os.PathLike, i: int, rec: Any) -> dict[str, Any]:
+    where = f"{path}: record {i}"
+    if not isinstance(rec, Mapping):
+        raise MetricsFileError(f"{where} is not an object")
     missing = [k for k in REQUIRED_KEYS if k not in rec]
     if missing or not isinstance(rec.get("benchmarks"), Mapping) or not rec["benchmarks"]:
         raise MetricsFileError(
-            f"{path}: not a metrics file: missing {missing or ['benchmarks (empty)']}; "
+            f"{where}: not a metrics record: missing {missing or ['benchmarks (empty)']}; "
             "expected the keys written by the metrics stage (docs/results.md)"
         )
     for bench, vals in rec["benchmarks"].items():
-        if not {"auroc", "fpr95"} <= set(vals or {}):
-            raise MetricsFileError(f"{path}: benchmark {bench!r} lacks auroc/fpr95")
-    rec["_path"] = str(path)
-    return rec
+        if not isinstance(vals, Mapping) or not {"auroc", "fpr95"} <= set(vals):
+            raise MetricsFileError(f"{where}: benchmark {bench!r} lacks auroc/fpr95")
+    return {**rec, "_path": str(path)}
 
 
 def read_metrics(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
-    """Every metrics file of ``paths``, checked."""
-    return [read_metrics_file(path) for path in paths]
+    """Every record of every metrics file of ``paths``, checked, in file order."""
+    return [rec for path in paths for rec in read_metrics_file(path)]

@@ -151,8 +151,7 @@ def expected_job_counts(config: dict[str, Any]) -> Counter:
                 mspec = methods[method]
                 add("fit_detector", model, idset, method)
                 add("score", model, idset, method)
-                for test in spec.get("test", []):
-                    add("evaluate", model, idset, method, test)
+                add("evaluate", model, idset, method)  # every ID test set in one file
                 if "labels" not in mspec:
                     continue
                 add("embed_class_names", model, spec["train"], prompts)

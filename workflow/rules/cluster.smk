@@ -19,8 +19,8 @@ rule knn:
         gpu=1,
         mem_mb=clustering_mem_mb,
         runtime=240,
-        device=compute_device,
-        budget_mb=budget_mb,
+        device=DEVICE,
+        budget_mb=BUDGET_MB,
     script:
         "../scripts/knn.py"
 
@@ -41,8 +41,8 @@ rule cluster:
         gpu=1,
         mem_mb=clustering_mem_mb,
         runtime=720,
-        device=compute_device,
-        budget_mb=budget_mb,
+        device=DEVICE,
+        budget_mb=BUDGET_MB,
     params:
         method=clusterer_method,
         hyperparameters=clusterer_params,

@@ -27,7 +27,6 @@ wildcard_constraints:
     method=SLUG,
     labelset=SLUG,
     clusterer=SLUG,
-    testset=SLUG,
     shard=r"\d+",
     nshards=r"\d+",
     C=r"\d+",
@@ -35,14 +34,17 @@ wildcard_constraints:
 
 
 # --- speed settings: resources, never params, so changing them reruns nothing ------------------
+# Settings that are the same for every job are values, not functions: Snakemake inspects and
+# calls a function once per job and directive, which is most of the cost of a large DAG.
 
-
-def compute_device(wildcards):
-    return CFG.device()
-
-
-def budget_mb(wildcards):
-    return CFG.memory_budget_mb()
+DEVICE = CFG.device()
+BUDGET_MB = CFG.memory_budget_mb()
+# Where the weights lie changes only where they are read from: a resource, not a param.
+WEIGHTS_CACHE = CFG.weights_cache()
+LOADER_WORKERS = max(1, CFG.loader_workers())
+# A gate, not a parameter: it decides whether a run fails, never what a finished file holds
+# (docs/workflow.md). Resources are integers or strings, so it travels as a string.
+MAX_UNREADABLE = str(CFG.max_unreadable_fraction())
 
 
 def size_mb(files):

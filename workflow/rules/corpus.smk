@@ -34,7 +34,7 @@ rule embed_text:
         gpu=1,
         mem_mb=8000,
         runtime=120,
-        weights_cache=weights_cache,
+        weights_cache=WEIGHTS_CACHE,
     params:
         model=model_params,
         source="corpus",
@@ -60,7 +60,7 @@ rule embed_class_names:
         gpu=1,
         mem_mb=4000,
         runtime=30,
-        weights_cache=weights_cache,
+        weights_cache=WEIGHTS_CACHE,
     params:
         model=model_params,
         source="class_names",
@@ -106,7 +106,7 @@ rule embed_conjugated:
         gpu=1,
         mem_mb=8000,
         runtime=60,
-        weights_cache=weights_cache,
+        weights_cache=WEIGHTS_CACHE,
     params:
         model=model_params,
         source="conjugated",

@@ -69,7 +69,6 @@ def demo_summary_inputs(wildcards):
             model=model,
             idset=idset,
             method=method,
-            testset=CFG.idset_tests(idset)[0],
         ),
         "index": path("index", dataset=CFG.idset(idset)["train"]),
     }

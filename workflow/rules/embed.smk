@@ -22,7 +22,7 @@ rule fetch_weights:
     conda:
         "../envs/clustermine.yaml"
     resources:
-        weights_cache=weights_cache,
+        weights_cache=WEIGHTS_CACHE,
         models=models_of_weights,
     script:
         "../scripts/fetch_weights.py"
@@ -38,7 +38,7 @@ rule check_data:
     conda:
         "../envs/clustermine.yaml"
     resources:
-        max_unreadable=max_unreadable,
+        max_unreadable=MAX_UNREADABLE,
         public=public_set,
     params:
         spec=index_params,
@@ -83,18 +83,18 @@ rule embed_images:
         benchmark_path("image_shard")
     conda:
         "../envs/clustermine.yaml"
-    threads: encode_threads
+    threads: LOADER_WORKERS
     resources:
         gpu=1,
         mem_mb=8000,
         runtime=240,
         batch_size=model_batch_size,
-        loader_workers=loader_workers,
-        max_unreadable=max_unreadable,
-        weights_cache=weights_cache,
+        loader_workers=LOADER_WORKERS,
+        max_unreadable=MAX_UNREADABLE,
+        weights_cache=WEIGHTS_CACHE,
     params:
         model=model_params,
-        max_pixels=max_image_pixels,
+        max_pixels=MAX_IMAGE_PIXELS,
     script:
         "../scripts/embed_images.py"
 
@@ -114,6 +114,6 @@ rule merge_image_shards:
     resources:
         mem_mb=merge_mem_mb,
         runtime=60,
-        max_unreadable=max_unreadable,
+        max_unreadable=MAX_UNREADABLE,
     script:
         "../scripts/merge_image_shards.py"

@@ -22,11 +22,6 @@ def models_of_weights(wildcards):
     )
 
 
-def weights_cache(wildcards):
-    # Where the weights lie changes only where they are read from: a resource, not a param.
-    return CFG.weights_cache()
-
-
 def public_set(wildcards):
     # The public release a dataset is changes only the check's warning: a resource.
     return DATASETS[wildcards.dataset].get("public", "")
@@ -72,23 +67,8 @@ def model_batch_size(wildcards):
     return CFG.batch_size(wildcards.model)
 
 
-def encode_threads(wildcards):
-    return max(1, CFG.loader_workers())
-
-
-def loader_workers(wildcards):
-    return max(1, CFG.loader_workers())
-
-
-def max_image_pixels(wildcards):
-    # Changes which images a file holds, so it is a parameter.
-    return CFG.max_image_pixels()
-
-
-def max_unreadable(wildcards):
-    # A gate, not a parameter: it decides whether a run fails, never what a finished file
-    # holds (docs/workflow.md). Resources are integers or strings, so it travels as a string.
-    return str(CFG.max_unreadable_fraction())
+# Changes which images a file holds, so it is a parameter.
+MAX_IMAGE_PIXELS = CFG.max_image_pixels()
 
 
 def merge_mem_mb(wildcards, input, attempt):

@@ -20,8 +20,8 @@ rule zero_shot_labels:
         gpu=1,
         mem_mb=embeddings_mem_mb,
         runtime=120,
-        device=compute_device,
-        budget_mb=budget_mb,
+        device=DEVICE,
+        budget_mb=BUDGET_MB,
     params:
         k=5,
     script:
@@ -44,8 +44,8 @@ rule text_density:
         gpu=1,
         mem_mb=embeddings_mem_mb,
         runtime=120,
-        device=compute_device,
-        budget_mb=budget_mb,
+        device=DEVICE,
+        budget_mb=BUDGET_MB,
     script:
         "../scripts/text_density.py"
 
@@ -67,8 +67,8 @@ rule mine_labels:
         gpu=1,
         mem_mb=embeddings_mem_mb,
         runtime=60,
-        device=compute_device,
-        budget_mb=budget_mb,
+        device=DEVICE,
+        budget_mb=BUDGET_MB,
     params:
         miner=label_set_miner,
         miner_params=label_set_params,

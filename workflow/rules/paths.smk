@@ -29,7 +29,7 @@ PATHS = {
     # score
     "detector": "results/{model}/detectors/{idset}.{method}.h5",
     "scores": "results/{model}/scores/{idset}.{method}.h5",
-    "metrics": "results/{model}/metrics/{idset}.{method}.{testset}.json",
+    "metrics": "results/{model}/metrics/{idset}.{method}.json",
     # report
     "table": "results/tables/{table}.{fmt}",
     "metrics_long": "results/tables/metrics_long.tsv",

@@ -1,5 +1,6 @@
 # OOD detection: fit one detector per (ID set, method), score every dataset it is tested on in
-# one job (one file), and evaluate each ID test set against the ID set's OOD benchmarks. A
+# one job (one file), and evaluate its ID test sets against the ID set's OOD benchmarks in one
+# job (one metrics file per detector, a record per ID test set). A
 # method's parameters reach its jobs through params, so editing one method reruns only its
 # files; what a score reads is declared in the plugin catalog.
 
@@ -20,8 +21,8 @@ rule fit_detector:
         gpu=1,
         mem_mb=fit_detector_mem_mb,
         runtime=240,
-        device=compute_device,
-        budget_mb=budget_mb,
+        device=DEVICE,
+        budget_mb=BUDGET_MB,
     params:
         score=method_score,
         score_params=method_params,
@@ -47,8 +48,8 @@ rule score:
         gpu=1,
         mem_mb=embeddings_mem_mb,
         runtime=60,
-        device=compute_device,
-        budget_mb=budget_mb,
+        device=DEVICE,
+        budget_mb=BUDGET_MB,
     params:
         datasets=scored_datasets,
         tests=idset_tests,
@@ -71,6 +72,7 @@ rule evaluate:
         mem_mb=2000,
         runtime=10,
     params:
+        tests=idset_tests,
         benchmarks=idset_benchmarks,
         main_benchmarks=idset_main_benchmarks,
         convention=fpr_convention,

@@ -107,11 +107,11 @@ def detector_files():
 
 
 def metric_files():
-    """The metrics file of every (model, ID set, method, ID test set) the config enables."""
+    """The metrics file of every detector (model, ID set, method) the config enables: one
+    record per ID test set."""
     return [
-        path("metrics", model=model, idset=idset, method=method, testset=testset)
+        path("metrics", model=model, idset=idset, method=method)
         for idset in IDSETS
         for model in CFG.idset_models(idset)
         for method in CFG.idset_methods(idset)
-        for testset in CFG.idset_tests(idset)
     ]

@@ -13,7 +13,8 @@ log = setup_logging(snakemake.log[0])
 inp = snakemake.input
 with open(inp.training) as f:
     training = json.load(f)
-metrics = read_metrics_file(inp.metrics)
+# The records follow the ID set's test sets: the first is its main ID test set.
+metrics = read_metrics_file(inp.metrics)[0]
 summary = demo_summary(
     training,
     positive_names(inp.labels),
