@@ -124,6 +124,54 @@ def test_the_workflow_checks_data_before_any_job_reads_it(tiny_project):
     # datasets' cheap local jobs ran first depends on the scheduler, so it is not asserted.
     assert not (tiny_project / "resources" / "index" / "ood.tsv").exists()
     assert not list((tiny_project / "results").rglob("ood*.h5"))
+    assert not (tiny_project / "resources" / "preflight.tsv").exists()
+
+
+def test_a_bad_precomputed_embedding_file_stops_the_run_before_any_gpu_job(tiny_project):
+    """A benchmark given as a precomputed file with a non-finite row was refused only when
+    scored, after every embedding, clustering and detector; now its check, which every job
+    reading the file needs and which runs first (top priority), stops the run."""
+    import h5py
+    import numpy as np
+
+    from clustermine.h5io import ImageEmbeddings, write_image_embeddings
+
+    pre = tiny_project / "data" / "ood-pre.h5"
+    write_image_embeddings(pre, ImageEmbeddings(
+        np.ones((4, 8), np.float32), np.zeros(4, np.int64), [f"{i}.png" for i in range(4)],
+        attrs={"model_arch": "clustermine-tiny", "model_pretrained": "none"}))
+    with h5py.File(pre, "a") as f:
+        f["embeddings"][2, 0] = np.inf
+    config = read_config(tiny_project)
+    config["datasets"]["ood-pre"] = {"type": "embeddings", "paths": {"tiny-a": str(pre)}}
+    config["idsets"]["tiny"]["extra_benchmarks"] = ["ood-pre"]
+    write_config(tiny_project, config)
+    out = snakemake(tiny_project, "--cores", "2")
+    text = out.stdout + out.stderr
+    assert out.returncode != 0 and "Error in rule check_data" in text
+    assert "ood-pre" in text and "not finite" in text and str(pre) in text
+    assert not list(tiny_project.rglob("results/**/scores/*.h5"))
+    assert not list(tiny_project.rglob("results/**/images/*.h5"))  # no encoding finished
+
+
+def test_the_workflow_warns_about_a_benchmark_made_of_id_test_images(tiny_project):
+    """The check across datasets runs in the workflow too, not only in `clustermine
+    check-data`: a warning in the pre-flight log and table, and the run goes on."""
+    config = read_config(tiny_project)
+    config["datasets"]["leak"] = {"type": "imagefolder",
+                                  "root": str(tiny_project / "data" / "id-test")}
+    config["idsets"]["tiny"]["extra_benchmarks"] = ["leak"]
+    write_config(tiny_project, config)
+    snakemake(tiny_project, "--cores", "1", "resources/preflight.tsv", check=True)
+    log = (tiny_project / "logs" / "preflight.log").read_text()
+    assert "leak: shares 16 of its 16 files with the ID sets of tiny: 16 with its test set " \
+           "id-test" in log
+    rows = [line.split("\t") for line in
+            (tiny_project / "resources" / "preflight.tsv").read_text().splitlines()]
+    assert rows[0][:2] == ["dataset", "type"]
+    assert sorted(r[0] for r in rows[1:] if r[1] != "shared files") == [
+        "id-test", "id-train", "leak", "ood", "words"]
+    assert [r[6] for r in rows[1:] if r[1] == "shared files"] == ["warning"]
 
 
 def test_a_check_reruns_with_its_index_and_only_with_it(tiny_project):

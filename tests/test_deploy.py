@@ -249,7 +249,7 @@ def test_bundle_scores_identically_without_the_results_tree(project, deployed, t
     code, _, err = run_main(capsys, "export", project / DETECTOR, bundle)
     assert code == 0 and "exported mcm" in err
     assert sorted(p.name for p in bundle.iterdir()) == [
-        "detector.h5", "labels.tsv", "manifest.json", "weights.safetensors"]  # fmt: skip
+        "detector.h5", "label_names.tsv", "manifest.json", "weights.safetensors"]  # fmt: skip
     for path in bundle.iterdir():  # nothing pickled (torch's .pt files are zip + pickle)
         assert not path.read_bytes()[:2] in (b"\x80\x02", b"PK"), path
     manifest = json.loads((bundle / "manifest.json").read_text())
@@ -436,10 +436,28 @@ def test_a_manifest_that_disagrees_with_the_bundles_files_is_refused(bundle, tmp
 def test_a_labels_file_that_disagrees_with_the_detector_file_is_refused(bundle, tmp_path):
     edited = tmp_path / "edited"
     shutil.copytree(bundle, edited)
-    labels = edited / "labels.tsv"
+    labels = edited / "label_names.tsv"
     labels.write_text(labels.read_text().replace("positive\tcat", "positive\tlion"))
-    with pytest.raises(BundleError, match=r"labels\.tsv.*label names of the detector file"):
+    with pytest.raises(BundleError, match=r"label_names\.tsv.*label names of the detector file"):
         clustermine.load_detector(edited)
+
+
+def test_a_bundle_made_when_the_label_names_were_labels_tsv_still_loads(bundle, tmp_path):
+    """The label-names file was renamed apart from the label-set files (a different format
+    under the same name); the manifest names the file, so older bundles load unchanged."""
+    def old_name(manifest):
+        manifest["labels"]["file"] = "labels.tsv"
+
+    old = edited_bundle(bundle, tmp_path / "old", old_name)
+    (old / "label_names.tsv").rename(old / "labels.tsv")
+    def facts(info):  # where it was loaded from aside
+        info.pop("source")
+        info["model"].pop("weights_file")
+        return info
+
+    old_info = facts(clustermine.load_detector(old).describe())
+    assert old_info == facts(clustermine.load_detector(bundle).describe())
+    assert old_info["positives"] == ["car", "cat", "dog"]
 
 
 def test_bundle_files_must_lie_inside_the_bundle(project, bundle, tmp_path):

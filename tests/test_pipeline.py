@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 import pytest
 import yaml
-from helpers import SNAKEFILE, file_times, planned_jobs, run_workflow
+from helpers import REPO, SNAKEFILE, file_times, planned_jobs, run_workflow, snakemake
 
 from clustermine import catalog
 from clustermine.clustering.io import read_clusters
@@ -130,6 +130,37 @@ def pipeline(tmp_path_factory):
     return project
 
 
+def rule_graph(project):
+    """{rule: the rules it needs directly}, from ``snakemake --rulegraph``."""
+    out = snakemake(project, "--rulegraph", check=True).stdout
+    names = dict(re.findall(r"^\s*(\d+)\[label = \"(\w+)\"", out, re.M))
+    needs: dict[str, set[str]] = {name: set() for name in names.values()}
+    for src, dst in re.findall(r"^\s*(\d+) -> (\d+)", out, re.M):
+        needs[names[dst]].add(names[src])
+    return needs
+
+
+def test_every_job_reading_a_precomputed_file_needs_its_check(tiny_project):
+    """No job reads a dataset before its check has passed, by construction: an image folder's
+    index needs its check, and so does every job that reads a precomputed embedding file
+    (which may be its only input: an ID train set given as embeddings is read by the
+    clustering, kNN, zero-shot, mining and fitting jobs; a benchmark by scoring)."""
+    config = write_config(tiny_project)  # every catalog entry, with the benchmark ood-pre
+    (tiny_project / "data" / "ood-pre.h5").touch()  # named by it; a rule graph reads no file
+    assert "check_data" in rule_graph(tiny_project)["score"]
+    config["datasets"]["train-pre"] = {
+        "type": "embeddings", "paths": {"tiny-a": str(tiny_project / "data" / "train-pre.h5")}}
+    config["idsets"]["tiny"]["train"] = "train-pre"
+    config["corpora"]["words"].pop("add_class_names_of")
+    (tiny_project / "config.yaml").write_text(yaml.safe_dump(config))
+    (tiny_project / "data" / "train-pre.h5").touch()
+    needs = rule_graph(tiny_project)
+    readers = {"knn", "cluster", "cluster_sweep", "zero_shot_labels", "mine_labels",
+               "fit_detector", "score"}
+    assert {rule for rule in readers if "check_data" not in needs[rule]} == set()
+    assert needs["preflight"] == {"check_data"} and "preflight" in needs["all"]
+
+
 def test_every_method_is_evaluated(pipeline):
     for method in METHODS:
         (record,) = read_metrics_file(pipeline / f"results/tiny-a/metrics/tiny.{method}.json")
@@ -147,9 +178,10 @@ def test_every_method_is_evaluated(pipeline):
 
 def test_precomputed_embeddings_are_used_as_they_are(pipeline):
     assert not (pipeline / "results/tiny-a/images/ood-pre.h5").exists()
-    assert not list((pipeline / "logs").rglob("*ood-pre*.log")) or all(
-        "scores" in p.parts for p in (pipeline / "logs").rglob("*ood-pre*.log")
-    )
+    # Checked (read whole, before any job reads it), never encoded.
+    logs = {p.parent.name for p in (pipeline / "logs").rglob("*ood-pre*.log")}
+    assert logs == {"checked"}, logs
+    assert "| ood-pre | embeddings |" in (pipeline / "logs/checked/ood-pre.log").read_text()
     # The same embeddings scored from either file give the same scores.
     for method in ("clustermine", "mahalanobis"):
         path = pipeline / f"results/tiny-a/scores/tiny.{method}.h5"

@@ -19,7 +19,7 @@ import tarfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from clustermine.corpus import wordlist_corpus
 from clustermine.datasets import tar_names, tar_samples
@@ -363,14 +363,47 @@ def check_data(
         listed: dict[str, dict[str, str]] = {}  # each dataset is listed once
         for check in checks:
             check.warnings += shared_file_warnings(check.name, usable, idsets, listed)
-    for name, spec in (corpora or {}).items():
-        if spec["type"] == "wordlist":
-            checks.append(check_wordlist(name, spec))
-        else:
-            check = check_dataset(name, {**spec, "type": "embeddings"})
-            check.kind = "corpus embeddings"
-            checks.append(check)
+    checks += [_check_corpus(name, spec) for name, spec in (corpora or {}).items()]
     return DataCheck(checks)
+
+
+def preflight_check(
+    datasets: Mapping[str, Mapping[str, Any]],
+    corpora: Mapping[str, Mapping[str, Any]],
+    idsets: Mapping[str, Mapping[str, Any]],
+) -> DataCheck:
+    """What the workflow checks once every dataset's own check has passed (rule
+    ``preflight``): benchmarks sharing files with their ID sets (a row of warnings per such
+    benchmark) and the word lists and precomputed corpora. ``datasets`` and ``corpora`` are
+    :func:`checked_specs`."""
+    listed: dict[str, dict[str, str]] = {}  # each dataset is listed once
+    checks = []
+    for name, spec in datasets.items():
+        warnings = shared_file_warnings(name, datasets, idsets, listed)
+        if warnings:
+            checks.append(Check(name, "shared files", str(spec.get("root", "")),
+                                warnings=warnings))
+    return DataCheck(checks + [_check_corpus(name, spec) for name, spec in corpora.items()])
+
+
+def _check_corpus(name: str, spec: Mapping[str, Any]) -> Check:
+    if spec["type"] == "wordlist":
+        return check_wordlist(name, spec)
+    check = check_dataset(name, {**spec, "type": "embeddings"})
+    check.kind = "corpus embeddings"
+    return check
+
+
+def merged_tables(tables: Sequence[str | os.PathLike], extra: DataCheck) -> str:
+    """One table from the TSV tables of the per-dataset checks and the rows of ``extra``."""
+    rows = []
+    for table in tables:
+        lines = Path(table).read_text(encoding="utf-8").splitlines()
+        if not lines or lines[0].split("\t") != DataCheck.HEADER:
+            raise DataCheckFailed(f"{table}: not a data-check table; delete it and rerun")
+        rows += lines[1:]
+    own = extra.tsv().splitlines()[1:]
+    return "\n".join(["\t".join(DataCheck.HEADER), *rows, *own]) + "\n"
 
 
 # --- benchmarks that share files with their ID sets ------------------------------------------

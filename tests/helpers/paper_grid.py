@@ -162,9 +162,10 @@ def expected_job_counts(config: dict[str, Any]) -> Counter:
                 for c in values:
                     add_clustering(model, spec["train"], clusterer, c)
         for ds in used:
-            add("index_dataset", ds)
-            add("check_data", ds)  # a local job before each index
+            add("check_data", ds)  # a local job per dataset, precomputed ones included
+            if datasets[ds]["type"] != "embeddings":
+                add("index_dataset", ds)
         add("corpus_names", spec["corpus"])
     counts = Counter({rule: len(keys) for rule, keys in files.items()})
-    counts.update({"tables": 1, "plots": 1, "all": 1})
+    counts.update({"preflight": 1, "tables": 1, "plots": 1, "all": 1})
     return counts

@@ -1,6 +1,9 @@
 # Input, parameter and target functions of the rules in cluster.smk.
 def knn_inputs(wildcards):
-    return {"images": image_embeddings(wildcards.model, wildcards.dataset)}
+    return {
+        "images": image_embeddings(wildcards.model, wildcards.dataset),
+        "checked": precomputed_checks(wildcards.dataset),
+    }
 
 
 def cluster_inputs(wildcards):
@@ -55,6 +58,7 @@ def sweep_inputs(wildcards):
     train, model = spec["train"], wildcards.model
     return {
         "images": image_embeddings(model, train),
+        "checked": precomputed_checks(train),
         # The zero-shot labels are cached by the mining stage (mine.smk).
         "zeroshot": zero_shot_file(
             model, train, spec["corpus"], CFG.idset_prompts(wildcards.idset)

@@ -106,6 +106,17 @@ def image_embeddings(model, dataset):
     return path("images", model=model, dataset=dataset)
 
 
+def precomputed_checks(*datasets):
+    """The data checks of the precomputed embedding files among ``datasets``: a job reading
+    such a file needs its check, as an index job needs the check of its image folder, so no
+    job reads a dataset before its check has passed."""
+    return [
+        path("data_check", dataset=ds)
+        for ds in dict.fromkeys(datasets)
+        if ds is not None and DATASETS[ds]["type"] == "embeddings"
+    ]
+
+
 def text_embeddings(model, corpus, prompts):
     if CORPORA[corpus]["type"] == "embeddings":
         return _precomputed(CORPORA, corpus, model, "corpora")

@@ -2,13 +2,18 @@
 #
 # Pre-flight, on the host that runs Snakemake (local rules: on a cluster the login node, which
 # has the internet access compute nodes lack): fetch the pretrained weights of each
-# architecture and tag once into the weight cache, and check each dataset before its index job
-# reads it (the check has the index job's params, so they rerun together and only together).
+# architecture and tag once into the weight cache, and check each dataset: its index job, or
+# for a precomputed embedding file every job reading it, needs its check (the check has the
+# index job's params, so they rerun together and only together). The preflight job gathers
+# every check and checks what spans datasets (benchmarks sharing files with their ID sets,
+# word lists, precomputed corpora); nothing needs its table, so its reruns rerun nothing. The
+# checks run first: they are ready at the start and have the highest priority.
 
 
 localrules:
     fetch_weights,
     check_data,
+    preflight,
 
 
 rule fetch_weights:
@@ -35,6 +40,7 @@ rule check_data:
         PATHS["data_check"],
     log:
         log_path("data_check"),
+    priority: 100
     conda:
         "../envs/clustermine.yaml"
     resources:
@@ -44,6 +50,22 @@ rule check_data:
         spec=index_params,
     script:
         "../scripts/check_data.py"
+
+
+rule preflight:
+    input:
+        preflight_inputs,
+    output:
+        PATHS["preflight"],
+    log:
+        log_path("preflight"),
+    priority: 100
+    conda:
+        "../envs/clustermine.yaml"
+    params:
+        spec=preflight_spec,
+    script:
+        "../scripts/preflight.py"
 
 
 rule index_dataset:

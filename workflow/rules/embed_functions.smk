@@ -35,10 +35,31 @@ def dataset_requires(wildcards):
     return DATASETS[wildcards.dataset].get("requires", [])
 
 
+def preflight_inputs(wildcards):
+    return [path("data_check", dataset=ds) for ds in CFG.used_datasets()]
+
+
+def preflight_spec(wildcards):
+    """What the checks across datasets read: the datasets as their checks see them, the word
+    lists and precomputed corpora, and the datasets of each ID set."""
+    from clustermine.datacheck import checked_specs
+
+    datasets, corpora = checked_specs(CFG)
+    return {
+        "datasets": {ds: dataset_params(ds) for ds in datasets},
+        "corpora": corpora,
+        "idsets": {slug: CFG.idset_roles(slug) for slug in CFG.idsets},
+    }
+
+
 def index_params(wildcards):
-    """What the index depends on: the dataset's declaration without the shard count (how the
+    return dataset_params(wildcards.dataset)
+
+
+def dataset_params(dataset):
+    """What a dataset's index depends on: its declaration without the shard count (how the
     encoding is split) and its prerequisites."""
-    spec = DATASETS[wildcards.dataset]
+    spec = DATASETS[dataset]
     params = {
         k: v for k, v in spec.items() if k not in ("shards", "requires", "public")
     }
@@ -77,7 +98,7 @@ def merge_mem_mb(wildcards, input, attempt):
 
 
 def embedding_targets():
-    targets = []
+    targets = [PATHS["preflight"]]  # every dataset's check, and those across datasets
     for model in MODELS:
         for idset, spec in IDSETS.items():
             if model not in CFG.idset_models(idset):

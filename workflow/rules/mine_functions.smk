@@ -9,6 +9,7 @@ def zero_shot_inputs(wildcards):
     return {
         "images": image_embeddings(wildcards.model, wildcards.dataset),
         "text": text_embeddings(wildcards.model, wildcards.corpus, wildcards.prompts),
+        "checked": precomputed_checks(wildcards.dataset),
     }
 
 
@@ -44,6 +45,7 @@ def mine_inputs(wildcards):
     inputs = {
         "images": image_embeddings(model, train),
         "text": text_embeddings(model, corpus, prompts),
+        "checked": precomputed_checks(train),
         # Y_GT whenever the ID set has it: label quality is measured against it.
         "classes": class_names_input(model, train, prompts),
     }

@@ -6,6 +6,8 @@ PATHS = {
     # pre-flight (embed.smk): fetched weights (a marker per architecture and tag), data checks
     "weights": "resources/weights/fetched/{arch}/{tag}.json",
     "data_check": "resources/checked/{dataset}.tsv",
+    # every check passed: the table of all of them (every data-reading and GPU job needs it)
+    "preflight": "resources/preflight.tsv",
     # embed
     "index": "resources/index/{dataset}.tsv",
     "image_shard": "results/{model}/images/shards/{dataset}.{shard}-of-{nshards}.h5",

@@ -36,6 +36,7 @@ def fit_detector_inputs(wildcards):
             if calibration_dataset(wildcards)
             else []
         ),
+        "checked": precomputed_checks(spec["train"], calibration_dataset(wildcards)),
     }
 
 
@@ -64,6 +65,7 @@ def score_inputs(wildcards):
         "images": [
             image_embeddings(wildcards.model, d) for d in scored_datasets(wildcards)
         ],
+        "checked": precomputed_checks(*scored_datasets(wildcards)),
     }
 
 

@@ -39,6 +39,8 @@ def _canonical_entries(config: dict[str, Any]) -> None:
 
 
 DATA_ROOT_KEYS = {"datasets": ("root", "list", "class_map", "class_names"), "corpora": ("path",)}
+# The keys of an ID set that name its datasets.
+ID_SET_DATASET_KEYS = ("train", "test", "calibration", "benchmarks", "extra_benchmarks")
 
 
 class WorkflowConfig:
@@ -132,6 +134,18 @@ class WorkflowConfig:
         tests = self.idset_tests(idset)
         extra = [calibration] if calibration and calibration not in tests else []
         return [self.idset(idset)["train"], *tests, *extra, *self.idset_benchmarks(idset)]
+
+    def idset_roles(self, idset: str) -> dict[str, str | list[str]]:
+        """The datasets of an ID set by role (``ID_SET_DATASET_KEYS``; the calibration set
+        resolved), as the check for benchmarks sharing files with their ID set reads them."""
+        roles = {
+            "train": self.idset(idset)["train"],
+            "test": self.idset_tests(idset),
+            "calibration": self.idset_calibration(idset),
+            "benchmarks": self.idset_benchmarks(idset, extra=False),
+            "extra_benchmarks": self.idset(idset).get("extra_benchmarks") or [],
+        }
+        return {key: value for key, value in roles.items() if value}
 
     def used_datasets(self) -> list[str]:
         if not self.idsets:
@@ -397,7 +411,7 @@ class WorkflowConfig:
 
     def _check_idsets(self) -> None:
         for idset, spec in self.idsets.items():
-            for key in ("train", "test", "calibration", "benchmarks", "extra_benchmarks"):
+            for key in ID_SET_DATASET_KEYS:
                 value = spec.get(key) or []
                 for ds in [value] if isinstance(value, str) else value:
                     self._lookup(self.datasets, ds, f"idsets.{idset}.{key}", "dataset")

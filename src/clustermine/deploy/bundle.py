@@ -6,7 +6,7 @@
       manifest.json         an index: the files and their checksums, and a summary of them
       detector.h5           the detector file, unchanged
       weights.safetensors   the model's weights (safetensors: nothing pickled)
-      labels.tsv            every positive and negative label name
+      label_names.tsv       every positive and negative label name
 
 ``clustermine.load_detector(OUT_DIR)`` needs nothing else: no results/ tree, no checkpoint
 elsewhere. The manifest is never believed on its own: it is checked against a schema, every
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 FORMAT = "clustermine-bundle"
 FORMAT_VERSION = 1
 MANIFEST, DETECTOR, WEIGHTS, LABELS = (
-    "manifest.json", "detector.h5", "weights.safetensors", "labels.tsv",
+    "manifest.json", "detector.h5", "weights.safetensors", "label_names.tsv",
 )  # fmt: skip
 # The libraries whose versions decide what a bundle computes.
 VERSIONED = ("clustermine", "open_clip_torch", "torch", "numpy", "h5py", "pillow")
@@ -107,7 +107,8 @@ def stated(detector: Detector, spec: ModelSpec) -> dict[str, Any]:
 
 
 def labels_text(detector: Detector) -> str:
-    """``labels.tsv``: ``kind, name`` of every positive and negative label."""
+    """``label_names.tsv``: ``kind, name`` of every positive and negative label (named apart
+    from the label-set files, whose format differs)."""
     lines = ["kind\tname"]
     for kind, texts in (("positive", detector.text_pos), ("negative", detector.text_neg)):
         lines += [f"{kind}\t{name}" for name in texts.names]
