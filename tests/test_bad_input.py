@@ -323,3 +323,28 @@ def test_a_file_name_that_is_not_utf8_is_refused_naming_it(tmp_path):
         index_imagefolder(root)
     with pytest.raises(ValueError, match=r"caf\\xe9\.png: the file name is not valid UTF-8"):
         gather_paths([root])
+
+
+def test_a_missing_file_says_when_its_path_is_a_broken_link(tmp_path):
+    """One message for every reader: a path that shows in a listing but cannot be opened is a
+    dangling link or a loop, and "does not exist" alone would not say so."""
+    from clustermine.missing_files import missing_file
+
+    (tmp_path / "dangling.h5").symlink_to(tmp_path / "deleted.h5")
+    (tmp_path / "loop.h5").symlink_to("loop.h5")
+    assert missing_file(tmp_path / "absent.h5", "embedding file") == (
+        f"{tmp_path / 'absent.h5'}: embedding file does not exist")
+    assert missing_file(tmp_path / "dangling.h5", "embedding file") == (
+        f"{tmp_path / 'dangling.h5'}: embedding file is a dangling symbolic link (to "
+        f"{tmp_path / 'deleted.h5'}, which does not exist); point the link at the embedding "
+        "file, or replace it")
+    assert missing_file(tmp_path / "loop.h5", "score file").endswith(
+        "score file is a symbolic link loop; point the link at the score file")
+    # The readers use it.
+    from clustermine.h5io import read_image_embeddings
+    from clustermine.score_files import read_scores
+
+    with pytest.raises(FileNotFoundError, match="dangling symbolic link"):
+        read_image_embeddings(tmp_path / "dangling.h5")
+    with pytest.raises(FileNotFoundError, match="symbolic link loop"):
+        read_scores(tmp_path / "loop.h5", "x")

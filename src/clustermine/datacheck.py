@@ -26,6 +26,7 @@ from clustermine.datasets import tar_names, tar_samples
 from clustermine.datasets.filelist import index_filelist, read_filelist
 from clustermine.datasets.imagefolder import list_class_folders
 from clustermine.datasets.labels import read_class_map
+from clustermine.missing_files import missing_file
 from clustermine.public_sets import PUBLIC_SETS
 
 # Keys of a dataset's declaration that do not change which files it has.
@@ -161,7 +162,7 @@ def check_dataset(name: str, spec: Mapping[str, Any], max_missing: float = 0.01)
             check.location = ", ".join(spec.get("paths", {}).values())
             gone = [p for p in spec.get("paths", {}).values() if not Path(p).is_file()]
             if gone:
-                check.errors.append(f"embedding files missing: {_short(gone)}")
+                check.errors += [missing_file(p, "embedding file") for p in gone]
                 return check
             if "models" in spec:  # image embeddings of the workflow's datasets
                 _check_embedding_files(check, spec)

@@ -25,6 +25,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import h5py
 import numpy as np
 
+from clustermine.missing_files import missing_file
 from clustermine.weights.errors import error_cause
 
 log = logging.getLogger(__name__)
@@ -278,7 +279,7 @@ def _require(f: h5py.File, key: str, path: Path) -> h5py.Dataset:
 def _open(path: str | os.PathLike) -> h5py.File:
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: embedding file does not exist")
+        raise FileNotFoundError(missing_file(path, "embedding file"))
     try:
         return h5py.File(path, "r")
     except OSError as err:

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from clustermine.h5io import atomic_path
+from clustermine.missing_files import missing_file
 
 TSV_COLUMNS = ("index", "name", "role", "source", "votes", "score")
 # Optional per-positive quality columns (label_quality.label_quality): top-1 text cosine to
@@ -290,7 +291,7 @@ def _read_rows(tsv_path: str | os.PathLike) -> list[tuple[int, dict[str, str]]]:
     :func:`read_label_table` read through it)."""
     path = Path(tsv_path)
     if not path.exists():
-        raise LabelSetFileError(f"{path}: label-set file does not exist")
+        raise LabelSetFileError(missing_file(path, "label-set file"))
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f, delimiter="\t")
         fields = tuple(reader.fieldnames or ())

@@ -17,6 +17,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 from scipy.stats import rankdata
 
+from clustermine.missing_files import missing_file
+
 FPR_CONVENTIONS = ("clip", "openood")
 # Keys every metrics file has (docs/methods.md, "Metrics JSON").
 REQUIRED_KEYS = ("model", "idset", "method", "testset", "benchmarks")
@@ -201,7 +203,7 @@ def read_metrics_file(path: str | os.PathLike) -> list[dict[str, Any]]:
         with open(path, encoding="utf-8") as f:
             content = json.load(f)
     except FileNotFoundError as err:
-        raise MetricsFileError(f"{path}: metrics file does not exist") from err
+        raise MetricsFileError(missing_file(path, "metrics file")) from err
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise MetricsFileError(
             f"{path}: not valid JSON ({err}); delete it and rerun its metrics job"

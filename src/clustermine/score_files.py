@@ -22,6 +22,7 @@ import h5py
 import numpy as np
 
 from clustermine.h5io import EmbeddingFileError, atomic_path, read_attrs, write_attrs
+from clustermine.missing_files import missing_file
 
 
 @dataclass
@@ -70,7 +71,7 @@ def write_score_file(
 def read_scores(path: str | os.PathLike, dataset: str) -> ScoreSet:
     """The scores of ``dataset`` in a score file."""
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: score file does not exist")
+        raise FileNotFoundError(missing_file(path, "score file"))
     with h5py.File(path, "r") as f:
         if f.attrs.get("kind") != "scores":
             raise EmbeddingFileError(f"{path}: not a score file; delete it and rerun rule score")
@@ -96,7 +97,7 @@ def read_pair(path: str | os.PathLike, testset: str, benchmark: str) -> tuple[Sc
     """The scores of ID test set ``testset`` and OOD set ``benchmark`` as they are compared:
     from their common stream for a test-time-adaptive detector, else each dataset's own."""
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: score file does not exist")
+        raise FileNotFoundError(missing_file(path, "score file"))
     with h5py.File(path, "r") as f:
         key = f"pairs/{testset}/{benchmark}"
         if key not in f:

@@ -12,6 +12,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from clustermine.config.errors import ConfigError
+from clustermine.missing_files import missing_file
 from clustermine.text_lines import read_text
 
 
@@ -50,7 +51,7 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     file (as Snakemake does) and anything but a mapping."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: config file does not exist")
+        raise ConfigError(missing_file(path, "config file"))
     stream = io.StringIO(read_text(path, "config file", ConfigError))
     stream.name = str(path)  # YAML's messages name the file
     try:

@@ -34,6 +34,7 @@ from typing import Any
 from clustermine.deploy.modelspec import ModelSpec
 from clustermine.deploy.output import writing
 from clustermine.detectors import Detector, load_detector
+from clustermine.missing_files import missing_file
 
 log = logging.getLogger(__name__)
 
@@ -285,6 +286,10 @@ def read_manifest(bundle: str | os.PathLike) -> dict[str, Any]:
     bundle = Path(bundle)
     path = bundle / MANIFEST
     if not path.is_file():
+        if os.path.islink(path) or os.path.islink(bundle):
+            raise BundleError(missing_file(path if os.path.islink(path) else bundle,
+                                           "bundle manifest" if os.path.islink(path)
+                                           else "bundle"))  # fmt: skip
         raise BundleError(
             f"{bundle}: not a detector bundle (no {MANIFEST}); bundles are made by "
             "`clustermine export DETECTOR OUT_DIR`"
@@ -380,6 +385,8 @@ def _inside(bundle: Path, name: str, key: str) -> Path:
 
 def _check_checksum(path: Path, entry: dict[str, Any], what: str, manifest: Path) -> None:
     if not path.is_file():
+        if os.path.islink(path):
+            raise BundleError(f"{manifest}: {missing_file(path, what)}; {REDO}")
         raise BundleError(f"{manifest}: the {what} {entry['file']} is missing; {REDO}")
     if sha256(path) != entry["sha256"]:
         raise BundleError(

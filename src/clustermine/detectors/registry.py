@@ -15,6 +15,7 @@ from clustermine.detectors.base import (
     DetectorFileError,
 )
 from clustermine.h5io import read_attrs
+from clustermine.missing_files import missing_file
 
 
 def get_detector(name: str) -> type[Detector]:
@@ -40,7 +41,7 @@ def load_detector(
     newer format, is a :class:`DetectorFileError` naming the path.
     """
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: detector file does not exist")
+        raise FileNotFoundError(missing_file(path, "detector file"))
     redo = (
         "; it was probably cut short while being copied or written: copy it again, or delete "
         "it and rerun the workflow (rule fit_detector) to fit it again"
