@@ -34,8 +34,8 @@ wildcard_constraints:
 
 
 # --- speed settings: resources, never params, so changing them reruns nothing ------------------
-# Settings that are the same for every job are values, not functions: Snakemake inspects and
-# calls a function once per job and directive, which is most of the cost of a large DAG.
+# Settings that are the same for every job are values, not functions (Snakemake inspects and
+# calls a function once per job and directive).
 
 DEVICE = CFG.device()
 BUDGET_MB = CFG.memory_budget_mb()
