@@ -340,6 +340,10 @@ def test_a_missing_file_says_when_its_path_is_a_broken_link(tmp_path):
         "file, or replace it")
     assert missing_file(tmp_path / "loop.h5", "score file").endswith(
         "score file is a symbolic link loop; point the link at the score file")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "to-folder.h5").symlink_to(tmp_path / "folder")
+    assert missing_file(tmp_path / "to-folder.h5", "detector file").endswith(
+        f"detector file is a symbolic link to {tmp_path / 'folder'}, which is not a file")
     # The readers use it.
     from clustermine.h5io import read_image_embeddings
     from clustermine.score_files import read_scores
@@ -348,3 +352,15 @@ def test_a_missing_file_says_when_its_path_is_a_broken_link(tmp_path):
         read_image_embeddings(tmp_path / "dangling.h5")
     with pytest.raises(FileNotFoundError, match="symbolic link loop"):
         read_scores(tmp_path / "loop.h5", "x")
+
+
+def test_a_bundle_link_to_a_folder_without_a_manifest_is_not_called_dangling(tmp_path):
+    from clustermine.deploy.bundle import BundleError, read_manifest
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "linked").symlink_to(tmp_path / "empty", target_is_directory=True)
+    with pytest.raises(BundleError, match="linked: not a detector bundle"):
+        read_manifest(tmp_path / "linked")
+    (tmp_path / "gone").symlink_to(tmp_path / "deleted", target_is_directory=True)
+    with pytest.raises(BundleError, match="gone: bundle is a dangling symbolic link"):
+        read_manifest(tmp_path / "gone")

@@ -286,10 +286,10 @@ def read_manifest(bundle: str | os.PathLike) -> dict[str, Any]:
     bundle = Path(bundle)
     path = bundle / MANIFEST
     if not path.is_file():
-        if os.path.islink(path) or os.path.islink(bundle):
-            raise BundleError(missing_file(path if os.path.islink(path) else bundle,
-                                           "bundle manifest" if os.path.islink(path)
-                                           else "bundle"))  # fmt: skip
+        if os.path.islink(bundle) and not bundle.exists():
+            raise BundleError(missing_file(bundle, "bundle"))
+        if os.path.islink(path):
+            raise BundleError(missing_file(path, "bundle manifest"))
         raise BundleError(
             f"{bundle}: not a detector bundle (no {MANIFEST}); bundles are made by "
             "`clustermine export DETECTOR OUT_DIR`"
