@@ -303,3 +303,20 @@ def test_precomputed_embedding_files_are_read_before_any_gpu_job(tmp_path):
     with h5py.File(path, "a") as f:
         f["embeddings"][1, 1] = np.nan
     assert "not finite" in check_dataset("pre", spec).errors[0]
+
+
+def test_the_preflight_table_refuses_a_file_that_is_not_a_check_table(tmp_path):
+    """The pre-flight job joins the per-dataset tables; a damaged one is named, not merged."""
+    from clustermine.datacheck import DataCheck, merged_tables
+
+    good = tmp_path / "good.tsv"
+    DataCheck([check_dataset("x", {"type": "imagefolder", "root": str(tmp_path / "none")})]
+              ).write_tsv(good)
+    merged = merged_tables([good], DataCheck([]))
+    assert merged.splitlines()[0].split("\t") == DataCheck.HEADER
+    assert merged.splitlines()[1].startswith("x\timagefolder\t")
+    for name, content in [("empty.tsv", b""), ("other.tsv", b"a\tb\n1\t2\n"),
+                          ("latin.tsv", "\t".join(DataCheck.HEADER).encode() + b"\ncaf\xe9\n")]:
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(DataCheckFailed, match=rf"{name}: not a data-check table"):
+            merged_tables([good, tmp_path / name], DataCheck([]))

@@ -399,7 +399,10 @@ def merged_tables(tables: Sequence[str | os.PathLike], extra: DataCheck) -> str:
     """One table from the TSV tables of the per-dataset checks and the rows of ``extra``."""
     rows = []
     for table in tables:
-        lines = Path(table).read_text(encoding="utf-8").splitlines()
+        try:
+            lines = Path(table).read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            lines = []
         if not lines or lines[0].split("\t") != DataCheck.HEADER:
             raise DataCheckFailed(f"{table}: not a data-check table; delete it and rerun")
         rows += lines[1:]
