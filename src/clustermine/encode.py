@@ -14,11 +14,17 @@ import torch
 from PIL import Image
 
 from .datasets import DatasetIndex, split_member
-from .h5io import EmbeddingFileError, ImageEmbeddings, read_image_embeddings
+from .h5io import EmbeddingFileError, ImageEmbeddings, read_features
 from .images import DEFAULT_MAX_PIXELS, load_rgb
+from .local_features import check_local_support, encode_local
 from .models import LoadedModel
+from .views import Corruption
 
 log = logging.getLogger(__name__)
+
+
+# What an embedding file holds: one embedding per image, or one local feature per patch.
+FEATURES = ("global", "local")
 
 
 class TooManyUnreadable(RuntimeError):
@@ -40,7 +46,8 @@ class _ImageFiles(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         try:
-            return self.transform(load_rgb(self.root / self.paths[i], self.max_pixels)), True
+            img = load_rgb(self.root / self.paths[i], self.max_pixels)
+            return _apply(self.transform, img, self.paths[i]), True
         except Exception as err:  # noqa: BLE001 - any decoding failure means "unreadable"
             log.warning("unreadable image %s: %s", self.root / self.paths[i], err)
             return torch.zeros(self.shape, dtype=self.dtype), False
@@ -81,7 +88,7 @@ class _TarImages(torch.utils.data.IterableDataset):
                     try:
                         data = io.BytesIO(stream.extractfile(member).read())
                         data.name = name
-                        yield self.transform(load_rgb(data, self.max_pixels)), True, row
+                        yield _apply(self.transform, load_rgb(data, self.max_pixels), name), True, row
                     except Exception as err:  # noqa: BLE001 - any decoding failure: unreadable
                         log.warning("unreadable image %s: %s", self.root / name, err)
                         yield torch.zeros(self.shape, dtype=self.dtype), False, row
@@ -90,6 +97,12 @@ class _TarImages(torch.utils.data.IterableDataset):
         for member, row in wanted.items():
             log.warning("unreadable image %s/%s: not in its tar shard", self.root / tar, member)
             yield torch.zeros(self.shape, dtype=self.dtype), False, row
+
+
+def _apply(transform: Callable, img: Image.Image, key: str):
+    """``transform`` of an image; a keyed one (a corrupted view) also gets the image's path,
+    which seeds its random draws."""
+    return transform(img, key) if getattr(transform, "keyed", False) else transform(img)
 
 
 def input_shape(preprocess: Callable) -> tuple[int, ...]:
@@ -114,14 +127,19 @@ class _Normalize:
 
 
 class _PilToUint8:
-    """The PIL part of a preprocessing (resize, crop, RGB), then the pixels as uint8 [3, H, W]."""
+    """The PIL part of a preprocessing (resize, crop, RGB), then a view's corruption if one is
+    given (on the image as the model sees it), then the pixels as uint8 [3, H, W]."""
 
-    def __init__(self, steps) -> None:
-        self.steps = steps
+    keyed = True
 
-    def __call__(self, img: Image.Image) -> torch.Tensor:
+    def __init__(self, steps, corruption: Corruption | None = None) -> None:
+        self.steps, self.corruption = steps, corruption
+
+    def __call__(self, img: Image.Image, key: str = "") -> torch.Tensor:
         for step in self.steps:
             img = step(img)
+        if self.corruption is not None:
+            img = self.corruption(img, key)
         if img.mode != "RGB":
             raise ValueError(f"preprocessed image has mode {img.mode}, not RGB")
         return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
@@ -161,13 +179,33 @@ def encode_images(
     max_unreadable_fraction: float = 0.01,
     progress_every: float = 30.0,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    features: str = "global",
+    view: str | None = None,
+    seed: int = 0,
 ) -> ImageEmbeddings:
     """Embed rows ``[start, stop)`` of a dataset index; unreadable images (and images above
-    ``max_pixels``) are left out and listed."""
+    ``max_pixels``) are left out and listed.
+
+    ``features``: ``"global"`` (the image embeddings [N, D]) or ``"local"`` (the local patch
+    features [N, P, D] of :mod:`clustermine.local_features`). ``view``: a corrupted view
+    (:mod:`clustermine.views`) of every image instead of the image, its random draws seeded by
+    ``seed`` and the image's path.
+    """
+    if features not in FEATURES:
+        raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
+    if features == "local":
+        check_local_support(loaded.model, loaded.arch)
     stop = len(index) if stop is None else stop
     paths = index.paths[start:stop]
     image_type = _TarImages if index.params.get("type") == "webdataset" else _ImageFiles
     split = split_preprocess(loaded.preprocess)
+    if view is not None:
+        if not split:
+            raise ValueError(
+                f"{loaded.arch}: its preprocessing is not PIL steps then Normalize, so a "
+                f"corrupted view ({view}) has no place in it"
+            )
+        split = (_PilToUint8(split[0].steps, Corruption(view, seed)), split[1])
     transform, on_device = split if split else (loaded.preprocess, None)
     dtype = torch.uint8 if split else torch.float32
     data = image_type(index.root, paths, transform, input_shape(transform), max_pixels, dtype)
@@ -190,7 +228,9 @@ def encode_images(
             last = time.monotonic()
             log.info("encoded %d/%d images (%.1f img/s)", done, len(paths), done / (last - t0))
 
-    emb = encode_image_batches(loaded, loader, precision, on_device, on_batch=batch_done)
+    emb = encode_image_batches(
+        loaded, loader, precision, on_device, on_batch=batch_done, local=features == "local"
+    )
     ok = np.concatenate(oks) if oks else np.zeros(0, dtype=bool)
     if rows:  # back to index order
         order = np.argsort(np.concatenate(rows), kind="stable")
@@ -206,8 +246,25 @@ def encode_images(
         labels=index.labels[start:stop][ok],
         paths=[p for p, good in zip(paths, ok) if good],
         class_names=index.class_names,
-        attrs={"unreadable_files": unreadable, "rows": [start, stop], "max_image_pixels": max_pixels},
+        attrs={
+            "unreadable_files": unreadable,
+            "rows": [start, stop],
+            "max_image_pixels": max_pixels,
+            **feature_attrs(features, view, seed),
+        },
     )
+
+
+def feature_attrs(features: str = "global", view: str | None = None, seed: int = 0) -> dict:
+    """What an embedding file records about the kind of features it holds."""
+    from .views import PACKAGE, package_version
+
+    out: dict = {"features": features}
+    if features == "local":
+        out["local_features"] = "value path of the last attention layer (GL-MCM)"
+    if view is not None:
+        out.update(view=view, view_seed=int(seed), corruptions=f"{PACKAGE} {package_version()}")
+    return out
 
 
 def encode_image_batches(
@@ -217,9 +274,11 @@ def encode_image_batches(
     on_device: Callable | None = None,
     on_batch: Callable | None = None,
     dim: int = 0,
+    local: bool = False,
 ) -> np.ndarray:
     """The image tower over ``batches`` of ``(images, *extra)`` (a DataLoader, or any iterable
     of such tuples): the embeddings [N, D], float32, not normalised; ``[0, dim]`` for none.
+    With ``local`` the local patch features [N, P, D] instead (``[0, 0, dim]`` for none).
 
     ``on_device`` finishes a batch on the model's device (the normalisation of a
     :func:`split_preprocess`); ``on_batch(batch_size, *extra)`` is called after each batch.
@@ -231,10 +290,16 @@ def encode_image_batches(
             images = images.to(loaded.device, non_blocking=True)
             if on_device is not None:
                 images = on_device(images)
-            chunks.append(loaded.model.encode_image(images).float().cpu().numpy())
+            if local:
+                out = encode_local(loaded.model, images, loaded.arch)[1]
+            else:
+                out = loaded.model.encode_image(images)
+            chunks.append(out.float().cpu().numpy())
             if on_batch is not None:
                 on_batch(len(images), *extra)
-    return np.concatenate(chunks) if chunks else np.zeros((0, dim), dtype=np.float32)
+    if chunks:
+        return np.concatenate(chunks)
+    return np.zeros((0, 0, dim) if local else (0, dim), dtype=np.float32)
 
 
 def check_unreadable(n_bad: int, n_total: int, max_fraction: float, examples: Sequence[str]):
@@ -250,10 +315,10 @@ def merge_shards(paths: Sequence[str | Path]) -> ImageEmbeddings:
     """Concatenate shard files (in the given order) into one image-embedding record."""
     if not paths:
         raise ValueError("merge_shards: no shard files given")
-    parts = [read_image_embeddings(p) for p in paths]
+    parts = [read_features(p) for p in paths]
     ref = parts[0].attrs
     for p, part in zip(paths[1:], parts[1:]):
-        for key in ("model_arch", "model_pretrained", "dataset"):
+        for key in ("model_arch", "model_pretrained", "dataset", "features", "view"):
             if part.attrs.get(key) != ref.get(key):
                 raise EmbeddingFileError(
                     f"shard {p} has {key}={part.attrs.get(key)!r}, but {paths[0]} has "
@@ -262,11 +327,13 @@ def merge_shards(paths: Sequence[str | Path]) -> ImageEmbeddings:
     attrs = {k: v for k, v in ref.items() if k not in ("rows", "shard", "num_samples")}
     attrs["unreadable_files"] = [f for part in parts for f in part.attrs.get("unreadable_files", [])]
     attrs["num_shards"] = len(parts)
-    dims = {part.embeddings.shape[1] for part in parts if len(part)}
+    dims = {part.embeddings.shape[1:] for part in parts if len(part)}
+    if len(dims) > 1:
+        raise EmbeddingFileError(f"shards {list(paths)} hold features of shapes {sorted(dims)}")
     return ImageEmbeddings(
         embeddings=np.concatenate([p.embeddings for p in parts if len(p)])
         if dims
-        else np.zeros((0, 0), np.float32),
+        else parts[0].embeddings,
         labels=np.concatenate([p.labels for p in parts]),
         paths=[x for p in parts for x in p.paths],
         class_names=parts[0].class_names,

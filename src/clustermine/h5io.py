@@ -336,6 +336,86 @@ def read_image_embeddings(path: str | os.PathLike) -> ImageEmbeddings:
     return ImageEmbeddings(emb, labels, paths, class_names, attrs)
 
 
+def _check_local(local: np.ndarray, source: str | os.PathLike, n: int) -> None:
+    """Local features: floating point [N, P, D] with every value finite (float16 storage
+    overflows to inf above 65504), checked a block of images at a time."""
+    if local.ndim != 3 or not np.issubdtype(local.dtype, np.floating):
+        raise EmbeddingFileError(
+            f"{source}: local features must be a floating-point [N, P, D] array, got "
+            f"{local.dtype} {local.shape}"
+        )
+    if len(local) != n:
+        raise EmbeddingFileError(f"{source}: {len(local)} local feature rows for {n} paths")
+    step = max(1, 2**24 // max(1, local.shape[1] * local.shape[2]))
+    for s in range(0, len(local), step):
+        bad = ~np.isfinite(np.asarray(local[s : s + step])).all(axis=(1, 2))
+        if bad.any():
+            raise EmbeddingFileError(
+                f"{source}: the local features of image rows "
+                f"{(s + np.flatnonzero(bad)[:5]).tolist()} are not finite (NaN or inf, e.g. "
+                "beyond float16's range); re-encode the dataset with precision: fp32"
+            )
+
+
+def write_local_features(path: str | os.PathLike, data: ImageEmbeddings) -> None:
+    """Local patch features ([N, P, D] in ``data.embeddings``), stored as float16 under
+    ``local`` beside the labels and paths of an image-embedding file."""
+    local = np.asarray(data.embeddings)
+    if local.ndim != 3:
+        raise EmbeddingFileError(f"{path}: local features must be [N, P, D], got {local.shape}")
+    local = local.astype(np.float16)
+    _check_local(local, path, len(data.paths))
+    labels = np.asarray(data.labels, dtype=np.int64)
+    attrs = {**data.attrs, "kind": "image", "features": "local"}
+    attrs.update(embedding_dim=int(local.shape[2]), num_patches=int(local.shape[1]),
+                 num_samples=int(len(local)))  # fmt: skip
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        chunks = (1, *local.shape[1:]) if len(local) else None
+        f.create_dataset("local", data=local, chunks=chunks)
+        f.create_dataset("labels", data=labels)
+        f.create_dataset("paths", data=np.asarray(data.paths, dtype=object), dtype=STR)
+        if data.class_names is not None:
+            names = np.asarray(data.class_names, dtype=object)
+            f.create_dataset("class_names", data=names, dtype=STR)
+        write_attrs(f, attrs)
+
+
+def read_local_features(path: str | os.PathLike) -> ImageEmbeddings:
+    """The local patch features of a file of :func:`write_local_features`, kept float16."""
+    path = Path(path)
+    with _open(path) as f:
+        if "local" not in f:
+            kind = "image embeddings" if "embeddings" in f else "not an embedding file"
+            raise EmbeddingFileError(
+                f"{path}: holds no local patch features ({kind}; found {sorted(f.keys())}); "
+                "local features are written by the encoding with features: local"
+            )
+        local = f["local"][()]
+        paths = _strings(_require(f, "paths", path))
+        labels = f["labels"][()].astype(np.int64) if "labels" in f else np.full(len(paths), -1)
+        class_names = _strings(f["class_names"]) if "class_names" in f else None
+        attrs = read_attrs(f)
+    _check_local(local, path, len(paths))
+    if len(labels) != len(paths):
+        raise EmbeddingFileError(f"{path}: {len(labels)} labels for {len(paths)} paths")
+    return ImageEmbeddings(local, labels, paths, class_names, attrs)
+
+
+def read_features(path: str | os.PathLike) -> ImageEmbeddings:
+    """An image-feature file of either kind: local patch features or image embeddings."""
+    with _open(path) as f:
+        local = "local" in f
+    return read_local_features(path) if local else read_image_embeddings(path)
+
+
+def write_features(path: str | os.PathLike, data: ImageEmbeddings) -> None:
+    """Write image embeddings [N, D] or local features [N, P, D], by their shape."""
+    if np.ndim(data.embeddings) == 3:
+        write_local_features(path, data)
+    else:
+        write_image_embeddings(path, data)
+
+
 def write_text_embeddings(path: str | os.PathLike, data: TextEmbeddings) -> None:
     emb = check_embeddings(data.embeddings, path)
     if len(data.names) != len(emb):

@@ -3,6 +3,8 @@
 # Snakemake; each stage's own helper functions sit beside that stage's rules.
 import os
 
+from snakemake.exceptions import WorkflowError
+
 from clustermine import catalog
 from clustermine.config import WorkflowConfig, check_config_files, validate_config
 from clustermine.datasets import class_names_available
@@ -104,6 +106,17 @@ def image_embeddings(model, dataset):
     if DATASETS[dataset]["type"] == "embeddings":
         return _precomputed(DATASETS, dataset, model, "datasets")
     return path("images", model=model, dataset=dataset)
+
+
+def image_features(model, dataset, features):
+    """A dataset's other image features for one model: ``local`` or ``views/<view>``."""
+    if DATASETS[dataset]["type"] == "embeddings":
+        raise WorkflowError(
+            f"dataset {dataset!r} is given as precomputed embeddings, but a method scoring it "
+            f"needs its {features} features, which are encoded from images: give the dataset "
+            "as images, or leave the method out of this ID set"
+        )
+    return path("features", model=model, dataset=dataset, features=features)
 
 
 def precomputed_checks(*datasets):

@@ -121,6 +121,24 @@ rule embed_images:
         "../scripts/embed_images.py"
 
 
+# Local patch features and corrupted views: the same encoding (and the same shards) with the
+# features a score needs (catalog needs local_features, views).
+use rule embed_images as embed_features with:
+    output:
+        temp(PATHS["feature_shard"]),
+    log:
+        log_path("feature_shard"),
+    benchmark:
+        benchmark_path("feature_shard")
+    wildcard_constraints:
+        features=FEATURES_PATTERN,
+    params:
+        model=model_params,
+        max_pixels=MAX_IMAGE_PIXELS,
+        features=lambda wc: wc.features,
+        seed=CFG.seed,
+
+
 rule merge_image_shards:
     input:
         image_shards,
@@ -139,3 +157,16 @@ rule merge_image_shards:
         max_unreadable=MAX_UNREADABLE,
     script:
         "../scripts/merge_image_shards.py"
+
+
+use rule merge_image_shards as merge_feature_shards with:
+    input:
+        feature_shards,
+    output:
+        PATHS["features"],
+    log:
+        log_path("features"),
+    benchmark:
+        benchmark_path("features")
+    wildcard_constraints:
+        features=FEATURES_PATTERN,

@@ -71,17 +71,30 @@ def dataset_params(dataset):
 
 
 def image_shards(wildcards):
+    return _shards("image_shard", wildcards)
+
+
+def feature_shards(wildcards):
+    return _shards("feature_shard", wildcards, features=wildcards.features)
+
+
+def _shards(name, wildcards, **extra):
     n = int(DATASETS[wildcards.dataset].get("shards", 1))
     return [
         path(
-            "image_shard",
+            name,
             model=wildcards.model,
             dataset=wildcards.dataset,
             shard=i,
             nshards=n,
+            **extra,
         )
         for i in range(n)
     ]
+
+
+# The features wildcard: local patch features, or a corrupted view.
+FEATURES_PATTERN = r"local|views/[a-z_]+-[1-5]"
 
 
 def model_batch_size(wildcards):

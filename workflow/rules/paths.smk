@@ -12,6 +12,10 @@ PATHS = {
     "index": "resources/index/{dataset}.tsv",
     "image_shard": "results/{model}/images/shards/{dataset}.{shard}-of-{nshards}.h5",
     "images": "results/{model}/images/{dataset}.h5",
+    # other image features, for the scores that need them: "local" (local patch features)
+    # or "views/<corruption>-<severity>" (the embeddings of a corrupted view)
+    "feature_shard": "results/{model}/{features}/shards/{dataset}.{shard}-of-{nshards}.h5",
+    "features": "results/{model}/{features}/{dataset}.h5",
     # corpus
     "corpus_names": "resources/corpus/{corpus}.tsv",
     "text": "results/{model}/text/{corpus}.{prompts}.h5",

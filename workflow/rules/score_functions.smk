@@ -36,8 +36,43 @@ def fit_detector_inputs(wildcards):
             if calibration_dataset(wildcards)
             else []
         ),
+        **feature_inputs(wildcards, [calibration_dataset(wildcards)], "calibration_"),
         "checked": precomputed_checks(spec["train"], calibration_dataset(wildcards)),
     }
+
+
+def method_features(wildcards):
+    """The other image features a method's score reads for every image it scores: a list of
+    ``local`` and ``views/<view>`` (catalog needs local_features and views)."""
+    plugin, params, _ = CFG.method(wildcards.method)
+    features = ["local"] if plugin.has("local_features") else []
+    if plugin.has("views"):
+        from clustermine.views import ViewError, expand_views
+
+        value = plugin.value_of("views", params)
+        try:
+            features += [f"views/{v}" for v in expand_views(value)]
+        except ViewError as err:
+            raise WorkflowError(f"config: methods.{wildcards.method}.views: {err}")
+    return features
+
+
+def feature_inputs(wildcards, datasets, prefix=""):
+    """Named inputs of the local-feature and view files of ``datasets`` (None ones skipped):
+    ``local`` (one per dataset) and ``views`` (per dataset, its views in their order)."""
+    features = method_features(wildcards)
+    datasets = [d for d in datasets if d is not None]
+    out = {}
+    if "local" in features:
+        out[prefix + "local"] = [
+            image_features(wildcards.model, d, "local") for d in datasets
+        ]
+    views = [f for f in features if f != "local"]
+    if views:
+        out[prefix + "views"] = [
+            image_features(wildcards.model, d, v) for d in datasets for v in views
+        ]
+    return out
 
 
 def calibration_dataset(wildcards):
@@ -65,6 +100,7 @@ def score_inputs(wildcards):
         "images": [
             image_embeddings(wildcards.model, d) for d in scored_datasets(wildcards)
         ],
+        **feature_inputs(wildcards, scored_datasets(wildcards)),
         "checked": precomputed_checks(*scored_datasets(wildcards)),
     }
 

@@ -1,14 +1,20 @@
 from clustermine.datasets import read_index
 from clustermine.encode import encode_images
-from clustermine.h5io import write_image_embeddings
+from clustermine.h5io import write_features
 from clustermine.logs import setup_logging
 from clustermine.models import load_model
 
 log = setup_logging(snakemake.log[0])
 wc, params, res = snakemake.wildcards, snakemake.params, snakemake.resources
+# Rule embed_features: local patch features ("local") or a corrupted view ("views/<view>").
+features = params.get("features", "global")
+view = features.partition("/")[2] if features.startswith("views/") else None
 index = read_index(snakemake.input.index)
 start, stop = index.shard(int(wc.shard), int(wc.nshards))
-log.info("dataset %s shard %s/%s: rows %d-%d", wc.dataset, wc.shard, wc.nshards, start, stop)
+log.info(
+    "dataset %s shard %s/%s: rows %d-%d, %s features",
+    wc.dataset, wc.shard, wc.nshards, start, stop, features,
+)  # fmt: skip
 loaded = load_model(
     params.model["arch"],
     params.model["pretrained"],
@@ -27,6 +33,9 @@ data = encode_images(
     # Several shards: the allowance holds for the whole dataset, checked when they are merged.
     max_unreadable_fraction=float(res.max_unreadable) if int(wc.nshards) == 1 else 1.0,
     **({} if params.max_pixels is None else {"max_pixels": params.max_pixels}),
+    features="local" if features == "local" else "global",
+    view=view,
+    seed=params.get("seed", 0),
 )
 data.attrs.update(loaded.attrs())
 data.attrs.update(
@@ -36,4 +45,4 @@ data.attrs.update(
     dataset_params=index.params,
     root=index.root,
 )
-write_image_embeddings(snakemake.output[0], data)
+write_features(snakemake.output[0], data)

@@ -1,5 +1,5 @@
 from clustermine.encode import check_unreadable, merge_shards
-from clustermine.h5io import write_image_embeddings
+from clustermine.h5io import write_features
 from clustermine.logs import setup_logging
 
 log = setup_logging(snakemake.log[0])
@@ -12,7 +12,7 @@ log.info(
     "%s: %d embeddings of dim %d from %d shards",
     snakemake.wildcards.dataset,
     len(data),
-    data.embeddings.shape[1] if len(data) else 0,
+    data.embeddings.shape[-1] if len(data) else 0,
     data.attrs["num_shards"],
 )
-write_image_embeddings(snakemake.output[0], data)
+write_features(snakemake.output[0], data)

@@ -10,6 +10,9 @@ from clustermine.logs import setup_logging
 setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 wc, params, res = snakemake.wildcards, snakemake.params, snakemake.resources
+inp = snakemake.input
+# Views: per dataset, its views in their order (see feature_inputs in score_functions.smk).
+per = len(inp.views) // len(params.datasets) if "views" in inp.keys() else 0
 score_files(
     snakemake.input.detector,
     params.datasets,
@@ -19,4 +22,6 @@ score_files(
     context={"model": wc.model, "idset": wc.idset, "method": wc.method},
     device=res.device,
     budget_bytes=budget_from_mb(res.budget_mb),
+    local=list(inp.local) if "local" in inp.keys() else None,
+    views=[inp.views[i * per : (i + 1) * per] for i in range(len(params.datasets))] if per else None,
 )

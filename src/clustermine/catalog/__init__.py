@@ -49,6 +49,11 @@ NEEDS = {
         "negatives": ("negative label texts", "negatives"),
         "stream": ("a stream of test images: the score adapts at test time",
                    "a test stream (adapts at test time)"),
+        "local_features": ("the local patch features [N, P, D] of every scored image (the "
+                           "value path of the image tower's last attention layer)",
+                           "local patch features"),
+        "views": ("the embeddings of corrupted views of every scored image (its views: the "
+                  "parameter of role views)", "corrupted views"),
     },
     "clusterer": {
         "knn": ("the k-nearest-neighbour graph of the embeddings (its k: the parameter of "
@@ -71,6 +76,8 @@ ROLES = {
     "seed": "a seed; the config's global seed when not given",
     "file": "the path of a user's file (e.g. a list of names), which is an input: editing "
             "the file reruns what reads it",
+    "views": "corrupted views (a preset or a list of <corruption>-<severity>), whose "
+             "embeddings of every scored image are inputs",
 }
 # Sweep axes of the report's sensitivity figure, each a parameter's ``axis`` (paper Fig. 3).
 AXES = {"K": "K (negatives)", "M": "M (min. votes)", "C": "C (clusters)"}
@@ -245,6 +252,8 @@ def _schema_problem(value: Any, schema: Mapping[str, Any]) -> str | None:
         "number": isinstance(value, numbers.Real) and not isinstance(value, bool),
         "boolean": isinstance(value, bool),
         "string": isinstance(value, str),
+        "array": isinstance(value, (list, tuple)),
+        "object": isinstance(value, Mapping),
         "null": False,
     }
     if types and not any(kinds.get(t, False) for t in types):
@@ -253,6 +262,11 @@ def _schema_problem(value: Any, schema: Mapping[str, Any]) -> str | None:
         return f"must be one of {schema['enum']}"
     if "pattern" in schema and isinstance(value, str) and not re.search(schema["pattern"], value):
         return f"must match {schema['pattern']}"
+    if "items" in schema and isinstance(value, (list, tuple)):
+        for item in value:
+            problem = _schema_problem(item, schema["items"])
+            if problem:
+                return f"has an item {item!r} that {problem}"
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         if "minimum" in schema and value < schema["minimum"]:
             return f"must be at least {schema['minimum']}"

@@ -57,7 +57,7 @@ def oodd_batch(default: int) -> Param:
                  "images put into the queue together before they are scored")  # fmt: skip
 
 
-SCORE_PLUGINS = (
+_SCORES = (
     Plugin(
         "score",
         "eq1",
@@ -257,5 +257,46 @@ SCORE_PLUGINS = (
         ),
         needs=frozenset({"positives", "train_embeddings"}),
         small={"epochs": 2},
+    ),
+)
+
+# CoVer's base: a score over label texts alone, without test-time state.
+COVER_BASES = tuple(p.name for p in _SCORES if p.needs <= {"positives", "negatives"})
+VIEW_NAME = r"^[a-z_]+-[1-5]$"
+
+SCORE_PLUGINS = (
+    *_SCORES,
+    Plugin(
+        "score",
+        "gl_mcm",
+        "MCM(global) + λ · max over patches of MCM(local patch feature)",
+        "GL-MCM (Miyai et al., IJCV 2025; official code AtsuMiyai/GL-MCM)",
+        "clustermine.detectors.gl_mcm:GLMCMDetector",
+        params=(
+            TEMPERATURE,
+            Param("lam", 1.0, {"type": "number", "minimum": 0},
+                  "λ, the weight of the local term (official: 1)"),
+        ),  # fmt: skip
+        needs=frozenset({"positives", "local_features"}),
+    ),
+    Plugin(
+        "score",
+        "cover",
+        "mean of a base score over the image and its corrupted views",
+        "CoVer (Zhang et al., NeurIPS 2024; official code tmlr-group/CoVer)",
+        "clustermine.detectors.cover:CoVerDetector",
+        params=(
+            Param("base", "mcm", {"enum": list(COVER_BASES)},
+                  "the score averaged over the views (official: MCM)"),
+            Param("base_params", {}, {"type": "object"}, "the base score's parameters"),
+            Param("views", "recommended",
+                  {"type": ["string", "array"], "items": {"type": "string",
+                                                          "pattern": VIEW_NAME}},
+                  "a preset (recommended: 6 corruptions at severities 1-2; full: 18 at 1-5) "
+                  "or a list of <corruption>-<severity>; the original image always counts",
+                  role="views"),
+        ),  # fmt: skip
+        needs=frozenset({"positives", "views"}),
+        small={"views": ["brightness-1", "gaussian_blur-2"]},
     ),
 )

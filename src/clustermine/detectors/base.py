@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping, Sequence
 
 import h5py
 import numpy as np
@@ -192,6 +192,9 @@ class Detector:
         image_emb: np.ndarray,
         attrs: Mapping[str, Any] | None = None,
         source: str | os.PathLike | None = None,
+        *,
+        local: np.ndarray | None = None,
+        views: Sequence[np.ndarray] | None = None,
     ) -> np.ndarray:
         """float64 scores [N], higher = more in-distribution.
 
@@ -199,21 +202,51 @@ class Detector:
         when given they must name the model the detector was fitted with (see
         :meth:`check_model`), since embeddings of another model of the same width would be
         scored without any error. ``source`` names them in messages.
+
+        A score that needs them (catalog needs ``local_features``, ``views``) also gets the
+        local patch features of the same images (``local`` [N, P, D]) or the embeddings of
+        each of its corrupted views (``views``, a list of [N, D] in the order of its views).
         """
         if attrs is not None:
             self.check_model(attrs, source)
-        image_emb = np.asarray(image_emb)
-        if image_emb.ndim != 2:
-            raise ValueError(f"image embeddings must be [N, D], got shape {image_emb.shape}")
-        dim = self.embedding_dim
-        if dim is not None and image_emb.shape[1] != dim:
-            raise EmbeddingFileError(
-                f"image embeddings have dimension {image_emb.shape[1]} but detector "
-                f"{self.name!r} was fitted on dimension {dim}: they come from different models"
-            )
+        image_emb = self._checked(image_emb, "image embeddings", 2)
+        extra: dict[str, Any] = {}
+        if self.plugin().has("local_features"):
+            if local is None:
+                raise DetectorConfigError(
+                    f"score {self.name!r} needs the local patch features of the images "
+                    "(encoded with features: local) beside their embeddings"
+                )
+            extra["local"] = self._checked(local, "local patch features", 3, len(image_emb))
+        if self.plugin().has("views"):
+            if views is None:
+                raise DetectorConfigError(
+                    f"score {self.name!r} needs the embeddings of the corrupted views of the "
+                    "images beside their embeddings"
+                )
+            extra["views"] = [
+                self._checked(v, "view embeddings", 2, len(image_emb)) for v in views
+            ]
         if not len(image_emb):
             return np.zeros(0)
-        return np.asarray(self._score(image_emb), dtype=np.float64)
+        return np.asarray(self._score(image_emb, **extra), dtype=np.float64)
+
+    def _checked(self, emb, what: str, ndim: int, rows: int | None = None) -> np.ndarray:
+        emb = np.asarray(emb)
+        if emb.ndim != ndim:
+            shape = "[N, D]" if ndim == 2 else "[N, P, D]"
+            raise ValueError(f"{what} must be {shape}, got shape {emb.shape}")
+        if rows is not None and len(emb) != rows:
+            raise EmbeddingFileError(
+                f"{what}: {len(emb)} rows for {rows} images; they must be of the same images"
+            )
+        dim = self.embedding_dim
+        if dim is not None and emb.shape[-1] != dim:
+            raise EmbeddingFileError(
+                f"{what} have dimension {emb.shape[-1]} but detector "
+                f"{self.name!r} was fitted on dimension {dim}: they come from different models"
+            )
+        return emb
 
     def _score(self, image_emb: np.ndarray) -> np.ndarray:
         raise NotImplementedError

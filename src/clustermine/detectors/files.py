@@ -22,7 +22,10 @@ from clustermine.detectors.registry import get_detector, load_detector
 from clustermine.h5io import (
     check_same_model,
     read_attributes,
+    EmbeddingFileError,
+    ImageEmbeddings,
     read_image_embeddings,
+    read_local_features,
     read_text_embeddings,
 )
 from clustermine.labelsets import label_texts
@@ -45,13 +48,17 @@ def fit_detector_files(
     extra: PathLike | None = None,
     calibration: PathLike | None = None,
     calibration_name: str | None = None,
+    calibration_local: PathLike | None = None,
+    calibration_views: Sequence[PathLike] = (),
     context: Mapping[str, Any],
     device: str | None = None,
     budget_bytes: int | None = None,
 ) -> Detector:
     """Fit detector ``score`` with ``params`` and calibrate it on the held-out ID images of
     ``calibration`` (named ``calibration_name``); ``context`` (model, idset, method, labels)
-    names it in messages and in its file."""
+    names it in messages and in its file. A score that needs local features or views of the
+    images it scores gets those of the calibration set (``calibration_local``,
+    ``calibration_views``)."""
     where = f"config: methods.{context.get('method')}"
     try:
         cls = get_detector(score)
@@ -131,7 +138,8 @@ def fit_detector_files(
         ).id_scores
         detector.reset()
     else:
-        scores = detector.score(held_out.embeddings, held_out.attrs, calibration)
+        more = feature_inputs(detector, calibration, held_out, calibration_local, calibration_views)
+        scores = detector.score(held_out.embeddings, held_out.attrs, calibration, **more)
     cal = detector.calibrate(scores, calibration_name, {"embeddings": str(calibration)})
     log.info(
         "calibrated on %s (%d images): threshold %.6g accepts 95%% of them",
@@ -152,15 +160,22 @@ def score_files(
     context: Mapping[str, Any],
     device: str | None = None,
     budget_bytes: int | None = None,
+    local: Sequence[PathLike] | None = None,
+    views: Sequence[Sequence[PathLike]] | None = None,
 ) -> None:
     """Score every dataset of an ID set (``datasets``, their embedding files ``images``) with
     a fitted detector and write one score file ``out``; a detector that adapts at test time
-    on one stream per (ID test set in ``tests``, benchmark) pair."""
+    on one stream per (ID test set in ``tests``, benchmark) pair. A score that needs them gets
+    each dataset's local-feature file (``local``) or view files (``views``, a list per
+    dataset), in the order of ``datasets``."""
     detector = load_detector(detector_file, device, budget_bytes)
-    data = {}
-    for dataset, path in zip(datasets, images):
+    data, more = {}, {}
+    for i, (dataset, path) in enumerate(zip(datasets, images)):
         data[dataset] = read_image_embeddings(path)
         check_same_model([(detector_file, detector.meta), (path, data[dataset].attrs)])
+        more[dataset] = feature_inputs(
+            detector, path, data[dataset], local[i] if local else None, views[i] if views else ()
+        )
     sets, pairs = {}, {}
     if detector.stateful:
         seed = int(detector.params["stream_seed"])
@@ -180,7 +195,7 @@ def score_files(
     else:
         for dataset, embeddings in data.items():
             detector.score_stats = {}
-            scores = detector.score(embeddings.embeddings)
+            scores = detector.score(embeddings.embeddings, **more[dataset])
             log.info("%s: %d images scored, mean score %.6g", dataset, len(scores), scores.mean())
             for key, value in detector.score_stats.items():
                 log.info("%s: %s = %s", dataset, key, value)
@@ -200,3 +215,57 @@ def score_files(
         },
         pairs,
     )
+
+
+def feature_inputs(
+    detector: Detector,
+    images_path: PathLike,
+    images: ImageEmbeddings,
+    local: PathLike | None = None,
+    views: Sequence[PathLike] = (),
+) -> dict[str, Any]:
+    """The local patch features or view embeddings a score needs beside the embeddings
+    ``images`` (read from ``images_path``), as keyword arguments of ``Detector.score``: each
+    file read and checked to hold the same images, in the same order, from the same model."""
+    out: dict[str, Any] = {}
+    plugin = detector.plugin()
+    if plugin.has("local_features"):
+        if local is None:
+            raise DetectorConfigError(
+                f"score {detector.name!r} needs the local patch features of {images_path}"
+            )
+        features = read_local_features(local)
+        _same_images(images_path, images, local, features)
+        out["local"] = features.embeddings
+    if plugin.has("views"):
+        wanted = list(getattr(detector, "views", ()))
+        if len(views) != len(wanted):
+            raise DetectorConfigError(
+                f"score {detector.name!r} averages over the views {wanted} but "
+                f"{len(views)} view files were given for {images_path}"
+            )
+        out["views"] = []
+        for view, path in zip(wanted, views):
+            data = read_image_embeddings(path)
+            if data.attrs.get("view") != view:
+                raise EmbeddingFileError(
+                    f"{path} holds the view {data.attrs.get('view')!r}, not {view!r}: the view "
+                    "files must follow the order of the detector's views"
+                )
+            _same_images(images_path, images, path, data)
+            out["views"].append(data.embeddings)
+    return out
+
+
+def _same_images(ref_path, ref: ImageEmbeddings, path, data: ImageEmbeddings) -> None:
+    check_same_model([(ref_path, ref.attrs), (path, data.attrs)])
+    if data.paths != ref.paths:
+        diff = next(
+            (i for i, (a, b) in enumerate(zip(ref.paths, data.paths)) if a != b),
+            min(len(ref.paths), len(data.paths)),
+        )
+        raise EmbeddingFileError(
+            f"{path} does not hold the images of {ref_path} in their order ({len(data.paths)} "
+            f"vs {len(ref.paths)} images, first difference at row {diff}); re-encode both "
+            "from the same dataset index"
+        )

@@ -4,6 +4,7 @@ over the positive labels of cosine / T, with T = 1 on raw cosines as in the offi
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from clustermine.detectors.base import Detector
 from clustermine.detectors.streaming import segment_reduce
@@ -20,12 +21,17 @@ class MCMDetector(Detector):
             )
 
     def _score(self, image_emb: np.ndarray) -> np.ndarray:
-        t = float(self.params["temperature"])
-        out = segment_reduce(
-            image_emb,
-            [self.texts_on_device("pos")],
-            1.0 / t,
-            self.budget_bytes,
-            ("lse", "max_scaled"),
+        return max_softmax(
+            image_emb, self.texts_on_device("pos"), self.params["temperature"], self.budget_bytes
         )
-        return np.exp(out["max_scaled"][:, 0] - out["lse"][:, 0])
+
+
+def max_softmax(
+    image_emb: np.ndarray, texts: torch.Tensor, temperature: float, budget_bytes: int
+) -> np.ndarray:
+    """MCM of every row of ``image_emb``: the largest softmax probability of cosine / T over
+    the unit text rows ``texts``, computed in log space."""
+    out = segment_reduce(
+        image_emb, [texts], 1.0 / float(temperature), budget_bytes, ("lse", "max_scaled")
+    )
+    return np.exp(out["max_scaled"][:, 0] - out["lse"][:, 0])
