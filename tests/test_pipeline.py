@@ -23,6 +23,7 @@ from clustermine import catalog
 from clustermine.clustering.io import read_clusters
 from clustermine.labelsets import read_label_meta
 from clustermine.metrics import read_metrics_file
+from clustermine.h5io import read_image_embeddings, read_local_features
 from clustermine.score_files import read_scores
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--configfile", "config.yaml"]
@@ -92,6 +93,15 @@ def catalog_grid() -> tuple[dict, dict, dict]:
 
 
 CLUSTERERS, LABEL_SETS, METHODS = catalog_grid()
+# Scores that read more of an image than its embedding (local patch features, views) cannot
+# score the precomputed benchmark: they run on an ID set of their own, without it.
+FEATURE_METHODS = sorted(
+    m for m, e in METHODS.items() if catalog.score(e["score"]).needs & {"local_features", "views"}
+)
+
+
+def idset_of(method: str) -> str:
+    return "tiny-img" if method in FEATURE_METHODS else "tiny"
 
 
 def write_config(project: Path, edit=None) -> dict:
@@ -102,6 +112,16 @@ def write_config(project: Path, edit=None) -> dict:
     config["clusterers"] = copy.deepcopy(CLUSTERERS)
     config["label_sets"] = copy.deepcopy(LABEL_SETS)
     config["methods"] = copy.deepcopy(METHODS)
+    tiny = config["idsets"]["tiny"]
+    config["idsets"]["tiny-img"] = {
+        **{k: tiny[k] for k in ("train", "test", "corpus", "prompts", "benchmarks")},
+        "methods": FEATURE_METHODS,
+    }
+    for entry in config["clusterers"].values():  # two ID sets train on id-train: name one
+        idset = catalog.clusterer(entry["method"]).with_role("idset")
+        if idset is not None:
+            entry[idset.name] = "tiny"
+    config["idsets"]["tiny"]["methods"] = [m for m in METHODS if m not in FEATURE_METHODS]
     config["idsets"]["tiny"]["extra_benchmarks"] = ["ood-pre"]
     config["idsets"]["tiny"]["cluster_sweep"] = {"kmeans": [2, 3, 4]}
     if edit:
@@ -162,10 +182,13 @@ def test_every_job_reading_a_precomputed_file_needs_its_check(tiny_project):
 
 
 def test_every_method_is_evaluated(pipeline):
+    assert FEATURE_METHODS == ["cover", "gl-mcm"]
     for method in METHODS:
-        (record,) = read_metrics_file(pipeline / f"results/tiny-a/metrics/tiny.{method}.json")
+        idset = idset_of(method)
+        (record,) = read_metrics_file(pipeline / f"results/tiny-a/metrics/{idset}.{method}.json")
         assert record["testset"] == "id-test", method
-        assert set(record["benchmarks"]) == {"ood", "ood-pre"}, method
+        extra = {"ood-pre"} if idset == "tiny" else set()
+        assert set(record["benchmarks"]) == {"ood"} | extra, method
         for bench in record["benchmarks"].values():
             assert 0.0 <= bench["auroc"] <= 1.0 and 0.0 <= bench["fpr95"] <= 1.0, method
         # The mean is over the main benchmarks only; the extra one is reported on its own.
@@ -188,6 +211,44 @@ def test_precomputed_embeddings_are_used_as_they_are(pipeline):
         a, b = read_scores(path, "ood"), read_scores(path, "ood-pre")
         np.testing.assert_array_equal(a.scores, b.scores)
         assert b.attrs["embeddings"].endswith("data/ood-pre.h5")
+
+
+def test_local_features_and_views_are_encoded_for_the_scored_sets_only(pipeline):
+    results = pipeline / "results/tiny-a"
+    views = [f"views/{v}" for v in catalog.score("cover").small["views"]]
+    for features in ["local", *views]:
+        made = sorted(p.name for p in (results / features).glob("*.h5"))
+        assert made == ["id-test.h5", "ood.h5"], features  # never ID-train
+    local = read_local_features(results / "local/id-test.h5")
+    images = read_scores(results / "scores/tiny-img.gl-mcm.h5", "id-test")
+    assert local.embeddings.shape[:2] == (len(images.scores), 16)  # a 4 x 4 grid per image
+    assert (results / "local/shards/id-test.0-of-2.h5").exists() is False  # temporary shards
+    view = read_image_embeddings(results / f"{views[0]}/ood.h5")
+    assert view.attrs["view"] == views[0].split("/")[1] and view.attrs["view_seed"] == 0
+
+
+def test_a_deployed_detector_refuses_scores_that_read_more_than_embeddings(pipeline):
+    from clustermine.deploy.detector import load_deployed_detector
+
+    for method, what in [("gl-mcm", "local_features"), ("cover", "views")]:
+        path = pipeline / f"results/tiny-a/detectors/tiny-img.{method}.h5"
+        with pytest.raises(ValueError, match=f"reads the {what} of every image"):
+            load_deployed_detector(path)
+
+
+def test_a_precomputed_set_cannot_give_local_features(pipeline, tmp_path):
+    project = tmp_path / "copy"
+    shutil.copytree(pipeline, project, symlinks=True)
+
+    def edit(config):
+        config["idsets"]["tiny"]["methods"].append("gl-mcm")
+
+    write_config(project, edit)
+    out = dry_run(project)
+    message = out.stdout + out.stderr
+    assert out.returncode != 0
+    assert "dataset 'ood-pre' is given as precomputed embeddings" in message
+    assert "needs its local features" in message
 
 
 def test_clustering_outputs(pipeline):
@@ -262,9 +323,11 @@ def test_debiased_gradnorm_and_language_assisted_outputs(pipeline):
 
 
 def test_tables_plots_and_report(pipeline):
-    table = (pipeline / "results/tables/ood_benchmarks.md").read_text()
+    table = (pipeline / "results/tables/ood_benchmarks.md").read_text()  # the main ID set's
+    long = (pipeline / "results/tables/metrics_long.tsv").read_text()
     for method in METHODS:
-        assert method in table
+        assert method in (long if method in FEATURE_METHODS else table)
+    assert "\ttiny-img\t" in long
     plots = list((pipeline / "results/plots").glob("*.png"))
     assert len(plots) == 6 and all(p.stat().st_size > 1000 for p in plots)
     out = subprocess.run([*SNAKEMAKE, "--report", "results/report.html", "--cores", "1"],

@@ -363,7 +363,8 @@ def write_local_features(path: str | os.PathLike, data: ImageEmbeddings) -> None
     local = np.asarray(data.embeddings)
     if local.ndim != 3:
         raise EmbeddingFileError(f"{path}: local features must be [N, P, D], got {local.shape}")
-    local = local.astype(np.float16)
+    with np.errstate(over="ignore"):  # values beyond float16 become inf, refused just below
+        local = local.astype(np.float16)
     _check_local(local, path, len(data.paths))
     labels = np.asarray(data.labels, dtype=np.int64)
     attrs = {**data.attrs, "kind": "image", "features": "local"}

@@ -59,7 +59,8 @@ def method_features(wildcards):
 
 def feature_inputs(wildcards, datasets, prefix=""):
     """Named inputs of the local-feature and view files of ``datasets`` (None ones skipped):
-    ``local`` (one per dataset) and ``views`` (per dataset, its views in their order)."""
+    ``local`` (one per dataset) and ``views`` (per dataset, its views in their order).
+    """
     features = method_features(wildcards)
     datasets = [d for d in datasets if d is not None]
     out = {}

@@ -107,6 +107,10 @@ class Predictions:
         return out
 
 
+# Catalog needs of scores that read more of an image than its embedding.
+IMAGE_FEATURE_NEEDS = frozenset({"local_features", "views"})
+
+
 class DeployedDetector:
     """A fitted detector and its model; made by :func:`load_deployed_detector`.
 
@@ -131,6 +135,14 @@ class DeployedDetector:
         threshold: float | None = None,
         id_acceptance: float = DEFAULT_ACCEPTANCE,
     ) -> None:
+        needs = sorted(detector.plugin().needs & IMAGE_FEATURE_NEEDS)
+        if needs:
+            raise ValueError(
+                f"{source}: score {detector.name!r} reads the {' and '.join(needs)} of every "
+                "image besides its embedding, which a deployed detector does not compute: "
+                "score its images with the workflow (a dataset of the ID set's benchmarks), "
+                "or deploy a score of the embedding alone"
+            )
         self.detector = detector
         self.model_spec = model
         self.source = source

@@ -56,6 +56,10 @@ class CoVerDetector(Detector):
                 f"score 'cover' averages over {len(self.views)} views ({list(self.views)}), "
                 f"but {len(views)} view embeddings were given"
             )
+        if self.base.text_pos is not self.text_pos or self.base.text_neg is not self.text_neg:
+            # The detector's own rows (a loaded file's, as stored), not a second normalisation.
+            self.base.text_pos, self.base.text_neg = self.text_pos, self.text_neg
+            self.base._device_texts.clear()
         self.base.state = {
             k[len(STATE_PREFIX) :]: v for k, v in self.state.items() if k.startswith(STATE_PREFIX)
         }
