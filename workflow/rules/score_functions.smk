@@ -65,12 +65,12 @@ def feature_inputs(wildcards, datasets, prefix=""):
     datasets = [d for d in datasets if d is not None]
     out = {}
     if "local" in features:
-        out[prefix + "local"] = [
+        out[f"{prefix}local"] = [
             image_features(wildcards.model, d, "local") for d in datasets
         ]
     views = [f for f in features if f != "local"]
     if views:
-        out[prefix + "views"] = [
+        out[f"{prefix}views"] = [
             image_features(wildcards.model, d, v) for d in datasets for v in views
         ]
     return out

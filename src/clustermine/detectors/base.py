@@ -232,7 +232,7 @@ class Detector:
         return np.asarray(self._score(image_emb, **extra), dtype=np.float64)
 
     def _checked(self, emb, what: str, ndim: int, rows: int | None = None) -> np.ndarray:
-        emb = np.asarray(emb)
+        emb = np.ascontiguousarray(emb)  # a reversed or strided view becomes a tensor too
         if emb.ndim != ndim:
             shape = "[N, D]" if ndim == 2 else "[N, P, D]"
             raise ValueError(f"{what} must be {shape}, got shape {emb.shape}")
