@@ -166,6 +166,8 @@ def test_cover_refuses_what_it_cannot_average():
         detector("cover", texts, base="eq1")
     with pytest.raises(DetectorConfigError, match="must be one of"):
         detector("cover", texts, base="clipscope")  # adapts at test time: not a base
+    with pytest.raises(DetectorConfigError, match=r"no parameter\(s\) \['temprature'\]"):
+        detector("cover", texts, base_params={"temprature": 0.5})
 
 
 # --- views -------------------------------------------------------------------------------------
@@ -190,6 +192,8 @@ def test_a_view_is_the_same_in_every_run_and_differs_between_images():
     a, b = np.asarray(noise(img, "x/1.png")), np.asarray(noise(img, "x/1.png"))
     np.testing.assert_array_equal(a, b)
     assert a.shape == (40, 36, 3) and not np.array_equal(a, np.asarray(noise(img, "x/2.png")))
+    odd = "caf\udce9/\u00e9t\u00e9 \u2014 1.png"  # a non-UTF-8 byte kept as a surrogate escape
+    np.testing.assert_array_equal(np.asarray(noise(img, odd)), np.asarray(noise(img, odd)))
     state = np.random.get_state()[1].copy()
     Corruption("shot_noise-1")(img, "k")
     np.testing.assert_array_equal(np.random.get_state()[1], state)  # global state put back

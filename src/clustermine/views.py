@@ -12,7 +12,7 @@ the image's path, so a view of an image is the same in every run, shard and work
 from __future__ import annotations
 
 import zlib
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 from PIL import Image
@@ -79,7 +79,8 @@ def package_version() -> str:
 
 def view_seed(view: str, key: str, seed: int = 0) -> int:
     """The seed of the random draws of ``view`` of the image named ``key`` (its path)."""
-    return zlib.crc32(f"{seed}:{view}:{key}".encode("utf-8"))
+    # Paths that are not UTF-8 (kept as surrogate escapes) seed like any other.
+    return zlib.crc32(f"{seed}:{view}:{key}".encode("utf-8", "surrogateescape"))
 
 
 class Corruption:
@@ -111,7 +112,3 @@ class Corruption:
                 f"{PACKAGE} {package_version()} is not usable for this image size"
             )
         return Image.fromarray(np.clip(np.rint(y), 0, 255).astype(np.uint8), "RGB")
-
-
-def view_names(views: Sequence[str] | str) -> list[str]:
-    return list(expand_views(views))

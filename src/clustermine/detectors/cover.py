@@ -16,9 +16,6 @@ from clustermine import catalog
 from clustermine.detectors.base import Detector, DetectorConfigError
 from clustermine.views import ViewError, expand_views
 
-STATE_PREFIX = "base."
-
-
 class CoVerDetector(Detector):
     name = "cover"
 
@@ -46,7 +43,7 @@ class CoVerDetector(Detector):
 
     def _fit(self, train, labels) -> None:
         self.base._fit(train, labels)
-        self.state = {STATE_PREFIX + k: v for k, v in self.base.state.items()}
+        self.state = self.base.state  # CoVer's fitted state is its base's
         for message in self.base.fit_stats.get("warnings", []):
             self.warn(message)
 
@@ -60,9 +57,7 @@ class CoVerDetector(Detector):
             # The detector's own rows (a loaded file's, as stored), not a second normalisation.
             self.base.text_pos, self.base.text_neg = self.text_pos, self.text_neg
             self.base._device_texts.clear()
-        self.base.state = {
-            k[len(STATE_PREFIX) :]: v for k, v in self.state.items() if k.startswith(STATE_PREFIX)
-        }
+        self.base.state = self.state  # a loaded file's, or a reset's
         total = np.asarray(self.base._score(image_emb), dtype=np.float64)
         for view in views:
             total = total + self.base._score(view)
