@@ -15,7 +15,10 @@ Stages (``--only`` picks some; the whole check is sized for under 8 minutes on o
   ``--kmeans-iters`` Lloyd iterations;
 - ``temi``: one TEMI epoch with 50 heads, C = 4000, on 1.28M × 1024 (pairs from a random
   neighbour graph: the compute is the same as with the real one);
-- ``zeroshot``: zero-shot top-5 and Eq. 1 scoring of 50,000 images against 270,000 names.
+- ``zeroshot``: zero-shot top-5 and Eq. 1 scoring of 50,000 images against 270,000 names;
+- ``features``: what GL-MCM and CoVer add to the encoding: ViT-B/16 (224 px, 196 patches)
+  with and without its local patch features, and the CPU time of CoVer's 12 recommended
+  views of an image (the corruptions run on the CPU, one core).
 
     bash benchmarks/gpu_check.sh                  # everything
     bash benchmarks/gpu_check.sh --only encode knn --out gpu.json
@@ -35,7 +38,7 @@ import time
 from pathlib import Path
 
 NO_CUDA = 2
-STAGES = ("encode", "pipeline", "knn", "kmeans", "temi", "zeroshot")
+STAGES = ("encode", "pipeline", "knn", "kmeans", "temi", "zeroshot", "features")
 N_TRAIN, DIM, K = 1_281_167, 1024, 50
 ARCHS = {"ViT-B-32": 1024, "ViT-L-14": 512, "ViT-H-14": 256}  # architecture: batch size
 # The device of every stage. Only tests set it to "cpu", to run the stages' code at toy size;
@@ -123,6 +126,25 @@ def synthetic_embeddings(n: int, dim: int, seed: int = 0, concepts: int = 1000):
 
 
 def stage_encode(args) -> dict:
+    import torch
+
+    out = {}
+    for arch in args.archs:
+        batch = args.encode_batch or ARCHS.get(arch, 256)
+        _reset_peak()
+        model, x, amp = _random_model(arch, batch)
+        with torch.inference_mode(), amp:
+            rate = _images_per_s(model.encode_image, x, args.encode_seconds)
+        out[f"{arch}_images_per_s"] = round(rate, 1)
+        out[f"{arch}_batch"] = batch
+        out[f"{arch}_peak_gpu_gb"] = _peak_gb()
+        del model
+    return out
+
+
+def _random_model(arch: str, batch: int):
+    """An open_clip model with random weights on ``DEVICE``, a random input batch of its
+    image size, and the autocast context of its timing (float16 on CUDA)."""
     import contextlib
 
     import open_clip
@@ -131,30 +153,53 @@ def stage_encode(args) -> dict:
     from clustermine import model_configs
 
     model_configs.register()
-    out = {}
-    for arch in args.archs:
-        batch = args.encode_batch or ARCHS.get(arch, 256)
-        _reset_peak()
-        model = open_clip.create_model(arch, pretrained=None, device=DEVICE).eval()
-        size = model.visual.image_size
-        size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
-        x = torch.randn(batch, 3, *size, device=DEVICE)
-        amp = torch.autocast("cuda", dtype=torch.float16) if _cuda() else contextlib.nullcontext()
-        with torch.inference_mode(), amp:
-            for _ in range(2):  # warm-up: kernels, allocator
-                model.encode_image(x)
-            _sync()
-            start, steps = time.perf_counter(), 0
-            while steps == 0 or time.perf_counter() - start < args.encode_seconds:
-                model.encode_image(x)
-                steps += 1
-            _sync()
-        rate = steps * batch / (time.perf_counter() - start)
-        out[f"{arch}_images_per_s"] = round(rate, 1)
-        out[f"{arch}_batch"] = batch
-        out[f"{arch}_peak_gpu_gb"] = _peak_gb()
-        del model
-    return out
+    model = open_clip.create_model(arch, pretrained=None, device=DEVICE).eval()
+    size = model.visual.image_size
+    size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+    x = torch.randn(batch, 3, *size, device=DEVICE)
+    amp = torch.autocast("cuda", dtype=torch.float16) if _cuda() else contextlib.nullcontext()
+    return model, x, amp
+
+
+def _images_per_s(fn, x, seconds: float) -> float:
+    """Images per second of ``fn`` on the batch ``x``, after two warm-up calls."""
+    for _ in range(2):
+        fn(x)
+    _sync()
+    start, steps = time.perf_counter(), 0
+    while steps == 0 or time.perf_counter() - start < seconds:
+        fn(x)
+        steps += 1
+    _sync()
+    return steps * len(x) / (time.perf_counter() - start)
+
+
+def stage_features(args) -> dict:
+    import numpy as np
+    import torch
+
+    from clustermine.local_features import encode_local
+    from clustermine.views import PRESETS, Corruption
+
+    arch, batch = args.features_arch, args.encode_batch or 512
+    model, x, amp = _random_model(arch, batch)
+    size = tuple(x.shape[-2:])
+    with torch.inference_mode(), amp:
+        plain = _images_per_s(model.encode_image, x, args.encode_seconds)
+        local = _images_per_s(lambda b: encode_local(model, b, arch), x, args.encode_seconds)
+        patches, dim = encode_local(model, x[:1], arch)[1].shape[1:]
+    pixels = np.random.default_rng(0).integers(0, 255, (args.view_images, *size, 3), np.uint8)
+    views = [Corruption(v) for v in PRESETS["recommended"]]
+    start = time.perf_counter()
+    for view in views:
+        for img in pixels:
+            view.pixels(img)
+    per_image = (time.perf_counter() - start) / len(pixels)
+    return {"arch": arch, "batch": batch, "global_images_per_s": round(plain, 1),
+            "with_local_images_per_s": round(local, 1), "local_cost": round(plain / local, 3),
+            "patches": int(patches), "local_kb_per_image": round(patches * dim * 2 / 1024, 1),
+            "recommended_views": len(views),
+            "views_cpu_s_per_image_one_core": round(per_image, 4)}  # fmt: skip
 
 
 def stage_pipeline(args) -> dict:
@@ -335,6 +380,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--archs", nargs="+", default=list(ARCHS), help="models timed by encode")
     p.add_argument("--encode-batch", type=int, default=0, help="0: per model (ViT-H: 256)")
     p.add_argument("--pipeline-arch", default="ViT-B-32")
+    p.add_argument("--features-arch", default="ViT-B-16", help="model of the features stage")
+    p.add_argument("--view-images", type=int, default=32, help="images of the views timing")
     return p.parse_args(argv)
 
 
@@ -371,6 +418,8 @@ def run(args) -> dict:
             gpu_stage("temi", results)(lambda: stage_temi(args, x_host))
     if "zeroshot" in args.only:
         gpu_stage("zeroshot", results)(lambda: stage_zeroshot(args))
+    if "features" in args.only:
+        gpu_stage("features", results)(lambda: stage_features(args))
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     failed = [name for name, row in results.items() if isinstance(row, dict) and "error" in row]

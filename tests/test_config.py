@@ -188,3 +188,23 @@ def test_a_user_config_replaces_the_demo_config(tmp_path):
     # Without --configfile the demo config is the config (as `make demo` runs it).
     demo = planned_jobs(workdir, configfiles=())
     assert demo["train_demo_model"] == 1 and demo["demo_summary"] == 1
+
+
+def test_a_misspelt_parameter_of_covers_base_is_named_at_start():
+    """CoVer's base_params are checked against its base score's parameters by the schema,
+    before any job runs (and by the catalog for callers of the library)."""
+    from clustermine import catalog
+
+    good = {"score": "cover", "labels": "gt", "base": "energy", "base_params": {"temperature": 2}}
+    checked(config(methods={"c": good}))
+    checked(config(methods={"c": {"score": "cover", "labels": "gt",
+                                  "base_params": {"temperature": 2}}}))  # base: mcm (default)
+    for entry, bad in [
+        ({"base_params": {"temprature": 0.5}}, "temprature"),  # the default base, MCM
+        ({"base": "eq1_grouped", "base_params": {"group": 3}}, "group"),
+        ({"base": "energy", "base_params": {"temperature": "hot"}}, "hot"),
+    ]:
+        with pytest.raises(ConfigError, match=bad):
+            checked(config(methods={"c": {"score": "cover", "labels": "gt", **entry}}))
+        with pytest.raises(catalog.CatalogError, match=f"cover.*base_params.*{bad}"):
+            catalog.score("cover").resolve({k: v for k, v in entry.items()})

@@ -36,6 +36,7 @@ def test_every_stage_runs_at_toy_size_on_the_cpu(monkeypatch, tmp_path):
         "--knn-queries", "100", "--images", "200", "--names", "500", "--archs",
         "clustermine-tiny", "--encode-batch", "4", "--encode-seconds", "0", "--jpegs", "8",
         "--workers", "1", "--pipeline-arch", "clustermine-tiny", "--budget-mb", "16",
+        "--features-arch", "clustermine-tiny", "--view-images", "2",
         "--out", str(out),
     ])  # fmt: skip
     results = check.run(args)
@@ -43,4 +44,6 @@ def test_every_stage_runs_at_toy_size_on_the_cpu(monkeypatch, tmp_path):
     for stage in check.STAGES:
         assert "error" not in results[stage], results[stage]
     assert results["knn"]["queries"] == 100 and results["kmeans"]["iterations"] >= 1
+    assert results["features"]["recommended_views"] == 12
+    assert results["features"]["patches"] >= 1
     assert out.exists()

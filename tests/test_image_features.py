@@ -23,7 +23,7 @@ from clustermine.detectors import get_detector
 from clustermine.detectors.base import DetectorConfigError
 from clustermine.detectors.files import feature_inputs
 from clustermine.detectors.registry import load_detector
-from clustermine.encode import encode_images, merge_shards
+from clustermine.encode import encode_images, merge_shards, view_batch
 from clustermine.h5io import (
     EmbeddingFileError,
     ImageEmbeddings,
@@ -40,7 +40,7 @@ from clustermine.local_features import (
     local_support,
 )
 from clustermine.models import load_model
-from clustermine.views import PRESETS, Corruption, ViewError, expand_views
+from clustermine.views import PRESETS, Corruption, ViewError, expand_views, view_seed
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 D = 8
@@ -184,19 +184,36 @@ def test_view_presets_are_the_official_sets():
 
 
 def test_a_view_is_the_same_in_every_run_and_differs_between_images():
+    """A view is seeded by the image's pixels (as the model sees them), the view and the seed:
+    the same image gives the same view in every run and from any path or upload; another image,
+    view or seed gives other draws; the global NumPy generator is left as it was."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
-    img = Image.fromarray(rng.integers(0, 255, (40, 36, 3), dtype=np.uint8))
+    x = rng.integers(0, 255, (40, 36, 3), dtype=np.uint8)
+    img = Image.fromarray(x)
     noise = Corruption("gaussian_noise-3")
-    a, b = np.asarray(noise(img, "x/1.png")), np.asarray(noise(img, "x/1.png"))
+    a, b = noise.pixels(x), noise.pixels(x.copy())
     np.testing.assert_array_equal(a, b)
-    assert a.shape == (40, 36, 3) and not np.array_equal(a, np.asarray(noise(img, "x/2.png")))
-    odd = "caf\udce9/\u00e9t\u00e9 \u2014 1.png"  # a non-UTF-8 byte kept as a surrogate escape
-    np.testing.assert_array_equal(np.asarray(noise(img, odd)), np.asarray(noise(img, odd)))
+    np.testing.assert_array_equal(np.asarray(noise(img)), a)  # PIL in, PIL out: same pixels
+    assert a.shape == x.shape and a.dtype == np.uint8
+    other = x.copy()
+    other[0, 0, 0] ^= 1  # one bit of one pixel: another image, other draws
+    assert not np.array_equal(noise.pixels(other)[1:], a[1:])
+    assert not np.array_equal(Corruption("gaussian_noise-3", seed=1).pixels(x), a)
+    assert view_seed("gaussian_noise-3", x) != view_seed("gaussian_noise-2", x)
     state = np.random.get_state()[1].copy()
-    Corruption("shot_noise-1")(img, "k")
+    Corruption("shot_noise-1").pixels(x)
     np.testing.assert_array_equal(np.random.get_state()[1], state)  # global state put back
+    # A batch of uint8 pixels [B, 3, H, W] (a deployed detector's) gives the same views.
+    batch = torch.from_numpy(np.stack([x, other])).permute(0, 3, 1, 2)
+    views = view_batch(noise, batch).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_array_equal(views[0], a)
+    np.testing.assert_array_equal(views[1], noise.pixels(other))
+    with pytest.raises(ValueError, match="uint8 pixel batches"):
+        view_batch(noise, batch.float())
+    with pytest.raises(ViewError, match="uint8 RGB pixels"):
+        noise.pixels(x.astype(np.float32))
 
 
 # --- local features from the model's weights ----------------------------------------------------
@@ -334,15 +351,20 @@ def test_feature_files_must_hold_the_same_images_in_order(tmp_path):
     write_image_embeddings(tmp_path / "img.h5", images)
     det = detector("cover", texts, views=["fog-1", "fog-2"])
 
-    def view(name, rows, view_attr):
+    def view(name, rows, view_attr, seed=7):
         data = ImageEmbeddings(images.embeddings[rows], np.zeros(len(rows)),
-                               [paths[r] for r in rows], attrs={**attrs, "view": view_attr})  # fmt: skip
+                               [paths[r] for r in rows],
+                               attrs={**attrs, "view": view_attr, "view_seed": seed})  # fmt: skip
         write_image_embeddings(tmp_path / name, data)
         return tmp_path / name
 
     good = [view("f1.h5", [0, 1, 2], "fog-1"), view("f2.h5", [0, 1, 2], "fog-2")]
     out = feature_inputs(det, tmp_path / "img.h5", images, views=good)
     assert len(out["views"]) == 2
+    assert det.meta["view_seed"] == 7  # recorded, so that a deployed detector seeds its views alike
+    reseeded = [good[0], view("r2.h5", [0, 1, 2], "fog-2", seed=8)]
+    with pytest.raises(EmbeddingFileError, match="view seed 8, but the detector's views with 7"):
+        feature_inputs(det, tmp_path / "img.h5", images, views=reseeded)
     with pytest.raises(EmbeddingFileError, match="holds the view 'fog-2', not 'fog-1'"):
         feature_inputs(det, tmp_path / "img.h5", images, views=good[::-1])
     shuffled = [view("s1.h5", [0, 2, 1], "fog-1"), good[1]]

@@ -227,13 +227,78 @@ def test_local_features_and_views_are_encoded_for_the_scored_sets_only(pipeline)
     assert view.attrs["view"] == views[0].split("/")[1] and view.attrs["view_seed"] == 0
 
 
-def test_a_deployed_detector_refuses_scores_that_read_more_than_embeddings(pipeline):
+def test_deployed_gl_mcm_and_cover_score_images_as_the_workflow_did(pipeline):
+    """A deployed GL-MCM or CoVer detector makes the local features and views of an image
+    itself (CoVer's tiny views include random noise, seeded by the image's pixels), through
+    the Python API and the HTTP service, and gives each image the workflow's score."""
+    import requests
+    from helpers.service import serving, upload
+
+    from clustermine.deploy.detector import UnscorableEmbeddings, load_deployed_detector
+    from clustermine.deploy.service import Limits
+
+    results = pipeline / "results/tiny-a"
+    ood = read_image_embeddings(results / "images/ood.h5")
+    paths = [str(Path(ood.attrs["root"]) / p) for p in ood.paths]
+    for method in ("gl-mcm", "cover"):
+        det = load_deployed_detector(results / f"detectors/tiny-img.{method}.h5", device="cpu")
+        want = read_scores(results / f"scores/tiny-img.{method}.h5", "ood").scores
+        out = det.predict(paths)
+        assert out.num_errors == 0
+        np.testing.assert_allclose(out.scores, want, rtol=1e-5, atol=1e-7)
+        with serving(det, Limits()) as url:
+            r = requests.post(f"{url}/score", files=upload(paths[:3]))
+        assert r.status_code == 200, r.text
+        got = [row["score"] for row in r.json()["results"]]
+        np.testing.assert_allclose(got, want[:3], rtol=1e-5, atol=1e-7)
+        # Embeddings alone are not enough; a NaN in an image's local features or in one of its
+        # views is an error in its row, as a NaN in its embedding is.
+        features, _ = det.encode(paths[:3])
+        with pytest.raises(ValueError, match="give them as local= and views="):
+            det.predict(embeddings=features.embeddings)
+        if method == "gl-mcm":
+            features.local[1, 0, 0] = np.nan
+        else:
+            features.views[-1][1, 0] = np.nan
+        rows = det.predict(embeddings=features.embeddings, local=features.local,
+                           views=features.views)  # fmt: skip
+        assert [bool(e) for e in rows.errors] == [False, True, False]
+        assert "NaN or infinite" in rows.errors[1] and rows.ood[1] is None
+        np.testing.assert_allclose(rows.scores[[0, 2]], want[[0, 2]], rtol=1e-5, atol=1e-7)
+        with pytest.raises(UnscorableEmbeddings, match=r"rows 1\b"):
+            det.score_embeddings(features.embeddings, local=features.local, views=features.views)
+    cli = subprocess.run(
+        [sys.executable, "-m", "clustermine.cli", "score",
+         str(results / "detectors/tiny-img.gl-mcm.h5"), "--embeddings",
+         str(results / "images/ood.h5")],
+        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert cli.returncode != 0 and "Traceback" not in cli.stderr
+    assert "also reads the local patch features" in cli.stderr
+    assert "give the images, not --embeddings" in cli.stderr
+
+
+def test_the_views_of_an_image_follow_its_pixels_not_its_name(pipeline, tmp_path):
+    """The same image under another name (odd characters), behind a symbolic link, as bytes
+    or as a PIL image gets the same CoVer score: its noisy views are drawn alike."""
+    from PIL import Image
+
     from clustermine.deploy.detector import load_deployed_detector
 
-    for method, what in [("gl-mcm", "local_features"), ("cover", "views")]:
-        path = pipeline / f"results/tiny-a/detectors/tiny-img.{method}.h5"
-        with pytest.raises(ValueError, match=f"reads the {what} of every image"):
-            load_deployed_detector(path)
+    results = pipeline / "results/tiny-a"
+    det = load_deployed_detector(results / "detectors/tiny-img.cover.h5", device="cpu")
+    ood = read_image_embeddings(results / "images/ood.h5")
+    original = Path(ood.attrs["root"]) / ood.paths[0]
+    odd = tmp_path / "caf\u00e9 \u2014 copie (1).PNG"
+    shutil.copy(original, odd)
+    link = tmp_path / "link.png"
+    link.symlink_to(original)
+    sources = [original, odd, link, original.read_bytes(), Image.open(original)]
+    scores = [det.predict([x]).scores[0] for x in sources]  # one at a time: same batch shape
+    assert np.isfinite(scores).all()
+    assert scores == pytest.approx([scores[0]] * len(scores), rel=1e-9)
+    other = Path(ood.attrs["root"]) / ood.paths[1]
+    assert det.predict([other]).scores[0] != pytest.approx(scores[0], rel=1e-6)
 
 
 def test_a_precomputed_set_cannot_give_local_features(pipeline, tmp_path):

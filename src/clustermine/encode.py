@@ -6,6 +6,7 @@ import io
 import logging
 import tarfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -47,7 +48,7 @@ class _ImageFiles(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         try:
             img = load_rgb(self.root / self.paths[i], self.max_pixels)
-            return _apply(self.transform, img, self.paths[i]), True
+            return self.transform(img), True
         except Exception as err:  # noqa: BLE001 - any decoding failure means "unreadable"
             log.warning("unreadable image %s: %s", self.root / self.paths[i], err)
             return torch.zeros(self.shape, dtype=self.dtype), False
@@ -88,7 +89,7 @@ class _TarImages(torch.utils.data.IterableDataset):
                     try:
                         data = io.BytesIO(stream.extractfile(member).read())
                         data.name = name
-                        yield _apply(self.transform, load_rgb(data, self.max_pixels), name), True, row
+                        yield self.transform(load_rgb(data, self.max_pixels)), True, row
                     except Exception as err:  # noqa: BLE001 - any decoding failure: unreadable
                         log.warning("unreadable image %s: %s", self.root / name, err)
                         yield torch.zeros(self.shape, dtype=self.dtype), False, row
@@ -97,12 +98,6 @@ class _TarImages(torch.utils.data.IterableDataset):
         for member, row in wanted.items():
             log.warning("unreadable image %s/%s: not in its tar shard", self.root / tar, member)
             yield torch.zeros(self.shape, dtype=self.dtype), False, row
-
-
-def _apply(transform: Callable, img: Image.Image, key: str):
-    """``transform`` of an image; a keyed one (a corrupted view) also gets the image's path,
-    which seeds its random draws."""
-    return transform(img, key) if getattr(transform, "keyed", False) else transform(img)
 
 
 def input_shape(preprocess: Callable) -> tuple[int, ...]:
@@ -130,16 +125,14 @@ class _PilToUint8:
     """The PIL part of a preprocessing (resize, crop, RGB), then a view's corruption if one is
     given (on the image as the model sees it), then the pixels as uint8 [3, H, W]."""
 
-    keyed = True
-
     def __init__(self, steps, corruption: Corruption | None = None) -> None:
         self.steps, self.corruption = steps, corruption
 
-    def __call__(self, img: Image.Image, key: str = "") -> torch.Tensor:
+    def __call__(self, img: Image.Image) -> torch.Tensor:
         for step in self.steps:
             img = step(img)
         if self.corruption is not None:
-            img = self.corruption(img, key)
+            img = self.corruption(img)
         if img.mode != "RGB":
             raise ValueError(f"preprocessed image has mode {img.mode}, not RGB")
         return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
@@ -189,7 +182,7 @@ def encode_images(
     ``features``: ``"global"`` (the image embeddings [N, D]) or ``"local"`` (the local patch
     features [N, P, D] of :mod:`clustermine.local_features`). ``view``: a corrupted view
     (:mod:`clustermine.views`) of every image instead of the image, its random draws seeded by
-    ``seed`` and the image's path.
+    ``seed`` and the image's pixels.
     """
     if features not in FEATURES:
         raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
@@ -228,9 +221,10 @@ def encode_images(
             last = time.monotonic()
             log.info("encoded %d/%d images (%.1f img/s)", done, len(paths), done / (last - t0))
 
-    emb = encode_image_batches(
+    encoded = encode_image_features(
         loaded, loader, precision, on_device, on_batch=batch_done, local=features == "local"
     )
+    emb = encoded.local if features == "local" else encoded.embeddings
     ok = np.concatenate(oks) if oks else np.zeros(0, dtype=bool)
     if rows:  # back to index order
         order = np.argsort(np.concatenate(rows), kind="stable")
@@ -267,39 +261,82 @@ def feature_attrs(features: str = "global", view: str | None = None, seed: int =
     return out
 
 
-def encode_image_batches(
+@dataclass
+class ImageFeatures:
+    """What the image tower made of a set of images: their embeddings [N, D]; their local
+    patch features [N, P, D] where asked for, else None; the embeddings of each asked-for
+    corrupted view ([N, D] each, in the order asked)."""
+
+    embeddings: np.ndarray
+    local: np.ndarray | None = None
+    views: list[np.ndarray] | None = None
+
+
+def view_batch(view: Corruption, images: torch.Tensor) -> torch.Tensor:
+    """The corrupted view of a batch of uint8 pixels [B, 3, H, W] (the first part of a
+    :func:`split_preprocess`), image by image: the same pixels as the loader workers make
+    for a view file."""
+    if images.dtype != torch.uint8 or images.ndim != 4:
+        raise ValueError(
+            f"views are made from uint8 pixel batches [B, 3, H, W], got {images.dtype} "
+            f"{tuple(images.shape)}: the model's preprocessing must end in Normalize"
+        )
+    x = images.permute(0, 2, 3, 1).cpu().numpy()
+    out = np.stack([view.pixels(img) for img in x]) if len(x) else x
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+
+def encode_image_features(
     loaded: LoadedModel,
     batches: Iterable,
     precision: str = "auto",
     on_device: Callable | None = None,
     on_batch: Callable | None = None,
     dim: int = 0,
+    *,
     local: bool = False,
-) -> np.ndarray:
+    views: Sequence[Corruption] = (),
+) -> ImageFeatures:
     """The image tower over ``batches`` of ``(images, *extra)`` (a DataLoader, or any iterable
-    of such tuples): the embeddings [N, D], float32, not normalised; ``[0, dim]`` for none.
-    With ``local`` the local patch features [N, P, D] instead (``[0, 0, dim]`` for none).
+    of such tuples): the embeddings (float32, not normalised; ``[0, dim]`` for none), with
+    ``local`` also the local patch features (one pass of the tower makes both), and the
+    embeddings of each of ``views``, made from the batch's uint8 pixels.
 
     ``on_device`` finishes a batch on the model's device (the normalisation of a
     :func:`split_preprocess`); ``on_batch(batch_size, *extra)`` is called after each batch.
     The one encoding loop of the workflow (:func:`encode_images`) and of deployed detectors.
     """
-    chunks = []
+    emb: list[np.ndarray] = []
+    loc: list[np.ndarray] = []
+    per_view: list[list[np.ndarray]] = [[] for _ in views]
+
+    def model_input(x: torch.Tensor) -> torch.Tensor:
+        x = x.to(loaded.device, non_blocking=True)
+        return on_device(x) if on_device is not None else x
+
     with torch.inference_mode(), loaded.autocast(precision):
         for images, *extra in batches:
-            images = images.to(loaded.device, non_blocking=True)
-            if on_device is not None:
-                images = on_device(images)
+            x = model_input(images)
             if local:
-                out = encode_local(loaded.model, images, loaded.arch)[1]
+                pooled, patches = encode_local(loaded.model, x, loaded.arch)
+                loc.append(patches.float().cpu().numpy())
             else:
-                out = loaded.model.encode_image(images)
-            chunks.append(out.float().cpu().numpy())
+                pooled = loaded.model.encode_image(x)
+            emb.append(pooled.float().cpu().numpy())
+            for view, out in zip(views, per_view):
+                out.append(loaded.model.encode_image(model_input(view_batch(view, images)))
+                           .float().cpu().numpy())  # fmt: skip
             if on_batch is not None:
                 on_batch(len(images), *extra)
-    if chunks:
-        return np.concatenate(chunks)
-    return np.zeros((0, 0, dim) if local else (0, dim), dtype=np.float32)
+
+    def joined(chunks: list[np.ndarray], empty: tuple[int, ...]) -> np.ndarray:
+        return np.concatenate(chunks) if chunks else np.zeros(empty, dtype=np.float32)
+
+    return ImageFeatures(
+        embeddings=joined(emb, (0, dim)),
+        local=joined(loc, (0, 0, dim)) if local else None,
+        views=[joined(v, (0, dim)) for v in per_view] if views else None,
+    )
 
 
 def check_unreadable(n_bad: int, n_total: int, max_fraction: float, examples: Sequence[str]):
@@ -318,7 +355,7 @@ def merge_shards(paths: Sequence[str | Path]) -> ImageEmbeddings:
     parts = [read_features(p) for p in paths]
     ref = parts[0].attrs
     for p, part in zip(paths[1:], parts[1:]):
-        for key in ("model_arch", "model_pretrained", "dataset", "features", "view"):
+        for key in ("model_arch", "model_pretrained", "dataset", "features", "view", "view_seed"):
             if part.attrs.get(key) != ref.get(key):
                 raise EmbeddingFileError(
                     f"shard {p} has {key}={part.attrs.get(key)!r}, but {paths[0]} has "

@@ -6,7 +6,9 @@ A view is named ``<corruption>-<severity>`` (``gaussian_blur-2``). The corruptio
 maintained ``imagecorruptions`` package (the ``imagecorruptions-imaug`` distribution), whose
 version every view file records; this module only names, checks and seeds them. Corruptions
 that draw random numbers (noise, snow, spatter, elastic) draw them from a seed of the view and
-the image's path, so a view of an image is the same in every run, shard and worker.
+of the image's pixels as the model sees them, so a view of an image is the same in every run,
+shard and worker, and the same whether the workflow encodes it from a dataset or a deployed
+detector from an upload: an image's name plays no part.
 """
 
 from __future__ import annotations
@@ -77,15 +79,17 @@ def package_version() -> str:
         return "not installed"
 
 
-def view_seed(view: str, key: str, seed: int = 0) -> int:
-    """The seed of the random draws of ``view`` of the image named ``key`` (its path)."""
-    # Paths that are not UTF-8 (kept as surrogate escapes) seed like any other.
-    return zlib.crc32(f"{seed}:{view}:{key}".encode("utf-8", "surrogateescape"))
+def view_seed(view: str, pixels: np.ndarray, seed: int = 0) -> int:
+    """The seed of the random draws of ``view`` of an image whose pixels, as the model sees
+    them (after its resize and crop), are ``pixels`` (uint8 [H, W, 3])."""
+    head = zlib.crc32(f"{seed}:{view}:".encode())
+    return zlib.crc32(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes(), head)
 
 
 class Corruption:
-    """A PIL-to-PIL step: the corruption of a view, seeded per image by ``key``. Picklable, so
-    that DataLoader workers can run it."""
+    """The corruption of a view, seeded per image by its pixels (:func:`view_seed`), on a PIL
+    image (:meth:`__call__`) or on uint8 pixels (:meth:`pixels`). Picklable, so that
+    DataLoader workers can run it."""
 
     def __init__(self, view: str, seed: int = 0) -> None:
         self.view, self.seed = view, int(seed)
@@ -94,13 +98,21 @@ class Corruption:
     def __repr__(self) -> str:
         return f"Corruption({self.view!r}, seed={self.seed})"
 
-    def __call__(self, img: Image.Image, key: str = "") -> Image.Image:
+    def __call__(self, img: Image.Image) -> Image.Image:
+        return Image.fromarray(self.pixels(np.asarray(img.convert("RGB"))), "RGB")
+
+    def pixels(self, x: np.ndarray) -> np.ndarray:
+        """The view of uint8 pixels [H, W, 3], as uint8 [H, W, 3]."""
         from imagecorruptions import corrupt
 
-        x = np.asarray(img.convert("RGB"), dtype=np.uint8)
+        x = np.asarray(x)
+        if x.dtype != np.uint8 or x.ndim != 3 or x.shape[2] != 3:
+            raise ViewError(
+                f"a view is made from uint8 RGB pixels [H, W, 3], got {x.dtype} {x.shape}"
+            )
         # The package draws from numpy's global generator: seed it, and put it back after.
         state = np.random.get_state()
-        np.random.seed(view_seed(self.view, key, self.seed))
+        np.random.seed(view_seed(self.view, x, self.seed))
         try:
             y = corrupt(x, corruption_name=self.corruption, severity=self.severity)
         finally:
@@ -111,4 +123,4 @@ class Corruption:
                 f"corruption {self.view} turned a {x.shape} image into {y.shape}; "
                 f"{PACKAGE} {package_version()} is not usable for this image size"
             )
-        return Image.fromarray(np.clip(np.rint(y), 0, 255).astype(np.uint8), "RGB")
+        return np.clip(np.rint(y), 0, 255).astype(np.uint8)

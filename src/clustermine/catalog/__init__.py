@@ -100,6 +100,9 @@ class Param:
     # What the value is to the workflow (one of ROLES), and the report's sweep axis (AXES).
     role: str | None = None
     axis: str | None = None
+    # The parameters of another plugin of the same kind, the one named by this parameter
+    # (CoVer's ``base_params`` are those of its ``base``): checked against that plugin's.
+    params_of: str | None = None
 
     def __post_init__(self) -> None:
         if self.role is not None and self.role not in ROLES:
@@ -212,6 +215,11 @@ class Plugin:
         resolved = {**self.defaults, **params}
         for p in self.params:
             p.check(resolved[p.name], f"{self.kind} {self.name!r}")
+            if p.params_of is not None:
+                try:
+                    get(self.kind, resolved[p.params_of]).resolve(resolved[p.name])
+                except CatalogError as err:
+                    raise CatalogError(f"{self.kind} {self.name!r}: {p.name}: {err}") from None
         return resolved
 
     def knn_k(self, params: Mapping[str, Any]) -> int | None:
@@ -234,7 +242,27 @@ class Plugin:
         out: dict[str, Any] = {"properties": props}
         if required:
             out["required"] = required
+        branches = [b for p in self.params if p.params_of for b in self._params_of_branches(p)]
+        if branches:
+            out["allOf"] = branches
         return out
+
+    def _params_of_branches(self, param: Param) -> list[dict[str, Any]]:
+        """For a ``params_of`` parameter: one ``if {chooser: name} then {its parameters}``
+        branch per plugin the chooser may name (the default's also when the chooser is absent),
+        so that a misspelt nested parameter is named when the workflow starts."""
+        chooser = next(p for p in self.params if p.name == param.params_of)
+        branches = []
+        for name in chooser.schema.get("enum", []):
+            other = get(self.kind, name)
+            nested = {"type": "object", "additionalProperties": False,
+                      "properties": {p.name: dict(p.schema) for p in other.params}}  # fmt: skip
+            when: dict[str, Any] = {"properties": {chooser.name: {"const": name}},
+                                    "required": [chooser.name]}  # fmt: skip
+            if name == chooser.default:
+                when = {"anyOf": [when, {"not": {"required": [chooser.name]}}]}
+            branches.append({"if": when, "then": {"properties": {param.name: nested}}})
+        return branches
 
 
 def _schema_problem(value: Any, schema: Mapping[str, Any]) -> str | None:

@@ -288,7 +288,8 @@ SCORE_PLUGINS = (
         params=(
             Param("base", "mcm", {"enum": list(COVER_BASES)},
                   "the score averaged over the views (official: MCM)"),
-            Param("base_params", {}, {"type": "object"}, "the base score's parameters"),
+            Param("base_params", {}, {"type": "object"}, "the base score's parameters",
+                  params_of="base"),
             Param("views", "recommended",
                   {"type": ["string", "array"], "items": {"type": "string",
                                                           "pattern": VIEW_NAME}},
@@ -297,6 +298,6 @@ SCORE_PLUGINS = (
                   role="views"),
         ),  # fmt: skip
         needs=frozenset({"positives", "views"}),
-        small={"views": ["brightness-1", "gaussian_blur-2"]},
+        small={"views": ["gaussian_noise-1", "gaussian_blur-2"]},
     ),
 )

@@ -6,7 +6,9 @@ export`` makes a self-contained bundle of it (docs/deploy.md).
 Modules, each importing only those before it: :mod:`~clustermine.deploy.output` (writing
 with clear errors), :mod:`~clustermine.deploy.modelspec` (which model, where its weights are),
 :mod:`~clustermine.deploy.inputs` (images in), :mod:`~clustermine.deploy.bundle` (bundles),
-:mod:`~clustermine.deploy.detector` (the API), :mod:`~clustermine.deploy.service` and
+:mod:`~clustermine.deploy.encoder` (images to what a score reads),
+:mod:`~clustermine.deploy.predictions` (what comes out), :mod:`~clustermine.deploy.detector`
+(the API), :mod:`~clustermine.deploy.service` and
 :mod:`~clustermine.deploy.commands` (the subcommands).
 """
 
@@ -18,10 +20,10 @@ import importlib
 # not import torch.
 _EXPORTS = {
     "DeployedDetector": "clustermine.deploy.detector",
-    "Label": "clustermine.deploy.detector",
-    "Predictions": "clustermine.deploy.detector",
-    "UnreadableImages": "clustermine.deploy.detector",
-    "UnscorableEmbeddings": "clustermine.deploy.detector",
+    "Label": "clustermine.deploy.predictions",
+    "Predictions": "clustermine.deploy.predictions",
+    "UnreadableImages": "clustermine.deploy.predictions",
+    "UnscorableEmbeddings": "clustermine.deploy.predictions",
     "load_deployed_detector": "clustermine.deploy.detector",
     "ModelUnavailable": "clustermine.deploy.modelspec",
     "export_bundle": "clustermine.deploy.bundle",

@@ -138,6 +138,12 @@ def score_command(args: argparse.Namespace) -> int:
     if bool(args.paths) == bool(args.embeddings):
         raise SystemExit("clustermine score: give image paths or --embeddings FILE.h5, not both")
     det = _load(args, batch_size=args.batch_size, workers=args.workers)
+    if args.embeddings and det.encoder.extra_features:
+        raise SystemExit(
+            f"clustermine score: {args.detector}: score {det.detector.name!r} also reads the "
+            f"{' and the '.join(det.encoder.extra_features)} of each image: give the images, "
+            "not --embeddings"
+        )
     if not args.embeddings:
         det.model  # noqa: B018 - built before the clock starts: the rate is the encoding's
     t0 = time.perf_counter()

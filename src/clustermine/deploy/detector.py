@@ -10,7 +10,9 @@ an image goes in and a score, a p-value and a decision come out (docs/deploy.md)
     out = det.predict(["a.png", "b.jpg"])
     out.scores, out.p_values, out.ood       # arrays, one entry per image
 
-Every embedding reaches the detector's score through one check
+A score that reads more of an image than its embedding (GL-MCM's local patch features,
+CoVer's corrupted views) gets them from the same encoding, made as the workflow makes them.
+Every image reaches the detector's score through one check
 (:meth:`DeployedDetector._score_rows`): a row with NaN or infinite values, or whose score is
 not finite, gets an error instead of a score, as an unreadable image does.
 """
@@ -20,96 +22,33 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from clustermine.deploy.bundle import read_bundle
-from clustermine.deploy.inputs import ImageSource, open_source, source_name
+from clustermine.deploy.encoder import ImageEncoder
+from clustermine.deploy.inputs import ImageSource, source_name
+from clustermine.deploy.predictions import (
+    NON_FINITE_SCORE,
+    Label,
+    Predictions,
+    UnreadableImages,
+    UnscorableEmbeddings,
+    check_finite,
+    raise_for_errors,
+)
 from clustermine.deploy.modelspec import ModelSpec
 from clustermine.detectors import load_detector
+from clustermine.encode import ImageFeatures
 from clustermine.detectors.calibration import DEFAULT_ACCEPTANCE, Calibration, check_acceptance
 from clustermine.images import DEFAULT_MAX_PIXELS
 
 log = logging.getLogger(__name__)
 
-NON_FINITE_EMBEDDING = "embedding has NaN or infinite values (a damaged model or embedding file)"
-NON_FINITE_SCORE = "the detector's score of this embedding is NaN or infinite"
-
-
-class UnreadableImages(ValueError):
-    """Some images given to :meth:`DeployedDetector.score_images` could not be read."""
-
-
-class UnscorableEmbeddings(ValueError):
-    """Some embeddings given to :meth:`DeployedDetector.score_embeddings` (or made by
-    :meth:`~DeployedDetector.score_images`) have NaN or infinite values, or scores."""
-
-
-@dataclass
-class Label:
-    """The label text an image matches best, with its cosine similarity."""
-
-    name: str
-    cosine: float
-
-
-@dataclass
-class Predictions:
-    """One entry per image, in the order given. ``scores`` is NaN and ``errors`` says why
-    where an image could not be read or its embedding not scored; ``p_values`` is None without
-    a calibration and ``ood`` None without a threshold (and None for rows with an error)."""
-
-    names: list[str]
-    scores: np.ndarray
-    errors: list[str]
-    threshold: float | None
-    p_values: np.ndarray | None = None
-    ood: list[bool | None] = field(default_factory=list)
-    top_positive: list[Label | None] | None = None
-    top_negative: list[Label | None] | None = None
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    @property
-    def num_errors(self) -> int:
-        """Rows without a score: unreadable images, NaN or infinite embeddings or scores."""
-        return sum(bool(e) for e in self.errors)
-
-    @property
-    def num_ood(self) -> int:
-        return sum(bool(x) for x in self.ood)
-
-    def rows(self) -> list[dict[str, Any]]:
-        """One plain dict per image: ``path, score, p_value, ood, error`` (and the top
-        positive and negative label where asked for); None where there is no value."""
-        out = []
-        for i, name in enumerate(self.names):
-            ok = not self.errors[i]
-            row = {
-                "path": name,
-                "score": float(self.scores[i]) if ok else None,
-                "p_value": float(self.p_values[i]) if ok and self.p_values is not None else None,
-                "ood": self.ood[i] if ok and self.ood else None,
-                "error": self.errors[i] or None,
-            }
-            for key, labels in (("top_positive", self.top_positive),
-                                ("top_negative", self.top_negative)):  # fmt: skip
-                if labels is not None:
-                    label = labels[i]
-                    row[key] = None if label is None else {"name": label.name,
-                                                           "cosine": label.cosine}  # fmt: skip
-            out.append(row)
-        return out
-
-
-# Catalog needs of scores that read more of an image than its embedding.
-IMAGE_FEATURE_NEEDS = frozenset({"local_features", "views"})
-
+__all__ = ["DeployedDetector", "Label", "Predictions", "UnreadableImages",
+           "UnscorableEmbeddings", "load_deployed_detector"]  # fmt: skip
 
 class DeployedDetector:
     """A fitted detector and its model; made by :func:`load_deployed_detector`.
@@ -135,13 +74,13 @@ class DeployedDetector:
         threshold: float | None = None,
         id_acceptance: float = DEFAULT_ACCEPTANCE,
     ) -> None:
-        needs = sorted(detector.plugin().needs & IMAGE_FEATURE_NEEDS)
-        if needs:
+        plugin = detector.plugin()
+        views = tuple(getattr(detector, "views", ())) if plugin.has("views") else ()
+        if views and "view_seed" not in detector.meta:
             raise ValueError(
-                f"{source}: score {detector.name!r} reads the {' and '.join(needs)} of every "
-                "image besides its embedding, which a deployed detector does not compute: "
-                "score its images with the workflow (a dataset of the ID set's benchmarks), "
-                "or deploy a score of the embedding alone"
+                f"{source}: score {detector.name!r} averages over corrupted views, but the file "
+                "does not record the seed its views were made with (a detector fitted without "
+                "a calibration set): refit it on an ID set with a test set"
             )
         self.detector = detector
         self.model_spec = model
@@ -149,13 +88,14 @@ class DeployedDetector:
         self.manifest = dict(manifest or {})
         self.version_differences = dict(version_differences or {})
         self.device = device
-        if batch_size < 1:
-            raise ValueError(f"batch size must be at least 1, got {batch_size}")
-        self.batch_size, self.workers, self.precision = int(batch_size), int(workers), precision
-        self.max_pixels = max_pixels
-        self._loaded = None
-        self._input = None  # how images become model input; with the model
         self._lock = threading.RLock()
+        self.encoder = ImageEncoder(
+            model, source=source, dim=detector.embedding_dim or 0,
+            local=plugin.has("local_features"), views=views,
+            view_seed=int(detector.meta.get("view_seed", 0)), device=device,
+            batch_size=batch_size, workers=workers, precision=precision, max_pixels=max_pixels,
+            lock=self._lock,
+        )  # fmt: skip
         self._threshold: float | None = None
         self.id_acceptance = DEFAULT_ACCEPTANCE
         self.set_threshold(threshold, id_acceptance)
@@ -251,83 +191,55 @@ class DeployedDetector:
     @property
     def model(self):
         """The open_clip model (a ``clustermine.models.LoadedModel``), built on first use."""
-        with self._lock:
-            if self._loaded is None:
-                t0 = time.perf_counter()
-                loaded = self.model_spec.build(self.device)
-                self._input = _ModelInput.of(loaded.preprocess)
-                self._loaded = loaded
-                log.info(
-                    "built model %s on %s in %.1f s",
-                    self.model_spec.arch,
-                    self._loaded.device,
-                    time.perf_counter() - t0,
-                )
-            return self._loaded
+        return self.encoder.model
+
+    @property
+    def max_pixels(self) -> int | None:
+        """Images with more pixels are refused (None: no limit)."""
+        return self.encoder.max_pixels
+
+    @max_pixels.setter
+    def max_pixels(self, value: int | None) -> None:
+        self.encoder.max_pixels = value
 
     @property
     def draft_size(self) -> tuple[int, int]:
         """Twice the model's input size, ``(width, height)``: with ``preprocess(...,
         draft=True)`` a JPEG is decoded at 1/2, 1/4 or 1/8 scale where it stays at least this
         large."""
-        self.model  # noqa: B018 - the input size comes with the model
-        height, width = self._input.shape[-2:]
-        return 2 * width, 2 * height
+        return self.encoder.draft_size
 
     def preprocess(self, source: ImageSource, draft: bool = False):
         """One image as the model's input tensor (raises for an unreadable image); with
         ``draft``, a large JPEG is decoded at a reduced scale (faster; the pixels differ a
         little from a full decoding)."""
-        self.model  # noqa: B018 - the preprocessing comes with the model
-        size = self.draft_size if draft else None
-        return self._input.transform(open_source(source, self.max_pixels, size))
+        return self.encoder.preprocess(source, draft)
 
-    def encode_pixels(self, pixels) -> np.ndarray:
-        """Image embeddings [N, D] (float32, not normalised) of preprocessed images
-        (:meth:`preprocess`, stacked)."""
-        from clustermine.encode import encode_image_batches
+    def encode_pixels(self, pixels):
+        """What the score reads of preprocessed images (:meth:`preprocess`, stacked): a
+        :class:`clustermine.encode.ImageFeatures` (embeddings [N, D], float32, not normalised;
+        local patch features and view embeddings where the score reads them)."""
+        return self.encoder.encode_pixels(pixels)
 
-        loaded = self.model
-        step = self.batch_size
-        batches = ((pixels[s : s + step],) for s in range(0, len(pixels), step))
-        with self._lock:
-            return encode_image_batches(loaded, batches, self.precision, self._input.on_device,
-                                        dim=self.detector.embedding_dim or 0)  # fmt: skip
+    def encode(self, images: Sequence[ImageSource], progress: bool = False):
+        """What the score reads of ``images`` (paths, encoded bytes or PIL images), as
+        :meth:`encode_pixels`, and one error text per image ("" where it was read); the rows
+        of unreadable images are zeros."""
+        bar = _progress(len(images), progress)
+        out = self.encoder.encode(images, on_batch=bar.update)
+        bar.close()
+        return out
 
     def embed(
         self, images: Sequence[ImageSource], progress: bool = False
     ) -> tuple[np.ndarray, list[str]]:
-        """Embeddings of ``images`` (paths, encoded bytes or PIL images) in batches, and one
-        error text per image ("" where it was read); unreadable rows are zeros."""
-        import torch
-
-        from clustermine.deploy.inputs import ImageBatchData, collate
-        from clustermine.encode import encode_image_batches
-
-        loaded, sources = self.model, list(images)
-        into = self._input
-        data = ImageBatchData(sources, into.transform, into.shape, self.max_pixels, into.dtype)
-        paths_only = all(isinstance(x, (str, os.PathLike)) for x in sources)
-        loader = torch.utils.data.DataLoader(
-            data,
-            batch_size=self.batch_size,
-            num_workers=self.workers if paths_only else 0,
-            collate_fn=collate,
-            pin_memory=loaded.device.type == "cuda",
-        )
-        bar = _progress(len(data), progress)
-        errors: list[str] = []
-
-        def batch_done(size: int, batch_errors: list[str]) -> None:
-            errors.extend(batch_errors)
-            bar.update(size)
-
-        with self._lock:
-            emb = encode_image_batches(loaded, loader, self.precision, into.on_device,
-                                       on_batch=batch_done,
-                                       dim=self.detector.embedding_dim or 0)  # fmt: skip
+        """Embeddings [N, D] of ``images`` (paths, encoded bytes or PIL images) in batches,
+        and one error text per image ("" where it was read); unreadable rows are zeros."""
+        images = list(images)
+        bar = _progress(len(images), progress)
+        features, errors = self.encoder.encode(images, features=False, on_batch=bar.update)
         bar.close()
-        return emb, errors
+        return features.embeddings, errors
 
     # --- scoring ------------------------------------------------------------------------------
 
@@ -336,16 +248,22 @@ class DeployedDetector:
         embeddings: np.ndarray,
         attrs: Mapping[str, Any] | None = None,
         source: str | None = None,
+        *,
+        local: np.ndarray | None = None,
+        views: Sequence[np.ndarray] | None = None,
     ) -> np.ndarray:
         """Scores (float64, higher = more in-distribution) of image embeddings [N, D] made by
-        the detector's model. ``attrs``: their model attributes (an embedding file's), checked
-        against the detector's; ``source`` names them in messages. Raises
-        :class:`UnscorableEmbeddings` naming the rows with NaN or infinite values (before
-        scoring any) or scores (use :meth:`predict` for one error per row instead)."""
-        embeddings = _rows(embeddings)
-        _raise_for_errors(_check_finite(embeddings, [""] * len(embeddings)), source)
-        scores, errors = self._score_rows(embeddings, [""] * len(embeddings), attrs, source)
-        _raise_for_errors(errors, source)
+        the detector's model; a score that reads them also gets the images' local patch
+        features (``local`` [N, P, D]) or the embeddings of its views (``views``, [N, D] each,
+        in the order of ``describe()["params"]["views"]``). ``attrs``: their model attributes
+        (an embedding file's), checked against the detector's; ``source`` names them in
+        messages. Raises :class:`UnscorableEmbeddings` naming the rows with NaN or infinite
+        values (before scoring any) or scores (use :meth:`predict` for one error per row)."""
+        features = self._features(embeddings, local, views)
+        none = [""] * len(features.embeddings)
+        raise_for_errors(check_finite(features, none), source)
+        scores, errors = self._score_rows(features, none, attrs, source)
+        raise_for_errors(errors, source)
         return scores
 
     def score_images(self, images: Sequence[ImageSource], progress: bool = False) -> np.ndarray:
@@ -354,13 +272,14 @@ class DeployedDetector:
         :class:`UnscorableEmbeddings` for images whose embedding has NaN or infinite values
         (use :meth:`predict` to get the others' scores and one error per row instead)."""
         images = list(images)
-        emb, errors = self.embed(images, progress)
+        features, errors = self.encode(images, progress)
         bad = [f"{source_name(images[i], i)}: {e}" for i, e in enumerate(errors) if e]
         if bad:
             raise UnreadableImages(
                 f"{len(bad)} of {len(images)} images could not be read: " + "; ".join(bad[:10])
             )
-        return self.score_embeddings(emb, source="the images' embeddings")
+        return self.score_embeddings(features.embeddings, source="the images' embeddings",
+                                     local=features.local, views=features.views)  # fmt: skip
 
     def decide(self, scores: np.ndarray) -> tuple[np.ndarray | None, list[bool | None]]:
         """p-values (None without calibration) and OOD decisions (None without threshold)."""
@@ -375,6 +294,8 @@ class DeployedDetector:
         images: Sequence[ImageSource] | None = None,
         *,
         embeddings: np.ndarray | None = None,
+        local: np.ndarray | None = None,
+        views: Sequence[np.ndarray] | None = None,
         attrs: Mapping[str, Any] | None = None,
         source: str | None = None,
         names: Sequence[str] | None = None,
@@ -382,6 +303,7 @@ class DeployedDetector:
         progress: bool = False,
     ) -> Predictions:
         """Scores, p-values and decisions of images, or of precomputed ``embeddings`` (with
+        ``local`` and ``views`` where the score reads them, as :meth:`score_embeddings`; with
         their ``attrs``, checked, and their ``source`` file for messages). An unreadable image,
         and an embedding with NaN or infinite values or score, gets an error in its row, never
         an exception. ``top_labels``: also the positive and negative label each image matches
@@ -390,40 +312,64 @@ class DeployedDetector:
             raise ValueError("predict: give either images or embeddings")
         if images is not None:
             images = list(images)
-            emb, errors = self.embed(images, progress)
+            features, errors = self.encode(images, progress)
             names = list(names) if names is not None else [
                 source_name(x, i) for i, x in enumerate(images)
             ]  # fmt: skip
         else:
-            emb = _rows(embeddings)
-            errors = [""] * len(emb)
-            names = list(names) if names is not None else [str(i) for i in range(len(emb))]
-        if len(names) != len(emb):
-            raise ValueError(f"predict: {len(names)} names for {len(emb)} images")
-        scores, errors = self._score_rows(emb, errors, attrs, source)
+            features = self._features(embeddings, local, views)
+            errors = [""] * len(features.embeddings)
+            names = list(names) if names is not None else [str(i) for i in range(len(errors))]
+        if len(names) != len(errors):
+            raise ValueError(f"predict: {len(names)} names for {len(errors)} images")
+        scores, errors = self._score_rows(features, errors, attrs, source)
         p, ood = self.decide(scores)
         out = Predictions(names, scores, errors, self.threshold, p, ood)
         if top_labels:
             ok = np.asarray([not e for e in errors], dtype=bool)
-            out.top_positive, out.top_negative = self.top_labels(emb, ok)
+            out.top_positive, out.top_negative = self.top_labels(features.embeddings, ok)
         return out
+
+    def _features(self, embeddings, local, views) -> ImageFeatures:
+        """Given embeddings, local features and views as the score reads them; a clear error
+        where the score needs one that is not given."""
+        embeddings = np.asarray(embeddings)
+        if embeddings.ndim != 2:
+            raise ValueError(f"image embeddings must be [N, D], got shape {embeddings.shape}")
+        enc = self.encoder
+        if (enc.local and local is None) or (enc.views and views is None):
+            raise ValueError(
+                f"score {self.detector.name!r} also reads the "
+                f"{' and the '.join(enc.extra_features)} of the images: give them as local= "
+                "and views=, or give the images"
+            )
+        return ImageFeatures(
+            embeddings,
+            np.asarray(local) if enc.local else None,
+            [np.asarray(v) for v in views] if enc.views else None,
+        )
 
     def _score_rows(
         self,
-        embeddings: np.ndarray,
+        features: ImageFeatures,
         errors: list[str],
         attrs: Mapping[str, Any] | None,
         source: str | None,
     ) -> tuple[np.ndarray, list[str]]:
-        """The one way embeddings reach the detector's score: the scores of the rows without
-        an error, NaN for the others; and the errors, now also of the rows with NaN or infinite
-        values, or a score that is not finite."""
-        errors = _check_finite(embeddings, errors)
+        """The one way images reach the detector's score: the scores of the rows without an
+        error, NaN for the others; and the errors, now also of the rows with NaN or infinite
+        values (in their embedding, local features or views), or a score that is not finite."""
+        errors = check_finite(features, errors)
         ok = np.asarray([not e for e in errors], dtype=bool)
-        scores = np.full(len(embeddings), np.nan)
+        scores = np.full(len(errors), np.nan)
+        more: dict[str, Any] = {}
+        if features.local is not None:
+            more["local"] = features.local[ok]
+        if features.views is not None:
+            more["views"] = [v[ok] for v in features.views]
         with self._lock:
             if ok.any():
-                scores[ok] = self.detector.score(embeddings[ok], attrs, source)
+                scores[ok] = self.detector.score(features.embeddings[ok], attrs, source, **more)
             elif attrs is not None:
                 self.detector.check_model(attrs, source)
         for i in np.flatnonzero(ok & ~np.isfinite(scores)):
@@ -456,53 +402,6 @@ class DeployedDetector:
                 ]
             out.append(labels)
         return out[0], out[1]
-
-
-@dataclass(frozen=True)
-class _ModelInput:
-    """How images become the model's input: ``transform`` (PIL image to tensor, run where the
-    images are decoded) and ``on_device`` (the rest, on a batch on the model's device), split
-    as the workflow's encoder splits them (``clustermine.encode.split_preprocess``)."""
-
-    transform: Any
-    on_device: Any
-    shape: tuple[int, ...]
-    dtype: Any
-
-    @classmethod
-    def of(cls, preprocess) -> "_ModelInput":
-        import torch
-
-        from clustermine.encode import input_shape, split_preprocess
-
-        split = split_preprocess(preprocess)
-        transform, on_device = split if split else (preprocess, None)
-        dtype = torch.uint8 if split else torch.float32
-        return cls(transform, on_device, input_shape(transform), dtype)
-
-
-def _rows(embeddings) -> np.ndarray:
-    embeddings = np.asarray(embeddings)
-    if embeddings.ndim != 2:
-        raise ValueError(f"image embeddings must be [N, D], got shape {embeddings.shape}")
-    return embeddings
-
-
-def _check_finite(embeddings: np.ndarray, errors: list[str]) -> list[str]:
-    """``errors``, with :data:`NON_FINITE_EMBEDDING` for each row that has none yet and holds a
-    NaN or infinite value."""
-    finite = np.isfinite(embeddings).all(axis=1) if embeddings.size else [True] * len(errors)
-    return [e or ("" if good else NON_FINITE_EMBEDDING) for e, good in zip(errors, finite)]
-
-
-def _raise_for_errors(errors: list[str], source: str | None) -> None:
-    bad = [i for i, e in enumerate(errors) if e]
-    if bad:
-        rows = ", ".join(map(str, bad[:20])) + (", ..." if len(bad) > 20 else "")
-        raise UnscorableEmbeddings(
-            f"{source or 'the embeddings'}: {len(bad)} of {len(errors)} embeddings have no "
-            f"score: {errors[bad[0]]} (rows {rows}); predict() gives the others' scores"
-        )
 
 
 def _progress(total: int, enabled: bool):

@@ -191,9 +191,10 @@ def create_app(detector: DeployedDetector, limits: Limits = Limits()):
     labels_wanted = bool(len(detector.detector.text_pos.names))
 
     def score_batch(pixels) -> list[dict[str, Any]]:
-        emb = detector.encode_pixels(pixels)
+        f = detector.encode_pixels(pixels)
         # predict checks every row: NaN or infinite embeddings and scores get an error
-        out = detector.predict(embeddings=emb, top_labels=labels_wanted)
+        out = detector.predict(embeddings=f.embeddings, local=f.local, views=f.views,
+                               top_labels=labels_wanted)  # fmt: skip
         return out.rows()
 
     batcher = Batcher(score_batch, limits.max_batch, limits.max_wait_ms / 1000.0)

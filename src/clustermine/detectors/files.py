@@ -253,8 +253,24 @@ def feature_inputs(
                     "files must follow the order of the detector's views"
                 )
             _same_images(images_path, images, path, data)
+            _same_view_seed(detector, path, data)
             out["views"].append(data.embeddings)
     return out
+
+
+def _same_view_seed(detector: Detector, path: PathLike, data: ImageEmbeddings) -> None:
+    """Every view file a detector reads was made with one seed, which the detector records
+    (at calibration) so that a deployed detector makes its views as the workflow did."""
+    seed = data.attrs.get("view_seed")
+    if seed is None:
+        raise EmbeddingFileError(f"{path} does not record the seed of its view: re-encode it")
+    known = detector.meta.get("view_seed")
+    if known is not None and int(known) != int(seed):
+        raise EmbeddingFileError(
+            f"{path} was made with the view seed {int(seed)}, but the detector's views with "
+            f"{int(known)}: encode every view with one seed"
+        )
+    detector.meta["view_seed"] = int(seed)
 
 
 def _same_images(ref_path, ref: ImageEmbeddings, path, data: ImageEmbeddings) -> None:
