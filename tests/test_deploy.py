@@ -217,6 +217,10 @@ def test_command_agrees_with_the_api(project, deployed, tmp_path, capsys):
             assert row["top_positive"]["name"] == want["top_positive"]["name"]
     assert rows[-1]["error"].startswith("FileNotFoundError") and rows[-1]["score"] is None
     assert "2 not scored" in out.stderr and "flagged OOD at threshold" in out.stderr
+    assert "drift: no full window yet (17 of 500 images)" in out.stderr  # 17 scored
+    windowed = cli("score", DETECTOR, "data/id-test", "--drift-window", "10", "--no-progress",
+                   cwd=project)  # fmt: skip
+    assert "drift: 1 window(s) of 10 images tested at level 0.01" in windowed.stderr
     # TSV to a file, with a given threshold: every readable image below it is flagged.
     tsv = tmp_path / "out.tsv"
     run_main(capsys, "score", project / DETECTOR, data / "ood", "-o", tsv, "--threshold", "1e9")

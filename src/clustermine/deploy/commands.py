@@ -8,6 +8,8 @@ import sys
 import time
 from typing import IO, Any
 
+from clustermine.drift import DEFAULT_LEVEL, DEFAULT_WINDOW  # numpy only
+
 # clustermine.detectors.calibration.DEFAULT_ACCEPTANCE; not imported: it would import torch
 # for every clustermine command.
 DEFAULT_ACCEPTANCE = 0.95
@@ -93,6 +95,11 @@ def _decision_args(p: argparse.ArgumentParser) -> None:
         default=DEFAULT_ACCEPTANCE,
         help="share of held-out ID images the threshold accepts (0.95)",
     )
+    p.add_argument("--drift-window", type=int, default=DEFAULT_WINDOW,
+                   help=f"images per drift test (docs/deploy.md, 'Drift'; {DEFAULT_WINDOW})")
+    p.add_argument("--drift-level", type=float, default=DEFAULT_LEVEL,
+                   help="false-alarm probability of one drift window of ID images "
+                   f"({DEFAULT_LEVEL})")  # fmt: skip
 
 
 def _runtime_args(p: argparse.ArgumentParser) -> None:
@@ -122,6 +129,8 @@ def _load(args: argparse.Namespace, **extra: Any):
         device=None if args.device == "auto" else args.device,
         threshold=args.threshold,
         id_acceptance=args.id_acceptance,
+        drift_window=args.drift_window,
+        drift_level=args.drift_level,
         **options,
         **extra,
     )
@@ -170,6 +179,8 @@ def score_command(args: argparse.Namespace) -> int:
         write_rows(sys.stdout, rows, fmt, args.top_labels)
         sys.stdout.flush()
     print(summary_line(det, out, seconds, bool(args.embeddings)), file=sys.stderr)
+    if det.drift is not None:
+        print(det.drift.summary(), file=sys.stderr)
     return 0
 
 

@@ -43,6 +43,7 @@ from clustermine.deploy.modelspec import ModelSpec
 from clustermine.detectors import load_detector
 from clustermine.encode import ImageFeatures
 from clustermine.detectors.calibration import DEFAULT_ACCEPTANCE, Calibration, check_acceptance
+from clustermine.drift import DEFAULT_LEVEL, DEFAULT_WINDOW, DriftMonitor
 from clustermine.images import DEFAULT_MAX_PIXELS
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ class DeployedDetector:
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         threshold: float | None = None,
         id_acceptance: float = DEFAULT_ACCEPTANCE,
+        drift_window: int = DEFAULT_WINDOW,
+        drift_level: float = DEFAULT_LEVEL,
     ) -> None:
         plugin = detector.plugin()
         views = tuple(getattr(detector, "views", ())) if plugin.has("views") else ()
@@ -98,6 +101,8 @@ class DeployedDetector:
         )  # fmt: skip
         self._threshold: float | None = None
         self.id_acceptance = DEFAULT_ACCEPTANCE
+        self.drift: DriftMonitor | None = None
+        self._drift_settings = (int(drift_window), float(drift_level))
         self.set_threshold(threshold, id_acceptance)
 
     # --- what it is ---------------------------------------------------------------------------
@@ -133,6 +138,13 @@ class DeployedDetector:
         if threshold is not None and not np.isfinite(float(threshold)):
             raise ValueError(f"threshold must be a finite number, got {threshold}")
         self._threshold = None if threshold is None else float(threshold)
+        # Drift is measured against the calibration at the threshold in force: a new
+        # threshold starts a new monitor.
+        if self.calibration is not None and self.threshold is not None:
+            self.drift = DriftMonitor(self.calibration.scores, self.threshold,
+                                      *self._drift_settings)  # fmt: skip
+        else:
+            self.drift = None
         if self.threshold is None:
             log.warning(
                 "%s has no calibration (an older detector file, or an ID set without a test "
@@ -168,6 +180,10 @@ class DeployedDetector:
                 self.calibration.summary(self.id_acceptance) if self.calibration else None
             ),
             "adapts_at_test_time": self.stateful,
+            "drift": (
+                {"window": self.drift.window, "level": self.drift.level}
+                if self.drift is not None else None
+            ),
         }
         if self.stateful:
             out["state_note"] = (
@@ -374,6 +390,8 @@ class DeployedDetector:
                 self.detector.check_model(attrs, source)
         for i in np.flatnonzero(ok & ~np.isfinite(scores)):
             errors[i], scores[i] = NON_FINITE_SCORE, np.nan
+        if self.drift is not None:
+            self.drift.add(scores)
         return scores, errors
 
     def top_labels(
@@ -426,7 +444,8 @@ def load_deployed_detector(
     ``resources/weights`` of the workflow's folder when there is one, else open_clip's own).
     ``device``: where the model and the scores run (default: the GPU when there is one).
     ``options``: ``batch_size``, ``workers``, ``precision``, ``max_pixels``, ``threshold``,
-    ``id_acceptance`` (see :class:`DeployedDetector`).
+    ``id_acceptance``, ``drift_window``, ``drift_level`` (see :class:`DeployedDetector` and
+    :class:`clustermine.drift.DriftMonitor`).
     """
     path = Path(path)
     if path.is_dir():

@@ -2,8 +2,9 @@
 
 ``POST /score`` takes one or more images (multipart form, file fields named ``files``) and
 returns, per image, the score, p-value and decision, and for label-mining detectors the best
-matching positive and negative label. ``GET /health``, ``GET /info``; OpenAPI docs at
-``/docs``. Images of concurrent requests are batched onto the model by one worker
+matching positive and negative label. ``GET /health``, ``GET /info``, ``GET /drift`` (the
+drift monitor's state, :mod:`clustermine.drift`) and ``GET /metrics`` (Prometheus,
+:mod:`clustermine.deploy.metrics`); OpenAPI docs at ``/docs``. Images of concurrent requests are batched onto the model by one worker
 (:class:`Batcher`), which also keeps the calls of a detector that adapts at test time in
 arrival order. Uploads beyond the limits (:class:`Limits`) and files that are not images get
 a 4xx answer naming the file; the service keeps serving. The request size is enforced while
@@ -22,13 +23,14 @@ from typing import Any, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.datastructures import Headers, UploadFile
 from starlette.requests import ClientDisconnect
 
 from clustermine.deploy.detector import DeployedDetector
 from clustermine.deploy.inputs import TooManyPixels, describe_error
+from clustermine.deploy.metrics import CountRequests, ServiceMetrics
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +218,8 @@ def create_app(detector: DeployedDetector, limits: Limits = Limits()):
         lifespan=lifespan,
     )
     app.add_middleware(BodyLimit, limits=limits)
+    metrics = ServiceMetrics(detector)
+    app.add_middleware(CountRequests, metrics=metrics)  # outermost: sees every answer
 
     @app.exception_handler(RequestError)
     async def request_error(request, err: RequestError):
@@ -226,6 +230,21 @@ def create_app(detector: DeployedDetector, limits: Limits = Limits()):
         if batcher.task is None or batcher.task.done():
             return JSONResponse({"status": "down: the model worker has stopped"}, 503)
         return {"status": "ok"}
+
+    @app.get("/drift")
+    async def get_drift() -> dict[str, Any]:
+        """The drift monitor: tumbling windows of scored images tested against the
+        calibration ("new things arrive", "the ID moved"), with effect sizes."""
+        if detector.drift is None:
+            return {"enabled": False, "verdict": "no drift monitor: the detector has no "
+                    "calibration (refit it on an ID set with a test set)"}  # fmt: skip
+        return {"enabled": True, **detector.drift.state()}
+
+    @app.get("/metrics")
+    async def get_metrics() -> Response:
+        """Prometheus metrics: requests, images, errors, latency, scores, drift."""
+        body, kind = metrics.render()
+        return Response(body, media_type=kind)
 
     @app.get("/info")
     async def get_info() -> dict[str, Any]:
@@ -266,6 +285,7 @@ def create_app(detector: DeployedDetector, limits: Limits = Limits()):
         rows = await batcher.submit(pixels)
         batcher.stats["requests"] += 1
         batcher.stats["images"] += len(rows)
+        metrics.observe_rows(rows)
         failed = [f"{name}: {row['error']}" for (name, _), row in zip(uploads, rows)
                   if row["error"]]  # fmt: skip
         if failed:
