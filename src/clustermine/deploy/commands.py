@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import IO, Any
 
 from clustermine.drift import DEFAULT_LEVEL, DEFAULT_WINDOW  # numpy only
@@ -81,6 +82,36 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="how long a model call waits for more images (5)",
     )
     p.set_defaults(func=serve_command)
+
+    p = sub.add_parser(
+        "remine",
+        help="re-mine a detector's positives from unlabeled deployment images",
+        description="Cluster deployment images, let each cluster vote its zero-shot name over "
+        "the detector's corpus, and fit a detector of the same score on the voted names, "
+        "calibrated on a held-out share of the images; writes the new detector and a concept "
+        "diff (added, removed, kept) to review (docs/deploy.md, 'Re-mining').",
+    )
+    p.add_argument("detector", help="detector file or bundle folder")
+    p.add_argument("paths", nargs="+", help="deployment images: files, folders, file lists")
+    p.add_argument("-o", "--output", required=True, help="the new detector file (.h5)")
+    p.add_argument("--diff", help="the concept diff (TSV; default: OUTPUT without .h5 + "
+                   ".diff.tsv)")  # fmt: skip
+    p.add_argument("--apply", metavar="DIFF.tsv", help="a reviewed concept diff: its added and "
+                   "kept names are the positives")  # fmt: skip
+    p.add_argument("--clusters", type=int, help="C (default: twice the detector's positives, "
+                   "at most one per 10 images)")  # fmt: skip
+    p.add_argument("--holdout", type=float, default=0.2, help="share that calibrates (0.2)")
+    p.add_argument("--guard-p", type=float, default=0.01, help="leave out images the current "
+                   "detector gives a p-value at or below this (0.01)")  # fmt: skip
+    p.add_argument("--no-guard", action="store_true", help="keep every image")
+    p.add_argument("--min-support", type=int, default=5, help="images a new name needs (5)")
+    p.add_argument("--seed", type=int, default=0)
+    _runtime_args(p)
+    p.add_argument("--batch-size", type=int, default=256, help="images per model call (256)")
+    p.add_argument("--workers", type=int, default=0, help="image-decoding processes (0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=remine_command, threshold=None, id_acceptance=DEFAULT_ACCEPTANCE,
+                   drift_window=DEFAULT_WINDOW, drift_level=DEFAULT_LEVEL)  # fmt: skip
 
 
 def _decision_args(p: argparse.ArgumentParser) -> None:
@@ -250,6 +281,54 @@ def export_command(args: argparse.Namespace) -> int:
         f", {manifest['labels']['num_positives']} positives) to {args.out_dir}; weights: "
         + (f"{weights['file']} ({weights['bytes'] / 2**20:.1f} MiB)" if weights
            else f"open_clip tag {model['pretrained']} (not included)"),
+        file=sys.stderr,
+    )  # fmt: skip
+    return 0
+
+
+def remine_command(args: argparse.Namespace) -> int:
+    from clustermine.deploy.inputs import gather_paths
+    from clustermine.deploy.output import writing
+    from clustermine.remine import RemineSettings, read_diff_positives, remine, write_diff
+
+    settings = RemineSettings(
+        clusters=args.clusters, holdout=args.holdout,
+        guard_p=None if args.no_guard else args.guard_p, min_support=args.min_support,
+        seed=args.seed,
+    )  # fmt: skip
+    positives = read_diff_positives(args.apply) if args.apply else None
+    out = args.output
+    diff_path = args.diff or (out[:-3] if out.endswith(".h5") else out) + ".diff.tsv"
+    if Path(out).resolve() == Path(args.detector).resolve():
+        raise SystemExit("clustermine remine: -o names the detector itself; write the new "
+                         "detector to another file and keep the old one")  # fmt: skip
+    if args.apply and Path(args.apply).resolve() == Path(diff_path).resolve():
+        raise SystemExit(f"clustermine remine: --apply {args.apply} would be overwritten by the "
+                         "new diff: give --diff another file")  # fmt: skip
+    det = _load(args, batch_size=args.batch_size, workers=args.workers)
+    paths = gather_paths(args.paths)
+    if not paths:
+        raise SystemExit(f"clustermine remine: no images found in {args.paths}")
+    emb, errors = det.embed(paths, progress=not args.no_progress)
+    ok = [i for i, e in enumerate(errors) if not e]
+    if len(ok) < len(paths):
+        print(f"remine: {len(paths) - len(ok)} of {len(paths)} images could not be read; "
+              "left out", file=sys.stderr)  # fmt: skip
+    result = remine(det, emb[ok], [paths[i] for i in ok], settings, positives)
+    with writing(out):
+        result.detector.save(out)
+    with writing(diff_path):
+        write_diff(diff_path, result.diff)
+    r = result.record
+    changes = {k: sum(c.change == k for c in result.diff) for k in ("added", "removed", "kept")}
+    print(
+        f"re-mined {r['old_positives']} -> {r['new_positives']} positives from {r['mined']} of "
+        f"{r['images']} images ({r['clusters']} clusters; {r['left_out_by_guard']} left out by "
+        f"the guard, {r['held_out']} held out to calibrate): {changes['added']} added, "
+        f"{changes['removed']} removed, {changes['kept']} kept"
+        + (" (as applied from " + args.apply + ")" if args.apply else "")
+        + f"; the old detector accepts {r['old_accepts']} of the {r['images']} images, the new "
+        f"one {r['new_accepts']}; wrote {out} and {diff_path}",
         file=sys.stderr,
     )  # fmt: skip
     return 0
