@@ -106,8 +106,8 @@ MAX_IMAGE_PIXELS = CFG.max_image_pixels()
 
 
 def merge_mem_mb(wildcards, input, attempt):
-    # The shards and their concatenation are in memory at once.
-    return int((3 * size_mb(input) + 1000) * attempt)
+    # The shards and their concatenation are in memory at once, and the copy written.
+    return held_mem_mb(size_mb(input), attempt, copies=3)
 
 
 def embedding_targets():

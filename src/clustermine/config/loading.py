@@ -1,5 +1,6 @@
 """Reading config files: strict YAML (a key given twice is an error; merge keys work) and the
-recursive merge of several files, as Snakemake merges them."""
+recursive merge of several files, as Snakemake merges them; and the canonical key order of a
+loaded config's entries."""
 
 from __future__ import annotations
 
@@ -80,3 +81,34 @@ def merge(base: dict, update: Mapping) -> dict:
         else:
             base[key] = copy.deepcopy(value)
     return base
+
+
+# Config sections by what their entries are called in messages.
+SECTION_OF = {
+    "models": "model", "datasets": "dataset", "corpora": "corpus", "idsets": "idset",
+    "clusterers": "clusterer", "label_sets": "label set", "methods": "method",
+}  # fmt: skip
+
+
+def canonical(value: Any) -> Any:
+    """``value`` with every mapping's keys in sorted order, recursively (lists keep theirs):
+    the same declaration written in another key order gives the same value, and the same
+    ``repr``, which is what Snakemake compares to decide whether params changed."""
+    if isinstance(value, Mapping):
+        return {k: canonical(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    return value
+
+
+def canonical_entries(config: dict[str, Any]) -> None:
+    """Put every entry of every section (a model, a dataset, a label set, ...) and every
+    settings section in :func:`canonical` order, in place. Every ``params:`` value of the
+    workflow is built from these entries, so none depends on how the YAML was ordered; the
+    order of the entries within a section (the report's row order) is kept."""
+    for key, value in config.items():
+        if key in SECTION_OF:
+            for slug in list(value or {}):
+                value[slug] = canonical(value[slug])
+        elif isinstance(value, Mapping):
+            config[key] = canonical(value)

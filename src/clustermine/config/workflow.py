@@ -1,7 +1,8 @@
 """The validated config as the workflow reads it (:class:`WorkflowConfig`): the questions the
 workflow's input functions ask, answered from the config and the plugin catalog (which
 parameter of a plugin names a label set, a clusterer, C, ... is the parameter's role in the
-catalog), and every start-up check, each error naming its key."""
+catalog); its start-up checks are :mod:`clustermine.config.checks`, each error naming its
+key."""
 
 from __future__ import annotations
 
@@ -10,32 +11,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 from clustermine import catalog
 from clustermine.config.errors import ConfigError
-from clustermine.config.loading import load_config_file, merge
+from clustermine.config.loading import SECTION_OF, canonical_entries, load_config_file, merge
 from clustermine.config.schema import validate_config
-
-
-def canonical(value: Any) -> Any:
-    """``value`` with every mapping's keys in sorted order, recursively (lists keep theirs):
-    the same declaration written in another key order gives the same value, and the same
-    ``repr``, which is what Snakemake compares to decide whether params changed."""
-    if isinstance(value, Mapping):
-        return {k: canonical(value[k]) for k in sorted(value, key=str)}
-    if isinstance(value, list):
-        return [canonical(v) for v in value]
-    return value
-
-
-def _canonical_entries(config: dict[str, Any]) -> None:
-    """Put every entry of every section (a model, a dataset, a label set, ...) and every
-    settings section in :func:`canonical` order, in place. Every ``params:`` value of the
-    workflow is built from these entries, so none depends on how the YAML was ordered; the
-    order of the entries within a section (the report's row order) is kept."""
-    for key, value in config.items():
-        if key in SECTION_OF:
-            for slug in list(value or {}):
-                value[slug] = canonical(value[slug])
-        elif isinstance(value, Mapping):
-            config[key] = canonical(value)
 
 
 DATA_ROOT_KEYS = {"datasets": ("root", "list", "class_map", "class_names"), "corpora": ("path",)}
@@ -57,7 +34,7 @@ class WorkflowConfig:
         class_names_of: Callable[[Mapping[str, Any]], bool | None] | None = None,
     ) -> None:
         self.raw = config
-        _canonical_entries(config)
+        canonical_entries(config)
         self.models: dict[str, dict] = config.get("models") or {}
         self.datasets: dict[str, dict] = config.get("datasets") or {}
         self.corpora: dict[str, dict] = config.get("corpora") or {}
@@ -86,7 +63,7 @@ class WorkflowConfig:
 
     # --- lookups with errors naming the key ---------------------------------------------------
 
-    def _lookup(self, section: dict, slug: str, where: str, what: str) -> dict:
+    def lookup(self, section: dict, slug: str, where: str, what: str) -> dict:
         if slug not in section:
             name = next(k for k, v in SECTION_OF.items() if v == what)
             raise ConfigError(
@@ -96,7 +73,7 @@ class WorkflowConfig:
         return section[slug]
 
     def idset(self, slug: str) -> dict:
-        return self._lookup(self.idsets, slug, "a target", "idset")
+        return self.lookup(self.idsets, slug, "a target", "idset")
 
     def idset_models(self, idset: str) -> list[str]:
         """Models an ID set runs for: its ``models`` list, else every model."""
@@ -154,7 +131,7 @@ class WorkflowConfig:
 
     def clusterer(self, slug: str) -> tuple[catalog.Plugin, dict]:
         """The plugin and parameters of a ``clusterers`` entry (seeded by the global seed)."""
-        spec = self._lookup(self.clusterers, slug, "a label set or cluster sweep", "clusterer")
+        spec = self.lookup(self.clusterers, slug, "a label set or cluster sweep", "clusterer")
         plugin = catalog.clusterer(spec["method"])
         return plugin, self._seeded(plugin, plugin.params_of(spec))
 
@@ -196,7 +173,7 @@ class WorkflowConfig:
     def label_set(self, slug: str) -> tuple[catalog.Plugin, dict, dict]:
         """(plugin, parameters, input-choosing keys) of a ``label_sets`` entry (a seed
         parameter defaults to the global seed)."""
-        spec = self._lookup(self.label_sets, slug, "a method", "label set")
+        spec = self.lookup(self.label_sets, slug, "a method", "label set")
         plugin = catalog.miner(spec["miner"])
         inputs = {k: spec[k] for k in plugin.input_names if k in spec}
         return plugin, self._seeded(plugin, plugin.params_of(spec)), inputs
@@ -204,7 +181,7 @@ class WorkflowConfig:
     def method(self, slug: str) -> tuple[catalog.Plugin, dict, str | None]:
         """(plugin, parameters, label-set slug or None) of a ``methods`` entry; a ``seed``
         parameter defaults to the global seed."""
-        spec = self._lookup(self.methods, slug, "an ID set", "method")
+        spec = self.lookup(self.methods, slug, "an ID set", "method")
         plugin = catalog.score(spec["score"])
         params = {k: v for k, v in spec.items() if k not in ("score", "labels")}
         return plugin, self._seeded(plugin, params), spec.get("labels")
@@ -268,22 +245,6 @@ class WorkflowConfig:
             chain.append(current)
             pending += list(self.label_set_references(current).values())
         return chain
-
-    # Config sections by the role of a key that names one of their entries.
-    _REFERENCED = {"label_set": "label set", "clusterer": "clusterer", "idset": "idset"}
-
-    def _check_references(
-        self, plugin: catalog.Plugin, entry: Mapping[str, Any], where: str, slug: str = ""
-    ) -> None:
-        """Every key of ``entry`` that names another config entry (by its role) names a
-        declared one, and a label set never names itself."""
-        sections = {"label set": self.label_sets, "clusterer": self.clusterers,
-                    "idset": self.idsets}  # fmt: skip
-        for role, what in self._REFERENCED.items():
-            for key, value in plugin.references(entry, role).items():
-                if role == "label_set" and value == slug:
-                    raise ConfigError(f"config: {where}.{key} names itself")
-                self._lookup(sections[what], value, f"{where}.{key}", what)
 
     def has_class_names(self, dataset: str) -> bool | None:
         """Whether a dataset carries class names (asked once per dataset)."""
@@ -391,116 +352,11 @@ class WorkflowConfig:
 
     def check(self) -> None:
         """Every reference between config sections resolves, and every method can get the
-        inputs its plugins need; the first problem is raised, naming its key."""
-        self._check_datasets()
-        self._check_idsets()
-        self._check_plugins()
-        self.main_model()
+        inputs its plugins need; the first problem is raised, naming its key
+        (:mod:`clustermine.config.checks`)."""
+        from clustermine.config.checks import check_config
 
-    def _check_datasets(self) -> None:
-        for ds, spec in self.datasets.items():
-            if spec["type"] == "embeddings":
-                for model in spec.get("paths", {}):
-                    self._lookup(self.models, model, f"datasets.{ds}.paths", "model")
-        for corpus, spec in self.corpora.items():
-            if spec["type"] == "embeddings":
-                for model in spec.get("paths", {}):
-                    self._lookup(self.models, model, f"corpora.{corpus}.paths", "model")
-            for ds in spec.get("add_class_names_of", []):
-                self._lookup(self.datasets, ds, f"corpora.{corpus}.add_class_names_of", "dataset")
-
-    def _check_idsets(self) -> None:
-        for idset, spec in self.idsets.items():
-            for key in ID_SET_DATASET_KEYS:
-                value = spec.get(key) or []
-                for ds in [value] if isinstance(value, str) else value:
-                    self._lookup(self.datasets, ds, f"idsets.{idset}.{key}", "dataset")
-            self._lookup(self.corpora, spec["corpus"], f"idsets.{idset}.corpus", "corpus")
-            for model in spec.get("models") or []:
-                self._lookup(self.models, model, f"idsets.{idset}.models", "model")
-            for method in self.idset_methods(idset):
-                self._lookup(self.methods, method, f"idsets.{idset}.methods", "method")
-            if self.idset_methods(idset) and not spec.get("benchmarks"):
-                raise ConfigError(
-                    f"config: idsets.{idset} runs methods but names no OOD benchmarks "
-                    "(idsets.<slug>.benchmarks)"
-                )
-            if self.idset_methods(idset) and not self.idset_tests(idset):
-                raise ConfigError(
-                    f"config: idsets.{idset} runs methods but names no ID test set "
-                    "(idsets.<slug>.test): nothing would be scored against the benchmarks"
-                )
-            for group, members in (spec.get("benchmark_groups") or {}).items():
-                outside = sorted(set(members) - set(self.idset_benchmarks(idset)))
-                if outside:
-                    raise ConfigError(
-                        f"config: idsets.{idset}.benchmark_groups.{group} names {outside}, "
-                        "which are not benchmarks of the ID set"
-                    )
-            for clusterer in spec.get("cluster_sweep") or {}:
-                self._lookup(
-                    self.clusterers, clusterer, f"idsets.{idset}.cluster_sweep", "clusterer"
-                )
-
-    def _check_plugins(self) -> None:
-        for slug, spec in self.clusterers.items():
-            plugin, _ = self.clusterer(slug)
-            where = f"clusterers.{slug}"
-            self._check_references(plugin, spec, where)
-            for key, names_from in plugin.references(spec).items():
-                for label_set in self.label_set_chain(names_from):
-                    if (self.label_set_clustering(label_set) or (None,))[0] == slug:
-                        raise ConfigError(
-                            f"config: {where}.{key} '{names_from}' is mined from clusters of "
-                            f"'{slug}' itself (label set '{label_set}'): a cycle"
-                        )
-        for slug in self.label_sets:
-            plugin, _, inputs = self.label_set(slug)
-            for key in (p.name for p in plugin.input_keys if p.required):
-                if key not in inputs:
-                    raise ConfigError(
-                        f"config: label_sets.{slug} (miner {plugin.name}) needs '{key}'"
-                    )
-            self._check_references(plugin, inputs, f"label_sets.{slug}", slug)
-        for slug, spec in self.methods.items():
-            if spec.get("labels") is not None:
-                self._lookup(self.label_sets, spec["labels"], f"methods.{slug}.labels",
-                             "label set")  # fmt: skip
-        for idset in self.idsets:
-            train = self.idset(idset)["train"]
-            for method in self.idset_methods(idset):
-                labels = self.methods[method].get("labels")
-                if labels is None:
-                    continue
-                for label_set in self.label_set_chain(labels):
-                    plugin, _, _ = self.label_set(label_set)
-                    corpus = self.idset(idset)["corpus"]
-                    precomputed = self.corpora[corpus]["type"] == "embeddings"
-                    if plugin.has("conjugated_labels") and precomputed:
-                        raise ConfigError(
-                            f"config: method '{method}' of idset '{idset}' uses label set "
-                            f"'{label_set}' (miner {plugin.name}), which conjugates the "
-                            f"adjectives of the corpus's words, but corpus '{corpus}' is a "
-                            "file of precomputed embeddings, whose words the workflow does not "
-                            "build: use a wordnet or wordlist corpus"
-                        )
-                    if plugin.has("class_names") and self.has_class_names(train) is False:
-                        raise ConfigError(
-                            f"config: method '{method}' of idset '{idset}' uses label set "
-                            f"'{label_set}' (miner {plugin.name}), which needs the ID class "
-                            f"names (Y_GT), but the ID-train set '{train}' has none. Give the "
-                            "dataset its class names (imagefolder, or a filelist with "
-                            "class_names or name labels), or leave this method out of the ID "
-                            "set (label-free miners: "
-                            f"{', '.join(n for n, p in catalog.MINERS.items() if not p.has('class_names'))})."
-                        )
-
-
-# Config sections by what their entries are called in messages.
-SECTION_OF = {
-    "models": "model", "datasets": "dataset", "corpora": "corpus", "idsets": "idset",
-    "clusterers": "clusterer", "label_sets": "label set", "methods": "method",
-}  # fmt: skip
+        check_config(self)
 
 
 def load_workflow_config(
