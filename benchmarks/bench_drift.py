@@ -70,7 +70,8 @@ def main() -> None:
         order = rng.permutation(n_id)
         half = order[: n_id // 2]
         cal = Calibration(id_scores[half])
-        return DriftMonitor(cal.scores, cal.threshold(0.95), args.window, args.level), order[n_id // 2 :]
+        monitor = DriftMonitor(cal.scores, cal.threshold(0.95), args.window, args.level)
+        return monitor, order[n_id // 2 :]
 
     def draw(rows: np.ndarray, size: int) -> np.ndarray:
         return rows[rng.integers(len(rows), size=size)]

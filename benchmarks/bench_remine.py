@@ -79,7 +79,7 @@ def main() -> None:
             for guard in (None, args.guard_p):
                 settings = RemineSettings(guard_p=guard, min_support=args.min_support,
                                           seed=args.seed)  # fmt: skip
-                out = remine(det, emb, paths, settings)
+                out = remine(det.detector, emb, paths, settings)
                 added = [c.name for c in out.diff if c.change == "added"]
                 removed = [c.name for c in out.diff if c.change == "removed"]
                 p_old = det.predict(embeddings=emb[len(traffic):]).p_values

@@ -208,3 +208,28 @@ def test_a_misspelt_parameter_of_covers_base_is_named_at_start():
             checked(config(methods={"c": {"score": "cover", "labels": "gt", **entry}}))
         with pytest.raises(catalog.CatalogError, match=f"cover.*base_params.*{bad}"):
             catalog.score("cover").resolve({k: v for k, v in entry.items()})
+
+
+@pytest.mark.parametrize(
+    "deployment, message",
+    [
+        ({"idset": "other", "method": "cm", "images": ["test"]},
+         "deployments.d.idset names idset 'other'"),
+        ({"idset": "tiny", "method": "nope", "images": ["test"]},
+         "deployments.d.method 'nope' is not a method of idset 'tiny'"),
+        ({"idset": "tiny", "method": "cm", "images": ["tset"]},
+         "deployments.d.images names dataset 'tset'"),
+        ({"idset": "tiny", "method": "maha", "images": ["test"]},
+         "deployments.d.method 'maha' .score mahalanobis. also needs train_embeddings"),
+    ],
+)  # fmt: skip
+def test_a_deployment_names_a_detector_the_config_fits(deployment, message):
+    methods = {"mcm": {"score": "mcm", "labels": "gt"}, "cm": {"score": "eq1", "labels": "cm"},
+               "maha": {"score": "mahalanobis", "labels": "gt"}}  # fmt: skip
+    good = {"idset": "tiny", "method": "cm", "images": ["test", "ood"], "guard_p": None}
+    cfg = checked(config(methods=methods, deployments={"d": good}))
+    assert cfg.deployment_settings("d") == {"seed": 0, "guard_p": None}
+    with pytest.raises(ConfigError, match=message):
+        checked(config(methods=methods, deployments={"d": deployment}))
+    with pytest.raises(ConfigError, match="holdout"):
+        checked(config(methods=methods, deployments={"d": {**good, "holdout": 1.5}}))

@@ -124,6 +124,9 @@ def write_config(project: Path, edit=None) -> dict:
     config["idsets"]["tiny"]["methods"] = [m for m in METHODS if m not in FEATURE_METHODS]
     config["idsets"]["tiny"]["extra_benchmarks"] = ["ood-pre"]
     config["idsets"]["tiny"]["cluster_sweep"] = {"kmeans": [2, 3, 4]}
+    # The ClusterMine detector re-mined from the ID test images and the OOD images.
+    config["deployments"] = {"arrive": {"idset": "tiny", "method": "clustermine",
+                                        "images": ["id-test", "ood"], "min_support": 1}}
     if edit:
         edit(config)
     (project / "config.yaml").write_text(yaml.safe_dump(config))
@@ -299,6 +302,41 @@ def test_the_views_of_an_image_follow_its_pixels_not_its_name(pipeline, tmp_path
     assert scores == pytest.approx([scores[0]] * len(scores), rel=1e-9)
     other = Path(ood.attrs["root"]) / ood.paths[1]
     assert det.predict([other]).scores[0] != pytest.approx(scores[0], rel=1e-6)
+
+
+def test_a_deployment_remines_its_detector_from_its_images(pipeline):
+    """Rule remine_deployment: the new detector (same score, positives from the vote, every
+    deployment image accounted for), its concept diff, and old against new on every (test,
+    benchmark) pair of the ID set."""
+    from clustermine.detectors import load_detector
+
+    results = pipeline / "results/tiny-a"
+    old = load_detector(results / "detectors/tiny.clustermine.h5")
+    new = load_detector(results / "deployments/arrive.h5")
+    assert new.name == old.name and new.params == old.params
+    record = new.meta["remined"]
+    n = sum(len(read_image_embeddings(results / f"images/{d}.h5").paths)
+            for d in ("id-test", "ood"))  # fmt: skip
+    assert record["images"] == n
+    assert record["mined"] + record["held_out"] + record["left_out_by_guard"] == n
+    assert record["settings"]["seed"] == 0 and record["settings"]["min_support"] == 1
+    assert len(new.calibration) == record["held_out"]
+    assert set(new.text_pos.names) | set(new.text_neg.names) == (
+        set(old.text_pos.names) | set(old.text_neg.names))  # fmt: skip
+    rows = [line.split("\t") for line in
+            (results / "deployments/arrive.diff.tsv").read_text().splitlines()]  # fmt: skip
+    assert rows[0] == ["name", "change", "images", "clusters", "examples"]
+    assert sorted(r[0] for r in rows[1:] if r[1] in ("added", "kept")) == sorted(
+        new.text_pos.names)  # fmt: skip
+    assert {r[0] for r in rows[1:] if r[1] in ("kept", "removed")} == set(old.text_pos.names)
+    summary = [line.split("\t") for line in
+               (results / "deployments/arrive.summary.tsv").read_text().splitlines()]  # fmt: skip
+    assert summary[0][:2] == ["test", "benchmark"]
+    assert {tuple(r[:2]) for r in summary[1:]} == {("id-test", "ood"), ("id-test", "ood-pre")}
+    metrics = read_metrics_file(results / "metrics/tiny.clustermine.json")[0]
+    old_auroc = {r[1]: float(r[2]) for r in summary[1:]}
+    want = 100 * metrics["benchmarks"]["ood"]["auroc"]
+    assert old_auroc["ood"] == pytest.approx(want, abs=1e-3)
 
 
 def test_a_precomputed_set_cannot_give_local_features(pipeline, tmp_path):

@@ -50,7 +50,7 @@ def unit(x):
 def test_the_new_positives_are_the_clusters_votes(deployment):
     _, _, det, paths, emb = deployment
     settings = RemineSettings(clusters=3, holdout=0.25, guard_p=None, min_support=1, seed=0)
-    out = remine(det, emb, paths, settings)
+    out = remine(det.detector, emb, paths, settings)
     # Independently: the same held-out rows, zero-shot top-1 by cosine, a majority per cluster
     # (ties: the lower corpus index).
     names = [*det.detector.text_pos.names, *det.detector.text_neg.names]
@@ -78,7 +78,7 @@ def test_the_new_positives_are_the_clusters_votes(deployment):
     assert out.record["mined"] == len(mine) and out.record["left_out_by_guard"] == 0
     assert out.detector.meta["remined"]["settings"]["seed"] == 0
     # Re-mined again with the same seed: the same detector.
-    again = remine(det, emb, paths, settings)
+    again = remine(det.detector, emb, paths, settings)
     assert again.detector.text_pos.names == out.detector.text_pos.names
 
 
@@ -86,7 +86,8 @@ def test_the_guard_and_the_minimum_support(deployment):
     _, _, det, paths, emb = deployment
     p = det.predict(embeddings=emb).p_values
     guard = float(np.quantile(p, 0.3))
-    out = remine(det, emb, paths, RemineSettings(clusters=2, guard_p=guard, min_support=1))
+    out = remine(det.detector, emb, paths, RemineSettings(clusters=2, guard_p=guard,
+                                                          min_support=1))
     left_out = {paths[i] for i in np.flatnonzero(p <= guard)}
     assert out.record["left_out_by_guard"] == len(left_out) > 0
     assert out.record["mined"] + out.record["held_out"] == len(paths) - len(left_out)
@@ -97,9 +98,9 @@ def test_the_guard_and_the_minimum_support(deployment):
     diff = {c.name: c.change for c in concept_diff(["a", "b"], votes, min_support=5)}
     assert diff == {"a": "kept", "b": "removed", "new": "below_support", "big": "added"}
     with pytest.raises(RemineError, match="images left to mine"):
-        remine(det, emb[:2], paths[:2], RemineSettings(guard_p=None))
+        remine(det.detector, emb[:2], paths[:2], RemineSettings(guard_p=None))
     with pytest.raises(RemineError, match="no positives left"):
-        remine(det, emb, paths, RemineSettings(guard_p=None), positives=[])
+        remine(det.detector, emb, paths, RemineSettings(guard_p=None), positives=[])
 
 
 def test_detectors_that_cannot_be_remined_are_refused():

@@ -89,8 +89,10 @@ class Remined:
 def corpus_of(detector) -> TextEmbeddings:
     """The corpus of a detector: its positives, then its negatives; a RemineError where
     re-mining makes no sense."""
+    from clustermine import catalog
+
     plugin = detector.plugin()
-    extra = sorted(plugin.needs - {"positives", "negatives"})
+    extra = sorted(plugin.needs - catalog.LABEL_TEXT_NEEDS)
     if extra:
         raise RemineError(
             f"score {detector.name!r} also needs {', '.join(extra)}, which deployment images "
@@ -109,20 +111,24 @@ def corpus_of(detector) -> TextEmbeddings:
 
 
 def remine(
-    deployed,
+    old,
     embeddings: np.ndarray,
     paths: Sequence[str],
     settings: RemineSettings = RemineSettings(),
     positives: Sequence[str] | None = None,
+    *,
+    acceptance: float = 0.95,
+    source: str = "",
 ) -> Remined:
-    """Re-mine the positives of ``deployed`` (a DeployedDetector) from the image
-    ``embeddings`` [N, D] of deployment images named ``paths``; with ``positives`` (an applied
-    diff) those names are the new positives instead of the vote's."""
+    """Re-mine the positives of the fitted detector ``old`` (``source`` names it) from the
+    image ``embeddings`` [N, D] of deployment images named ``paths``; with ``positives`` (an
+    applied diff) those names are the new positives instead of the vote's. ``acceptance``:
+    the share of held-out ID images the thresholds accept (the old one's for its guard-free
+    count of accepted images, the new one's likewise)."""
     from clustermine.cluster_analysis import majority_vote
     from clustermine.clustering.kmeans import fit_kmeans
     from clustermine.zeroshot import zero_shot_top1
 
-    old = deployed.detector
     corpus = corpus_of(old)
     x = np.asarray(embeddings, dtype=np.float32)
     if x.ndim != 2 or len(x) != len(paths):
@@ -130,11 +136,13 @@ def remine(
     rng = np.random.default_rng(settings.seed)
     held = np.zeros(len(x), bool)
     held[rng.permutation(len(x))[: int(round(settings.holdout * len(x)))]] = True
-    before = deployed.predict(embeddings=x, names=list(paths))
-    p_old = before.p_values if before.p_values is not None else np.ones(len(x))
+    scores_old = old.score(x)
     guarded = np.zeros(len(x), bool)
-    if settings.guard_p is not None and before.p_values is not None:
-        guarded = p_old <= settings.guard_p
+    old_accepts = None
+    if old.calibration is not None:
+        old_accepts = int((scores_old >= old.calibration.threshold(acceptance)).sum())
+        if settings.guard_p is not None:
+            guarded = old.calibration.p_values(scores_old) <= settings.guard_p
     mine, calib = ~held & ~guarded, held & ~guarded
     if mine.sum() < 2 or calib.sum() < 1:
         raise RemineError(
@@ -164,8 +172,7 @@ def remine(
     new = refit(old, corpus, positives, settings)
     new.calibrate(new.score(x[calib]), "deployment held-out images",
                   {"images": int(calib.sum())})  # fmt: skip
-    after = new.calibration
-    threshold = after.threshold(deployed.id_acceptance)
+    threshold = new.calibration.threshold(acceptance)
     record = {
         "settings": asdict(settings),
         "clusters": int(c),
@@ -173,14 +180,14 @@ def remine(
         "mined": int(mine.sum()),
         "held_out": int(calib.sum()),
         "left_out_by_guard": int(guarded.sum()),
-        "old_accepts": int(sum(o is False for o in before.ood)),
+        "old_accepts": old_accepts,
         "new_accepts": int((new.score(x) >= threshold).sum()),
         "old_positives": len(old_pos),
         "new_positives": len(positives),
-        "id_acceptance": deployed.id_acceptance,
+        "id_acceptance": acceptance,
     }
-    new.meta["remined"] = {**record, "from": deployed.source}
-    log.info("re-mined %s: %s", deployed.source, record)
+    new.meta["remined"] = {**record, "from": source}
+    log.info("re-mined %s: %s", source, record)
     return Remined(new, diff, record)
 
 
@@ -248,3 +255,56 @@ def read_diff_positives(path: str | Path) -> list[str]:
         if fields[1] in KEPT_CHANGES:
             out.append(fields[0])
     return out
+
+
+def remine_files(
+    detector_file: str | Path,
+    images: dict[str, str | Path],
+    evaluation: dict[str, str | Path],
+    tests: Sequence[str],
+    *,
+    out: str | Path,
+    diff_out: str | Path,
+    summary_out: str | Path,
+    settings: dict[str, Any] | None = None,
+    convention: str = "clip",
+    device: str | None = None,
+) -> Remined:
+    """The workflow's re-mining job (rule ``remine_deployment``): the detector file re-mined
+    from the embedding files of the deployment datasets ``images`` ({dataset: file}), written
+    to ``out`` with its concept diff (``diff_out``); ``summary_out`` compares the old and the
+    new detector on the ID set's datasets ``evaluation`` ({dataset: file}; ``tests`` are its
+    ID test sets, the others its benchmarks): AUROC and FPR95 per (test, benchmark)."""
+    from clustermine.detectors import load_detector
+    from clustermine.h5io import read_image_embeddings
+    from clustermine.metrics import auroc, fpr95
+
+    old = load_detector(detector_file, device)
+    parts, paths = [], []
+    for dataset, path in images.items():
+        data = read_image_embeddings(path)
+        old.check_model(data.attrs, str(path))
+        parts.append(data.embeddings)
+        paths += [f"{dataset}/{p}" for p in data.paths]
+    result = remine(old, np.concatenate(parts), paths, RemineSettings(**(settings or {})),
+                    source=str(detector_file))  # fmt: skip
+    new = result.detector
+    scores = {}
+    for dataset, path in evaluation.items():
+        data = read_image_embeddings(path)
+        old.check_model(data.attrs, str(path))
+        scores[dataset] = (old.score(data.embeddings), new.score(data.embeddings))
+    rows = []
+    for test in tests:
+        for bench in (d for d in evaluation if d not in tests):
+            (id_old, id_new), (ood_old, ood_new) = scores[test], scores[bench]
+            rows.append([test, bench, 100 * auroc(id_old, ood_old), 100 * auroc(id_new, ood_new),
+                         100 * fpr95(id_old, ood_old, convention),
+                         100 * fpr95(id_new, ood_new, convention)])  # fmt: skip
+    new.save(out)
+    write_diff(diff_out, result.diff)
+    with atomic_path(summary_out) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        w.writerow(["test", "benchmark", "auroc_old", "auroc_new", "fpr95_old", "fpr95_new"])
+        w.writerows([*r[:2], *(f"{v:.4f}" for v in r[2:])] for r in rows)
+    return result

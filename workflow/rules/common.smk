@@ -151,6 +151,7 @@ def all_targets():
         + cluster_sweep_targets()
         + detector_files()
         + metric_files()
+        + deployment_files()
         + report_targets()
         + demo_targets()
     )

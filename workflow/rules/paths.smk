@@ -36,6 +36,10 @@ PATHS = {
     "detector": "results/{model}/detectors/{idset}.{method}.h5",
     "scores": "results/{model}/scores/{idset}.{method}.h5",
     "metrics": "results/{model}/metrics/{idset}.{method}.json",
+    # a detector re-mined from deployment images, its concept diff and its old-vs-new summary
+    "deployment": "results/{model}/deployments/{deployment}.h5",
+    "deployment_diff": "results/{model}/deployments/{deployment}.diff.tsv",
+    "deployment_summary": "results/{model}/deployments/{deployment}.summary.tsv",
     # report
     "table": "results/tables/{table}.{fmt}",
     "metrics_long": "results/tables/metrics_long.tsv",

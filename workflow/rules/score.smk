@@ -79,3 +79,33 @@ rule evaluate:
         labels=method_labels,
     script:
         "../scripts/evaluate.py"
+
+
+# Re-mining a fitted detector from deployment images (config section deployments,
+# docs/deploy.md): the new detector, its concept diff, and the old and new detector compared
+# on the ID set's benchmarks.
+rule remine_deployment:
+    input:
+        unpack(deployment_inputs),
+    output:
+        detector=PATHS["deployment"],
+        diff=PATHS["deployment_diff"],
+        summary=PATHS["deployment_summary"],
+    log:
+        log_path("deployment"),
+    benchmark:
+        benchmark_path("deployment")
+    conda:
+        "../envs/clustermine.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=embeddings_mem_mb,
+        runtime=60,
+        device=DEVICE,
+    params:
+        datasets=deployment_datasets,
+        settings=deployment_settings,
+        convention=deployment_convention,
+    script:
+        "../scripts/remine_deployment.py"

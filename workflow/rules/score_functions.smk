@@ -154,3 +154,45 @@ def metric_files():
         for model in CFG.idset_models(idset)
         for method in CFG.idset_methods(idset)
     ]
+
+
+def deployment_inputs(wildcards):
+    """The detector a deployment re-mines, the embeddings of its deployment datasets, and
+    those of its ID set's test sets and benchmarks (the old-vs-new comparison)."""
+    spec = CFG.deployment(wildcards.deployment)
+    model, idset = wildcards.model, spec["idset"]
+    evaluated = CFG.idset_tests(idset) + CFG.idset_benchmarks(idset)
+    return {
+        "detector": path("detector", model=model, idset=idset, method=spec["method"]),
+        "images": [image_embeddings(model, d) for d in spec["images"]],
+        "evaluation": [image_embeddings(model, d) for d in evaluated],
+        "checked": precomputed_checks(*spec["images"], *evaluated),
+    }
+
+
+def deployment_datasets(wildcards):
+    spec = CFG.deployment(wildcards.deployment)
+    return {
+        "images": list(spec["images"]),
+        "evaluation": CFG.idset_tests(spec["idset"])
+        + CFG.idset_benchmarks(spec["idset"]),
+        "tests": CFG.idset_tests(spec["idset"]),
+    }
+
+
+def deployment_settings(wildcards):
+    return CFG.deployment_settings(wildcards.deployment)
+
+
+def deployment_convention(wildcards):
+    return CFG.idset(CFG.deployment(wildcards.deployment)["idset"])["fpr_convention"]
+
+
+def deployment_files():
+    """Every deployment's re-mined detector, for each model of its ID set."""
+    return [
+        path(kind, model=model, deployment=slug)
+        for slug, spec in CFG.deployments.items()
+        for model in CFG.idset_models(spec["idset"])
+        for kind in ("deployment", "deployment_diff", "deployment_summary")
+    ]

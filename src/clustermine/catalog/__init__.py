@@ -63,6 +63,10 @@ NEEDS = {
     },
 }  # fmt: skip
 
+# The needs of a score of the label texts alone: what re-mining from deployment images
+# (clustermine.remine) refits. A score needing more cannot be re-mined.
+LABEL_TEXT_NEEDS = frozenset({"positives", "negatives"})
+
 # What a parameter's value is to the workflow, beyond a value its plugin reads. A reference
 # (label_set, clusterer, idset) names another config entry, whose file becomes an input; the
 # others set how an input file is made or default from the config.

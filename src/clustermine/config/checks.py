@@ -15,6 +15,7 @@ def check_config(cfg: WorkflowConfig) -> None:
     check_datasets(cfg)
     check_idsets(cfg)
     check_plugins(cfg)
+    check_deployments(cfg)
     cfg.main_model()
 
 
@@ -139,3 +140,25 @@ def check_plugins(cfg: WorkflowConfig) -> None:
                         "set (label-free miners: "
                         f"{', '.join(n for n, p in catalog.MINERS.items() if not p.has('class_names'))})."
                     )
+
+
+def check_deployments(cfg: WorkflowConfig) -> None:
+    """A deployment re-mines a detector the config fits, from declared datasets."""
+    for slug, spec in cfg.deployments.items():
+        where = f"deployments.{slug}"
+        cfg.lookup(cfg.idsets, spec["idset"], f"{where}.idset", "idset")
+        if spec["method"] not in cfg.idset_methods(spec["idset"]):
+            raise ConfigError(
+                f"config: {where}.method '{spec['method']}' is not a method of idset "
+                f"'{spec['idset']}' (its methods: {cfg.idset_methods(spec['idset'])})"
+            )
+        for ds in spec["images"]:
+            cfg.lookup(cfg.datasets, ds, f"{where}.images", "dataset")
+        plugin = cfg.method(spec["method"])[0]
+        extra = sorted(plugin.needs - catalog.LABEL_TEXT_NEEDS)
+        if extra:
+            raise ConfigError(
+                f"config: {where}.method '{spec['method']}' (score {plugin.name}) also needs "
+                f"{', '.join(extra)}, which deployment images do not give: re-mine a method "
+                "whose score reads the label texts alone"
+            )

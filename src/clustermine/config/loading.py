@@ -87,6 +87,7 @@ def merge(base: dict, update: Mapping) -> dict:
 SECTION_OF = {
     "models": "model", "datasets": "dataset", "corpora": "corpus", "idsets": "idset",
     "clusterers": "clusterer", "label_sets": "label set", "methods": "method",
+    "deployments": "deployment",
 }  # fmt: skip
 
 

@@ -42,6 +42,7 @@ class WorkflowConfig:
         self.clusterers: dict[str, dict] = config.get("clusterers") or {}
         self.label_sets: dict[str, dict] = config.get("label_sets") or {}
         self.methods: dict[str, dict] = config.get("methods") or {}
+        self.deployments: dict[str, dict] = config.get("deployments") or {}
         self.seed = int(config.get("seed", 0))
         self._class_names_of = class_names_of
         self._class_names: dict[str, bool | None] = {}
@@ -254,6 +255,16 @@ class WorkflowConfig:
             else:
                 self._class_names[dataset] = self._class_names_of(self.datasets[dataset])
         return self._class_names[dataset]
+
+    def deployment(self, slug: str) -> dict:
+        return self.lookup(self.deployments, slug, "deployments", "deployment")
+
+    def deployment_settings(self, slug: str) -> dict[str, Any]:
+        """The re-mining settings a deployment gives (``clustermine.remine.RemineSettings``
+        fills in the rest), the seed the config's unless it sets one."""
+        spec = self.deployment(slug)
+        keys = ("clusters", "holdout", "guard_p", "min_support", "seed")
+        return {"seed": self.seed, **{k: spec[k] for k in keys if k in spec}}
 
     # --- speed settings (never parameters: changing them reruns nothing) -----------------
 

@@ -314,7 +314,8 @@ def remine_command(args: argparse.Namespace) -> int:
     if len(ok) < len(paths):
         print(f"remine: {len(paths) - len(ok)} of {len(paths)} images could not be read; "
               "left out", file=sys.stderr)  # fmt: skip
-    result = remine(det, emb[ok], [paths[i] for i in ok], settings, positives)
+    result = remine(det.detector, emb[ok], [paths[i] for i in ok], settings, positives,
+                    acceptance=det.id_acceptance, source=det.source)  # fmt: skip
     with writing(out):
         result.detector.save(out)
     with writing(diff_path):

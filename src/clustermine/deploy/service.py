@@ -4,12 +4,13 @@
 returns, per image, the score, p-value and decision, and for label-mining detectors the best
 matching positive and negative label. ``GET /health``, ``GET /info``, ``GET /drift`` (the
 drift monitor's state, :mod:`clustermine.drift`) and ``GET /metrics`` (Prometheus,
-:mod:`clustermine.deploy.metrics`); OpenAPI docs at ``/docs``. Images of concurrent requests are batched onto the model by one worker
-(:class:`Batcher`), which also keeps the calls of a detector that adapts at test time in
-arrival order. Uploads beyond the limits (:class:`Limits`) and files that are not images get
-a 4xx answer naming the file; the service keeps serving. The request size is enforced while
-the body streams in (:class:`BodyLimit`), an image's pixel count is checked from its header
-before it is decoded, and a large JPEG is decoded at a reduced scale.
+:mod:`clustermine.deploy.metrics`); OpenAPI docs at ``/docs``. Images of concurrent
+requests are batched onto the model by one worker (:class:`Batcher`), which also keeps the
+calls of a detector that adapts at test time in arrival order. Uploads beyond the limits
+(:class:`Limits`) and files that are not images get a 4xx answer naming the file; the
+service keeps serving. The request size is enforced while the body streams in
+(:class:`BodyLimit`), an image's pixel count is checked from its header before it is decoded,
+and a large JPEG is decoded at a reduced scale.
 """
 
 from __future__ import annotations
