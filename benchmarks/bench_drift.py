@@ -3,7 +3,9 @@ after ``make demo``: the figures of docs/deploy.md, "Drift".
 
 The detector's ID test set is split in two at random for every stream (seeded): one half
 calibrates the detector (its held-out ID scores and threshold at 95% acceptance), the other
-is the stream's ID traffic, so that no stream image is a calibration image. Streams:
+is the stream's ID traffic, drawn without replacement, so that no stream image is a
+calibration image and no image comes twice (with the demo's 2,000 ID test images, a stream
+holds two windows of 500; many streams make the figures). Streams:
 
 - **no shift**: ID images only, in random order: false alarms per 10,000 images;
 - **new things arrive**: each benchmark mixed into the ID traffic at 5, 10, 20 and 50%:
@@ -44,8 +46,9 @@ def main() -> None:
     p.add_argument("--rates", nargs="+", type=float, default=[0.05, 0.10, 0.20, 0.50])
     p.add_argument("--window", type=int, default=500)
     p.add_argument("--level", type=float, default=0.01)
-    p.add_argument("--windows", type=int, default=10, help="windows per stream")
-    p.add_argument("--streams", type=int, default=50, help="streams per case")
+    p.add_argument("--windows", type=int, default=2, help="windows per stream (their "
+                   "images come from one half of the ID test set)")
+    p.add_argument("--streams", type=int, default=1000, help="streams per case")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     results = Path(args.results)
@@ -74,7 +77,12 @@ def main() -> None:
         return monitor, order[n_id // 2 :]
 
     def draw(rows: np.ndarray, size: int) -> np.ndarray:
-        return rows[rng.integers(len(rows), size=size)]
+        """``size`` of ``rows`` without replacement."""
+        if size > len(rows):
+            raise SystemExit(f"bench_drift: a stream needs {size} ID images, a half of the ID "
+                             f"test set holds {len(rows)}: fewer --windows or a smaller "
+                             "--window")  # fmt: skip
+        return rows[rng.permutation(len(rows))[:size]]
 
     # 1. No shift.
     alarms = {NEW_THINGS: 0, ID_MOVED: 0}
@@ -101,8 +109,10 @@ def main() -> None:
             first, hit, moved, windows = [], 0, 0, 0
             for _ in range(args.streams):
                 mon, traffic = stream_monitor()
-                x = id_scores[draw(traffic, m)]
                 new = rng.random(m) < rate
+                x = np.empty(m)
+                x[~new] = id_scores[draw(traffic, int((~new).sum()))]
+                # (a benchmark smaller than the stream's share of it comes again)
                 x[new] = bench_scores[rng.integers(len(bench_scores), size=int(new.sum()))]
                 tests = mon.add(x)
                 windows += len(tests)

@@ -12,10 +12,10 @@ state is read (windows are never re-tested as images arrive):
   beta-binomial(m, c + 1, n − c): exact under exchangeability, the calibration set's own
   randomness included (a plain binomial test at 5% ignores it and raises about twice as many
   false alarms with 1,000 calibration images and windows of 500).
-- **the ID moved**: the window's accepted scores (≥ t) against the calibration's accepted
-  scores (> t), by a one-sided Mann-Whitney U test (the window's lower). Images above a
-  calibration order statistic are exchangeable with the calibration images above it, so the
-  test is valid whatever the score's scale; new OOD images, flagged, do not move it, while a
+- **the ID moved**: the window's scores above t against the calibration's scores above t, by
+  a one-sided Mann-Whitney U test (the window's lower); scores tied with t are left out of
+  both. Images above a calibration order statistic are exchangeable with the calibration
+  images above it, so the test is valid whatever the score's scale; new OOD images, flagged, do not move it, while a
   covariate shift that lowers every score without crossing t does.
 
 Effect sizes come with each test: the flagged share against the expected (c + 1) / (n + 1) and
@@ -127,7 +127,7 @@ class DriftMonitor:
         m = len(x)
         flagged = int((x < self.threshold).sum())
         p_new = float(stats.betabinom.sf(flagged - 1, m, *self._beta))
-        accepted = x[x >= self.threshold]
+        accepted = x[x > self.threshold]  # as the calibration's: ties with t left out
         if len(accepted) and len(self._accepted):
             u = stats.mannwhitneyu(accepted, self._accepted, alternative="less")
             p_moved = float(u.pvalue)
