@@ -158,3 +158,31 @@ def test_the_command_writes_a_detector_and_a_diff_that_can_be_applied(deployment
         capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )  # fmt: skip
     assert done.returncode != 0 and "names the detector itself" in done.stderr
+
+
+def test_the_deployments_table_reads_the_summary_and_the_diff(tmp_path):
+    from clustermine.remine import deployment_record
+    from clustermine.tables import build_tables
+
+    (tmp_path / "s.tsv").write_text(
+        "test\tbenchmark\tauroc_old\tauroc_new\tfpr95_old\tfpr95_new\n"
+        "id\tdigits\t99.5\t57.25\t1.0\t92.0\nid\ttextures\t99.0\t99.25\t2.0\t1.5\n"
+    )
+    (tmp_path / "d.tsv").write_text(
+        "name\tchange\timages\tclusters\texamples\ncoat\tkept\t9\t1\ta.png\n"
+        "digit\tadded\t7\t1\tb.png\nsix\tadded\t5\t1\t\nbag\tremoved\t0\t0\t\n"
+        "nine\tbelow_support\t2\t1\t\n"
+    )
+    record = deployment_record("m", "arrive", tmp_path / "s.tsv", tmp_path / "d.tsv")
+    table = build_tables([], {}, (), [record])["deployments"]
+    assert table.note is None
+    frame = table.frame
+    assert frame["benchmark"].tolist() == ["digits", "textures"]
+    assert frame["AUROC new"].tolist() == [0.5725, 0.9925]  # fractions, shown in percent
+    assert frame["added"].iloc[0] == "2: digit, six" and frame["removed"].iloc[0] == "1: bag"
+    assert frame["kept"].iloc[0] == 1
+    from clustermine.table_render import table_markdown
+
+    assert "57.25" in table_markdown(table)
+    empty = build_tables([], {}, (), [])["deployments"]
+    assert "no deployment in this configuration" in empty.note

@@ -308,3 +308,64 @@ def remine_files(
         w.writerow(["test", "benchmark", "auroc_old", "auroc_new", "fpr95_old", "fpr95_new"])
         w.writerows([*r[:2], *(f"{v:.4f}" for v in r[2:])] for r in rows)
     return result
+
+
+def deployment_record(model: str, deployment: str, summary: str | Path,
+                      diff: str | Path) -> dict[str, Any]:  # fmt: skip
+    """What the report's deployments table shows of one re-mined detector: its summary rows
+    (old against new per test and benchmark) and its concept diff's changes."""
+    from clustermine.text_lines import read_text
+
+    def rows(path) -> list[list[str]]:
+        lines = read_text(Path(path), "deployment file", RemineError).splitlines()
+        return [line.split("\t") for line in lines[1:] if line]
+
+    changes: dict[str, list[str]] = {}
+    for name, change, *_ in rows(diff):
+        changes.setdefault(change, []).append(name)
+    return {
+        "model": model,
+        "deployment": deployment,
+        "summary": [{"test": r[0], "benchmark": r[1], **{k: float(v) for k, v in zip(
+            ("auroc_old", "auroc_new", "fpr95_old", "fpr95_new"), r[2:6])}}
+            for r in rows(summary)],
+        "changes": changes,
+    }  # fmt: skip
+
+
+def table_deployments(records, s):
+    """The report's deployments table: every re-mined detector against its original on the
+    ID set's benchmarks, with the names its concept diff adds and removes."""
+    import pandas as pd
+
+    from clustermine.tables import Table, _no_data
+
+    name, title = "deployments", "Detectors re-mined from deployment images (old → new)"
+    if not s.deployments:
+        return _no_data(name, title, "no deployment in this configuration (config section "
+                        "deployments: a detector re-mined from deployment images)")  # fmt: skip
+    out = []
+    for d in s.deployments:
+        added, removed = d["changes"].get("added", []), d["changes"].get("removed", [])
+        for r in d["summary"]:
+            out.append({
+                "model": d["model"], "deployment": d["deployment"], "ID test set": r["test"],
+                "benchmark": r["benchmark"],
+                # fractions, as every percent column of the report
+                "AUROC old": r["auroc_old"] / 100, "AUROC new": r["auroc_new"] / 100,
+                "FPR95 old": r["fpr95_old"] / 100, "FPR95 new": r["fpr95_new"] / 100,
+                "kept": len(d["changes"].get("kept", [])),
+                "added": f"{len(added)}: {', '.join(added[:10])}" if added else "0",
+                "removed": f"{len(removed)}: {', '.join(removed[:10])}" if removed else "0",
+            })  # fmt: skip
+    frame = pd.DataFrame(out)
+    metrics = ["AUROC old", "AUROC new", "FPR95 old", "FPR95 new"]
+    return Table(
+        name, title, frame, percent=tuple(metrics),
+        description="Per deployment (config section deployments) and model: the detector "
+        "re-mined from the deployment images against the detector it came from, on every "
+        "(ID test set, benchmark) pair of its ID set (AUROC and FPR95 in percent, "
+        f"{', '.join(metrics)}); kept, added and removed positives from its concept diff "
+        "(results/{model}/deployments/). A benchmark whose concept arrived in the traffic "
+        "is expected to lose AUROC: its images are now in-distribution.",
+    )  # fmt: skip

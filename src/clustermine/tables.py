@@ -408,8 +408,16 @@ def table_openood(records, s: ReportSettings) -> Table:
 
 
 # Output name -> builder, in the order and with the names the catalog declares.
+def _builder(target: str) -> TableBuilder:
+    """The builder a catalog entry names (``module:function``)."""
+    import importlib
+
+    module, _, function = target.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
 TABLES: dict[str, TableBuilder] = {
-    name: globals()[target.split(":")[1]] for name, target in catalog.TABLES.items()
+    name: _builder(target) for name, target in catalog.TABLES.items()
 }
 FORMATS = catalog.TABLE_FORMATS
 
@@ -418,9 +426,12 @@ def build_tables(
     records: Sequence[Mapping[str, Any]],
     settings: Mapping[str, Any] | None = None,
     clusterings: Sequence[Mapping[str, Any]] = (),
+    deployments: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Table]:
-    """Every table from the metrics ``records`` and the :func:`clustering_record` rows."""
+    """Every table from the metrics ``records``, the :func:`clustering_record` rows and the
+    :func:`clustermine.remine.deployment_record` rows."""
     s = ReportSettings.build(settings, records, clusterings)
+    s.deployments = [dict(d) for d in deployments]
     return {name: builder(records, s) for name, builder in TABLES.items()}
 
 

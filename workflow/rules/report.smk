@@ -10,6 +10,8 @@ rule tables:
         # The clustering table reads the health and ground-truth agreement of every
         # clustering of the ID-train images (attributes only).
         clusterings=clustering_files(),
+        # Every re-mined detector's summary and concept diff (the deployments table).
+        deployments=deployment_report_files(),
     output:
         **table_outputs(),
         long=PATHS["metrics_long"],
@@ -25,6 +27,7 @@ rule tables:
     params:
         settings=report_settings,
         clustering_keys=report_clustering_keys,
+        deployment_keys=report_deployment_keys,
     script:
         "../scripts/make_tables.py"
 

@@ -33,6 +33,27 @@ def report_clustering_keys(wildcards):
     return clustering_keys()
 
 
+def deployment_keys():
+    """(model, deployment) of every re-mined detector, in config order."""
+    return [
+        (model, slug)
+        for slug, spec in CFG.deployments.items()
+        for model in CFG.idset_models(spec["idset"])
+    ]
+
+
+def deployment_report_files():
+    return [
+        path(kind, model=model, deployment=slug)
+        for model, slug in deployment_keys()
+        for kind in ("deployment_summary", "deployment_diff")
+    ]
+
+
+def report_deployment_keys(wildcards):
+    return deployment_keys()
+
+
 def report_settings(wildcards):
     """What the tables and figures need to know of the config (changes rerun them)."""
     return CFG.report_settings()

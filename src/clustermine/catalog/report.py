@@ -13,6 +13,7 @@ TABLES = {
     "plp": "clustermine.tables:table_plp",
     "openood": "clustermine.tables:table_openood",
     "clustering": "clustermine.tables:table_clustering",
+    "deployments": "clustermine.remine:table_deployments",
 }
 TABLE_FORMATS = ("tsv", "md", "html")
 
