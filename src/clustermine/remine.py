@@ -361,7 +361,7 @@ def table_deployments(records, s):
     frame = pd.DataFrame(out)
     metrics = ["AUROC old", "AUROC new", "FPR95 old", "FPR95 new"]
     return Table(
-        name, title, frame, percent=tuple(metrics),
+        name, title, frame, percent=tuple(metrics), counts=("kept",),
         description="Per deployment (config section deployments) and model: the detector "
         "re-mined from the deployment images against the detector it came from, on every "
         "(ID test set, benchmark) pair of its ID set (AUROC and FPR95 in percent, "
