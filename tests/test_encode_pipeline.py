@@ -53,3 +53,20 @@ def test_other_preprocessing_runs_whole_in_the_workers(tiny, folder):
     index = build_index({"type": "imagefolder", "root": str(folder)})
     out = encode_images(loaded, index, batch_size=4, max_unreadable_fraction=0.5)
     assert len(out) == len(index) - 1 and out.embeddings.dtype == np.float32
+
+
+def test_an_encoding_job_starts_no_more_workers_than_its_cores(tmp_path):
+    """encode.num_workers 4 on 2 cores: Snakemake gives the job 2 threads, and the job starts
+    2 image-decoding workers (PyTorch warns about more), a speed setting."""
+    from helpers import make_tiny_project, read_config, run_workflow, write_config
+
+    from clustermine.compute import loader_workers
+
+    root = make_tiny_project(tmp_path)
+    config = read_config(root)
+    config["encode"]["num_workers"] = 4
+    write_config(root, config)
+    run_workflow(root, ["results/tiny-a/images/ood.h5"], cores=2)
+    logs = "".join(p.read_text() for p in (root / "logs").rglob("ood*.log"))
+    assert "2 image-decoding workers (encode.num_workers 4, 2 threads given)" in logs
+    assert loader_workers(4, 16) == 4 and loader_workers(0, 2) == 0

@@ -23,3 +23,22 @@ def test_snakemake_lint_finds_nothing():
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "Congratulations, your workflow is in a good condition!" in out.stdout + out.stderr
+
+
+def test_the_workflow_catalog_file_names_what_exists():
+    """.snakemake-workflow-catalog.yml: the catalog's keys, a profile and a conda environment
+    that exist, and the catalog's layout (workflow/Snakefile, config/README.md)."""
+    import re
+
+    import yaml
+
+    usage = yaml.safe_load((REPO / ".snakemake-workflow-catalog.yml").read_text())["usage"]
+    assert set(usage) == {"mandatory-flags", "software-stack-deployment", "report"}
+    assert set(usage["software-stack-deployment"]) == {"conda", "apptainer", "apptainer+conda"}
+    profile = re.search(r"--workflow-profile (\S+)", usage["mandatory-flags"]["flags"]).group(1)
+    assert (REPO / profile / "profile.yaml").is_file()
+    rules = "".join(p.read_text() for p in (REPO / "workflow/rules").glob("*.smk"))
+    envs = set(re.findall(r'conda:\s*\n\s*"([^"]+)"', rules))
+    assert envs == {"../envs/clustermine.yaml"}
+    assert (REPO / "workflow/envs/clustermine.yaml").is_file()
+    assert SNAKEFILE == REPO / "workflow/Snakefile" and (REPO / "config/README.md").is_file()

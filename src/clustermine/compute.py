@@ -31,6 +31,13 @@ def default_budget(device: torch.device) -> int:
     return 4 * DEFAULT_BUDGET_BYTES if device.type == "cuda" else DEFAULT_BUDGET_BYTES
 
 
+def loader_workers(configured: int, threads: int) -> int:
+    """Image-decoding processes of an encoding job: ``encode.num_workers``, at most the
+    threads the scheduler gave the job (Snakemake lowers a rule's threads to ``--cores``), so
+    that a job never starts more workers than it has cores (PyTorch warns when it does)."""
+    return max(0, min(int(configured), int(threads)))
+
+
 def budget_from_mb(megabytes: int | float | str | None) -> int | None:
     """A budget in MiB (the config's unit) as bytes; None stays None."""
     if megabytes is None:

@@ -1,3 +1,4 @@
+from clustermine.compute import loader_workers
 from clustermine.datasets import read_index
 from clustermine.encode import encode_images
 from clustermine.h5io import write_features
@@ -22,13 +23,16 @@ loaded = load_model(
     slug=wc.model,
 )
 log.info("model %s (%s) on %s", loaded.arch, loaded.pretrained, loaded.device)
+workers = loader_workers(res.loader_workers, snakemake.threads)
+log.info("%d image-decoding workers (encode.num_workers %s, %d threads given)", workers,
+         res.loader_workers, snakemake.threads)  # fmt: skip
 data = encode_images(
     loaded,
     index,
     start,
     stop,
     batch_size=res.batch_size,
-    num_workers=res.loader_workers,
+    num_workers=workers,
     precision=params.model["precision"],
     # Several shards: the allowance holds for the whole dataset, checked when they are merged.
     max_unreadable_fraction=float(res.max_unreadable) if int(wc.nshards) == 1 else 1.0,
