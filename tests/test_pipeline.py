@@ -498,9 +498,10 @@ def test_speed_settings_rerun_nothing(finished, setting):
 @pytest.mark.parametrize(
     "setting, value, expected",
     [
-        # One method's temperature: its detector, scores and metrics, and the report.
+        # One method's temperature: its detector, scores and metrics, the deployment that
+        # re-mines its detector, and the report.
         ("methods.clustermine.tau_factor", 0.2,
-         {"fit_detector": 1, "score": 1, "evaluate": 1}),
+         {"fit_detector": 1, "score": 1, "evaluate": 1, "remine_deployment": 1}),
         # The number of clusters ClusterMine votes on: a clustering, its label set, the label
         # set matched to it (posmine-eq), and their methods.
         ("label_sets.clustermine-temi.C", 4,
