@@ -186,3 +186,12 @@ def test_the_deployments_table_reads_the_summary_and_the_diff(tmp_path):
     assert "57.25" in table_markdown(table)
     empty = build_tables([], {}, (), [])["deployments"]
     assert "no deployment in this configuration" in empty.note
+    # The figure: one panel per deployment, the old and the new AUROC as bars.
+    from PIL import Image
+
+    from clustermine.plots import PLOTS, PlotInputs
+
+    PLOTS["deployments"](PlotInputs.build([], {}, deployments=[record, record]), tmp_path / "d.png")
+    PLOTS["deployments"](PlotInputs.build([], {}), tmp_path / "none.png")
+    full, none = Image.open(tmp_path / "d.png"), Image.open(tmp_path / "none.png")
+    assert full.size[1] > 1.5 * none.size[1]  # two panels against a one-line message

@@ -46,12 +46,14 @@ class PlotInputs:
     label_tables: dict[tuple[str, str, str], pd.DataFrame] = field(default_factory=dict)
     # (model, idset, clusterer) → cluster-sweep table (cluster_analysis.read_sweep_table)
     sweeps: dict[tuple[str, str, str], pd.DataFrame] = field(default_factory=dict)
+    # One clustermine.remine.deployment_record per re-mined detector.
+    deployments: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def build(cls, records, settings: Mapping[str, Any] | None = None, label_tables=None,
-              sweeps=None) -> PlotInputs:
+              sweeps=None, deployments=()) -> PlotInputs:
         return cls(records, ReportSettings.build(settings, records), dict(label_tables or {}),
-                   dict(sweeps or {}))
+                   dict(sweeps or {}), [dict(d) for d in deployments])
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -460,6 +462,12 @@ def plot_prompts(inputs: PlotInputs, path) -> None:
 Plotter = Callable[[PlotInputs, Any], None]
 
 # Output name -> plotter, in the order and with the names the catalog declares.
-PLOTS: dict[str, Plotter] = {
-    name: globals()[target.split(":")[1]] for name, target in catalog.PLOTS.items()
-}
+def _plotter(target: str) -> Plotter:
+    """The plotter a catalog entry names (``module:function``)."""
+    import importlib
+
+    module, _, function = target.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+PLOTS: dict[str, Plotter] = {name: _plotter(target) for name, target in catalog.PLOTS.items()}

@@ -369,3 +369,34 @@ def table_deployments(records, s):
         "(results/{model}/deployments/). A benchmark whose concept arrived in the traffic "
         "is expected to lose AUROC: its images are now in-distribution.",
     )  # fmt: skip
+
+
+def plot_deployments(inputs, path) -> None:
+    """The report's deployments figure: per re-mined detector, the AUROC of the old and the
+    new detector on each benchmark of its ID set's first test set, and the names its concept
+    diff added and removed."""
+    from clustermine.plots import _message, _save, plt
+
+    title = "Detectors re-mined from deployment images: AUROC old and new"
+    deployments = inputs.deployments
+    if not deployments:
+        return _message(path, title, "no deployment in this configuration (config section "
+                        "deployments)")  # fmt: skip
+    fig, axes = plt.subplots(len(deployments), 1, squeeze=False,
+                             figsize=(7.5, 3.2 * len(deployments)))  # fmt: skip
+    for ax, d in zip(axes[:, 0], deployments):
+        rows = [r for r in d["summary"] if r["test"] == d["summary"][0]["test"]]
+        x = np.arange(len(rows))
+        for shift, key, label in ((-0.2, "auroc_old", "old"), (0.2, "auroc_new", "re-mined")):
+            ax.bar(x + shift, [r[key] for r in rows], 0.4, label=label)
+        ax.set_xticks(x, [r["benchmark"] for r in rows], rotation=20, ha="right", fontsize=8)
+        ax.set_ylabel("AUROC (%)")
+        added, removed = d["changes"].get("added", []), d["changes"].get("removed", [])
+        ax.set_title(f"{d['deployment']} ({d['model']}, ID test set {rows[0]['test']}): "
+                     f"{len(added)} names added, {len(removed)} removed", fontsize=9)  # fmt: skip
+        ax.set_ylim(0, 105)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path)

@@ -37,6 +37,7 @@ rule plots:
         metrics=metric_files(),
         labels=label_files(),
         sweeps=cluster_sweep_targets(),
+        deployments=deployment_report_files(),
     output:
         **plot_outputs(),
     log:
@@ -52,5 +53,6 @@ rule plots:
         settings=report_settings,
         label_keys=report_label_keys,
         sweep_keys=report_sweep_keys,
+        deployment_keys=report_deployment_keys,
     script:
         "../scripts/make_plots.py"

@@ -24,6 +24,7 @@ PLOTS = {
     "sensitivity": "clustermine.plots:plot_sensitivity",
     "cluster_analysis": "clustermine.plots:plot_cluster_analysis",
     "prompts": "clustermine.plots:plot_prompts",
+    "deployments": "clustermine.remine:plot_deployments",
 }
 
 # Scores whose methods the pseudo-label probing table (paper Table 8) shows, each beside the
