@@ -613,3 +613,19 @@ def test_deploy_modules_import_each_other_without_a_cycle():
     from clustermine import deploy
 
     assert "load_detector" not in deploy.__all__ and "load_deployed_detector" in deploy.__all__
+
+
+def test_remine_refuses_a_score_it_cannot_refit_before_encoding(project, tmp_path):
+    """A Mahalanobis detector reads ID-train images, which deployment images do not give:
+    one line, before any image is read, and no file written. (The MCM detector of this
+    project re-mines: its label set keeps the corpus as negatives.)"""
+    mcm = load_detector_file(project / DETECTOR, "cpu")
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(20, mcm.embedding_dim)).astype(np.float32)
+    maha = get_detector("mahalanobis").fit(train, mcm.text_pos, mcm.text_neg, mcm.logit_scale,
+                                           train_labels=np.arange(20) % 3, meta=mcm.meta)
+    maha.save(tmp_path / "maha.h5")
+    out = cli("remine", tmp_path / "maha.h5", "data/ood", "-o", tmp_path / "new.h5",
+              cwd=project, check=False)  # fmt: skip
+    assert out.returncode != 0 and "also needs train_embeddings" in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "new.h5").exists()

@@ -289,7 +289,13 @@ def export_command(args: argparse.Namespace) -> int:
 def remine_command(args: argparse.Namespace) -> int:
     from clustermine.deploy.inputs import gather_paths
     from clustermine.deploy.output import writing
-    from clustermine.remine import RemineSettings, read_diff_positives, remine, write_diff
+    from clustermine.remine import (
+        RemineSettings,
+        corpus_of,
+        read_diff_positives,
+        remine,
+        write_diff,
+    )
 
     settings = RemineSettings(
         clusters=args.clusters, holdout=args.holdout,
@@ -306,6 +312,7 @@ def remine_command(args: argparse.Namespace) -> int:
         raise SystemExit(f"clustermine remine: --apply {args.apply} would be overwritten by the "
                          "new diff: give --diff another file")  # fmt: skip
     det = _load(args, batch_size=args.batch_size, workers=args.workers)
+    corpus_of(det.detector)  # refused before any image is encoded
     paths = gather_paths(args.paths)
     if not paths:
         raise SystemExit(f"clustermine remine: no images found in {args.paths}")
