@@ -161,7 +161,7 @@ def test_the_command_writes_a_detector_and_a_diff_that_can_be_applied(deployment
 
 
 def test_the_deployments_table_reads_the_summary_and_the_diff(tmp_path):
-    from clustermine.remine import deployment_record
+    from clustermine.remine_report import deployment_record
     from clustermine.tables import build_tables
 
     (tmp_path / "s.tsv").write_text(

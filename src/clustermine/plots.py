@@ -46,7 +46,7 @@ class PlotInputs:
     label_tables: dict[tuple[str, str, str], pd.DataFrame] = field(default_factory=dict)
     # (model, idset, clusterer) → cluster-sweep table (cluster_analysis.read_sweep_table)
     sweeps: dict[tuple[str, str, str], pd.DataFrame] = field(default_factory=dict)
-    # One clustermine.remine.deployment_record per re-mined detector.
+    # One clustermine.remine_report.deployment_record per re-mined detector.
     deployments: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod

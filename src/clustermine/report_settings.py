@@ -85,7 +85,7 @@ class ReportSettings:
     main_idset: str | None = None
     # One :func:`clustering_record` per cluster file the clustering table shows.
     clusterings: list[dict[str, Any]] = field(default_factory=list)
-    # One clustermine.remine.deployment_record per re-mined detector (deployments table).
+    # One clustermine.remine_report.deployment_record per re-mined detector (deployments table).
     deployments: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod

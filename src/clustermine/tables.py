@@ -429,7 +429,7 @@ def build_tables(
     deployments: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Table]:
     """Every table from the metrics ``records``, the :func:`clustering_record` rows and the
-    :func:`clustermine.remine.deployment_record` rows."""
+    :func:`clustermine.remine_report.deployment_record` rows."""
     s = ReportSettings.build(settings, records, clusterings)
     s.deployments = [dict(d) for d in deployments]
     return {name: builder(records, s) for name, builder in TABLES.items()}

@@ -5,7 +5,7 @@ from clustermine.cluster_analysis import read_sweep_table
 from clustermine.labelsets import read_label_table
 from clustermine.plots import PLOTS, PlotInputs
 from clustermine.metrics import read_metrics
-from clustermine.remine import deployment_record
+from clustermine.remine_report import deployment_record
 
 log = setup_logging(snakemake.log[0])
 inp, params = snakemake.input, snakemake.params

@@ -3,7 +3,7 @@
 from clustermine.clustering.io import read_cluster_attrs
 from clustermine.logs import setup_logging
 from clustermine.metrics import read_metrics
-from clustermine.remine import deployment_record
+from clustermine.remine_report import deployment_record
 from clustermine.tables import FORMATS, build_tables, clustering_record, write_long, write_table
 
 log = setup_logging(snakemake.log[0])

@@ -13,7 +13,7 @@ TABLES = {
     "plp": "clustermine.tables:table_plp",
     "openood": "clustermine.tables:table_openood",
     "clustering": "clustermine.tables:table_clustering",
-    "deployments": "clustermine.remine:table_deployments",
+    "deployments": "clustermine.remine_report:table_deployments",
 }
 TABLE_FORMATS = ("tsv", "md", "html")
 
@@ -24,7 +24,7 @@ PLOTS = {
     "sensitivity": "clustermine.plots:plot_sensitivity",
     "cluster_analysis": "clustermine.plots:plot_cluster_analysis",
     "prompts": "clustermine.plots:plot_prompts",
-    "deployments": "clustermine.remine:plot_deployments",
+    "deployments": "clustermine.remine_report:plot_deployments",
 }
 
 # Scores whose methods the pseudo-label probing table (paper Table 8) shows, each beside the
