@@ -432,7 +432,10 @@ def test_tables_plots_and_report(pipeline):
         assert method in (long if method in FEATURE_METHODS else table)
     assert "\ttiny-img\t" in long
     plots = list((pipeline / "results/plots").glob("*.png"))
-    assert len(plots) == 6 and all(p.stat().st_size > 1000 for p in plots)
+    assert {p.stem for p in plots} == set(catalog.PLOTS)  # the deployments figure included
+    assert all(p.stat().st_size > 1000 for p in plots)
+    assert "| tiny-a | arrive | id-test | ood |" in (
+        pipeline / "results/tables/deployments.md").read_text()  # fmt: skip
     out = subprocess.run([*SNAKEMAKE, "--report", "results/report.html", "--cores", "1"],
                          cwd=pipeline, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
