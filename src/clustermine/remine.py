@@ -170,7 +170,8 @@ def remine(
     if positives is None:
         positives = [c.name for c in diff if c.change in KEPT_CHANGES]
     new = refit(old, corpus, positives, settings)
-    new.calibrate(new.score(x[calib]), "deployment held-out images",
+    scores_new = new.score(x)
+    new.calibrate(scores_new[calib], "deployment held-out images",
                   {"images": int(calib.sum())})  # fmt: skip
     threshold = new.calibration.threshold(acceptance)
     record = {
@@ -181,7 +182,7 @@ def remine(
         "held_out": int(calib.sum()),
         "left_out_by_guard": int(guarded.sum()),
         "old_accepts": old_accepts,
-        "new_accepts": int((new.score(x) >= threshold).sum()),
+        "new_accepts": int((scores_new >= threshold).sum()),
         "old_positives": len(old_pos),
         "new_positives": len(positives),
         "id_acceptance": acceptance,
