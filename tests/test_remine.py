@@ -195,3 +195,25 @@ def test_the_deployments_table_reads_the_summary_and_the_diff(tmp_path):
     PLOTS["deployments"](PlotInputs.build([], {}), tmp_path / "none.png")
     full, none = Image.open(tmp_path / "d.png"), Image.open(tmp_path / "none.png")
     assert full.size[1] > 1.5 * none.size[1]  # two panels against a one-line message
+
+
+def test_bad_embeddings_and_malformed_diffs_are_named(deployment, tmp_path):
+    """A NaN or infinite embedding row (a damaged model) is refused naming its image, never
+    clustered into a concept; a diff that is not one, or not UTF-8, is named."""
+    from clustermine.remine import read_diff_positives
+
+    _, _, det, paths, emb = deployment
+    bad = emb.copy()
+    bad[3, 0], bad[5, 1] = np.nan, np.inf
+    with pytest.raises(RemineError, match=r"2 of 16 .*NaN or infinite.*" + paths[3].replace(
+            "\\", "\\\\").split("/")[-1]):  # fmt: skip
+        remine(det.detector, bad, paths, RemineSettings(guard_p=None))
+    (tmp_path / "x.tsv").write_text("word\tkind\ncoat\tkept\n")
+    with pytest.raises(RemineError, match=r"x.tsv: not a concept diff"):
+        read_diff_positives(tmp_path / "x.tsv")
+    (tmp_path / "l.tsv").write_bytes(b"name\tchange\nbl\xe9\tkept\n")
+    with pytest.raises(RemineError, match=r"l.tsv:2: not UTF-8"):
+        read_diff_positives(tmp_path / "l.tsv")
+    (tmp_path / "e.tsv").write_text("name\tchange\n\tkept\n")
+    with pytest.raises(RemineError, match=r"e.tsv:2: a row needs a name"):
+        read_diff_positives(tmp_path / "e.tsv")

@@ -133,6 +133,12 @@ def remine(
     x = np.asarray(embeddings, dtype=np.float32)
     if x.ndim != 2 or len(x) != len(paths):
         raise RemineError(f"remine: {len(paths)} paths for embeddings of shape {x.shape}")
+    bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+    if len(bad):
+        raise RemineError(
+            f"remine: {len(bad)} of {len(x)} image embeddings have NaN or infinite values (a "
+            f"damaged model or file): {[str(paths[i]) for i in bad[:5]]}; leave them out"
+        )
     rng = np.random.default_rng(settings.seed)
     held = np.zeros(len(x), bool)
     held[rng.permutation(len(x))[: int(round(settings.holdout * len(x)))]] = True
