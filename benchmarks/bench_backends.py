@@ -7,8 +7,10 @@ in a fresh process (peak resident memory is its own) with the same number of thr
 
     python benchmarks/bench_backends.py knn --n 10000 100000 400000 --dim 512 1024
     python benchmarks/bench_backends.py kmeans --n 10000 100000 400000 --dim 512 1024 --c 1000 4000
-    python benchmarks/bench_backends.py init      # k-means++ vs random seeding: ClusterMine's labels
+    python benchmarks/bench_backends.py init      # the seedings, judged by ClusterMine's labels
     python benchmarks/bench_backends.py approx    # IVF index: time and recall against exact
+    python benchmarks/bench_backends.py approx-temi   # TEMI on exact vs IVF neighbours: NMI/ARI
+    python benchmarks/bench_backends.py seeding   # k-means++, k-means‖, random and faiss's own
     python benchmarks/bench_backends.py --quick all
 
 kNN: exact cosine top-k (self excluded) of ``--queries`` query rows against all N rows; the
@@ -190,7 +192,7 @@ def bench_kmeans(args, record) -> None:
 
 
 def bench_init(args, record) -> None:
-    """k-means++ against random seeding, judged by what ClusterMine makes of the clusters:
+    """k-means++, k-means‖ and random seeding, judged by what ClusterMine makes of the clusters:
     its positives against the planted ID classes (F1) and its Eq. 1 AUROC."""
     import torch
 
@@ -214,7 +216,7 @@ def bench_init(args, record) -> None:
     print(f"seeding: N={n:,} D={args.init_dim} C={c} over {classes} planted classes, corpus "
           f"{len(world.names):,} names; zero-shot top-1 accuracy "
           f"{np.mean(top1 == world.class_concepts[y]):.3f}", flush=True)
-    for init in ("kmeans++", "random"):
+    for init in args.init_methods:
         for seed in range(args.init_seeds):
             start = time.perf_counter()
             result = fit_kmeans(train, c, {"init": init, "seed": seed}, device="cpu")
@@ -273,9 +275,107 @@ def bench_approx(args, record) -> None:
               flush=True)
 
 
+def bench_approx_temi(args, record) -> None:
+    """TEMI at its defaults (but ``--temi-heads`` heads) on the exact kNN graph and on IVF
+    graphs of decreasing ``nprobe``: how the neighbours' recall shows in the clusters
+    (NMI/ARI against the planted concepts; docs/clustering.md, "Approximate kNN")."""
+    import torch
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from helpers import clip_like_concepts
+
+    from clustermine.clustering.temi import fit_temi
+    from clustermine.knn import neighbour_recall, search_knn
+    from clustermine.knn_search import KnnSearch
+
+    torch.set_num_threads(args.threads)
+    n, concepts, c = args.temi_n, args.temi_concepts, args.temi_c
+    x, y = clip_like_concepts(n=n, concepts=concepts, d=args.temi_dim)
+    exact = search_knn(x, KnnSearch(args.temi_k))
+    print(f"TEMI on exact vs IVF neighbours: N={n:,} D={args.temi_dim} {concepts} concepts, "
+          f"C={c}, k={args.temi_k}, {args.temi_heads} heads, default training", flush=True)
+    for nprobe in [None, *args.temi_nprobe]:
+        search = KnnSearch(args.temi_k) if nprobe is None else KnnSearch(
+            args.temi_k, "ivf", None, nprobe)
+        start = time.perf_counter()
+        nn = exact if nprobe is None else search_knn(x, search)
+        knn_seconds = time.perf_counter() - start
+        recall = neighbour_recall(nn.indices, exact.indices)
+        start = time.perf_counter()
+        result = fit_temi(x, c, {"heads": args.temi_heads}, neighbors=nn, device="cpu")
+        seconds = time.perf_counter() - start
+        nmi = normalized_mutual_info_score(y, result.assignments)
+        ari = adjusted_rand_score(y, result.assignments)
+        row = {"bench": "approx-temi", "n": n, "graph": search.name, "recall": recall,
+               "nlist": nn.attrs.get("nlist"), "knn_seconds": knn_seconds,
+               "temi_seconds": seconds, "nmi": nmi, "ari": ari,
+               "loss_ratio": result.health["loss_ratio"]}  # fmt: skip
+        record(row)
+        print(f"  {search.name:>28}: recall@{args.temi_k} {recall:.4f}, NMI {nmi:.3f}, ARI "
+              f"{ari:.3f}, loss {row['loss_ratio']:.2f}x uniform (TEMI {seconds:.0f} s)",
+              flush=True)
+
+
+def bench_seeding(args, record) -> None:
+    """The seedings of ``fit_kmeans`` side by side with faiss's own k-means, at each
+    (N, D, C) of ``--seeding-sizes``: the seeding alone, then the whole k-means (seeding +
+    at most ``--seeding-iters`` iterations, tol 1e-4, the faiss backend), its iterations and
+    the mean cosine distance of every row to its centre (lower is better)."""
+    import faiss
+    import torch
+
+    from clustermine.clustering import kmeans as K
+
+    torch.set_num_threads(args.threads)
+    print(f"seeding: spherical k-means, at most {args.seeding_iters} iterations; faiss's own: "
+          "faiss.Kmeans (random seeding, its defaults)", flush=True)
+    for size in args.seeding_sizes:
+        n, dim, c = (int(v) for v in size.split("x"))
+        x = data(n, dim)
+        xn = unit(x).astype(np.float32)
+        for init in ("kmeans++", "kmeans||", "random"):
+            cfg = K.KMeansConfig(c, init=init, seed=args.seed)
+            gen = torch.Generator().manual_seed(args.seed)
+            seconds_seed = 0.0
+            if init != "random":
+                rows = K.init_rows(n, cfg, gen)
+                sample = torch.from_numpy(xn) if rows is None else torch.from_numpy(xn)[rows]
+                dist = K._Distances(sample, "cosine", K.default_budget(torch.device("cpu")))
+                seed_with = K.kmeans_parallel if init == "kmeans||" else K.kmeans_plus_plus
+                start = time.perf_counter()
+                seed_with(dist, c, gen, None)
+                seconds_seed = time.perf_counter() - start
+            start = time.perf_counter()
+            result = K.fit_kmeans(x, c, {"init": init, "seed": args.seed,
+                                         "max_iter": args.seeding_iters}, device="cpu")
+            seconds = time.perf_counter() - start
+            row = {"bench": "seeding", "n": n, "dim": dim, "c": c, "init": init,
+                   "seed_seconds": seconds_seed, "seconds": seconds,
+                   "iterations": int(result.attrs["iterations"]),
+                   "mean_cos_dist": float(result.head_losses[0] / n)}  # fmt: skip
+            record(row)
+            print(f"  N={n:>8,} D={dim:>5} C={c:>5} {init:>12}: seeding {seconds_seed:7.2f} s, "
+                  f"k-means {seconds:7.2f} s ({row['iterations']} iterations), mean cosine "
+                  f"distance {row['mean_cos_dist']:.5f}", flush=True)
+        start = time.perf_counter()
+        km = faiss.Kmeans(dim, c, niter=args.seeding_iters, spherical=True, seed=args.seed)
+        km.train(xn)
+        sims, _ = faiss.knn(xn, km.centroids, 1, faiss.METRIC_INNER_PRODUCT)
+        seconds = time.perf_counter() - start
+        row = {"bench": "seeding", "n": n, "dim": dim, "c": c, "init": "faiss-own",
+               "seconds": seconds, "iterations": len(km.obj),
+               "mean_cos_dist": float(np.mean(1.0 - sims[:, 0].astype(np.float64)))}  # fmt: skip
+        record(row)
+        print(f"  N={n:>8,} D={dim:>5} C={c:>5} {'faiss own':>12}: k-means {seconds:7.2f} s "
+              f"({row['iterations']} iterations), mean cosine distance "
+              f"{row['mean_cos_dist']:.5f}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", nargs="*", help="all (default), knn, kmeans, init, approx")
+    p.add_argument("what", nargs="*",
+                   help="all (default), knn, kmeans, init, approx, approx-temi, seeding")
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--n", type=int, nargs="+", default=[10_000, 100_000])
@@ -295,9 +395,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--init-names", type=int, default=20_000)
     p.add_argument("--init-dim", type=int, default=512)
     p.add_argument("--init-seeds", type=int, default=3)
+    p.add_argument("--init-methods", nargs="+", default=["kmeans++", "kmeans||", "random"])
     p.add_argument("--approx-n", type=int, default=100_000)
     p.add_argument("--approx-dim", type=int, default=512)
     p.add_argument("--nprobe", type=int, nargs="+", default=[8, 32, 128])
+    p.add_argument("--temi-n", type=int, default=10_000)
+    p.add_argument("--temi-concepts", type=int, default=50)
+    p.add_argument("--temi-dim", type=int, default=128)
+    p.add_argument("--temi-c", type=int, default=100)
+    p.add_argument("--temi-k", type=int, default=50)
+    p.add_argument("--temi-heads", type=int, default=2)
+    p.add_argument("--temi-nprobe", type=int, nargs="+", default=[16, 4, 1])
+    p.add_argument("--seeding-sizes", nargs="+", default=["10000x512x400", "100000x512x1000"],
+                   help="N x D x C")
+    p.add_argument("--seeding-iters", type=int, default=20)
     p.add_argument("--out", help="append every result as a JSON line to this file")
     p.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -314,6 +425,8 @@ def main(argv: list[str] | None = None) -> None:
         args.init_n, args.init_c, args.init_classes, args.init_names = 4000, 80, 20, 2000
         args.init_dim, args.init_seeds, args.approx_n, args.approx_dim = 64, 1, 4000, 64
         args.nprobe = [4]
+        args.temi_n, args.temi_concepts, args.temi_c, args.temi_nprobe = 1000, 10, 20, [1]
+        args.seeding_sizes = ["3000x64x50"]
     import faiss
     import sklearn
     import torch
@@ -327,12 +440,13 @@ def main(argv: list[str] | None = None) -> None:
             with open(args.out, "a") as f:
                 f.write(json.dumps({**row, "threads": args.threads}) + "\n")
 
-    known = {"knn", "kmeans", "init", "approx"}
+    known = {"knn", "kmeans", "init", "approx", "approx-temi", "seeding"}
     what = known if not args.what or "all" in args.what else set(args.what)
     if what - known:
         p.error(f"unknown benchmark(s) {sorted(what - known)}; choose from all, {sorted(known)}")
     for name, fn in (("knn", bench_knn), ("kmeans", bench_kmeans), ("init", bench_init),
-                     ("approx", bench_approx)):  # fmt: skip
+                     ("approx", bench_approx), ("approx-temi", bench_approx_temi),
+                     ("seeding", bench_seeding)):  # fmt: skip
         if name in what:
             fn(args, record)
 

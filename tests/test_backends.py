@@ -14,7 +14,19 @@ from helpers import planted_clusters
 from clustermine.clustering import ClusterConfigError
 from clustermine.clustering.kmeans import fit_kmeans
 from clustermine.compute import pick_backend
-from clustermine.knn import approximate_knn, blocked_topk, cosine_knn, neighbour_recall
+from clustermine.clustering.files import cluster_files
+from clustermine.clustering.io import read_clusters
+from clustermine.h5io import ImageEmbeddings, write_image_embeddings
+from clustermine.knn import (
+    approximate_knn,
+    blocked_topk,
+    cosine_knn,
+    neighbour_recall,
+    read_knn,
+    search_knn,
+    write_knn,
+)
+from clustermine.knn_search import KnnSearch
 
 faiss = pytest.importorskip("faiss")
 
@@ -100,7 +112,7 @@ def test_faiss_is_refused_on_a_gpu():
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
-@pytest.mark.parametrize("init", ["kmeans++", "random"])
+@pytest.mark.parametrize("init", ["kmeans++", "kmeans||", "random"])
 def test_kmeans_of_faiss_and_torch_agree(metric, init):
     x, _ = planted_clusters(n=1500, c=12, noise=0.3, seed=4)
     params = {"metric": metric, "init": init, "seed": 1, "tol": 0}
@@ -139,6 +151,68 @@ def test_approximate_knn_reports_its_recall():
     one = approximate_knn(x, 10, nlist=16, nprobe=1, recall_queries=2000)
     assert 0 < one.attrs["recall"] < 1.0
     assert one.attrs["recall"] == pytest.approx(neighbour_recall(one.indices, exact.indices))
+
+
+def test_a_graph_name_says_its_search_and_reads_back():
+    exact, ivf = KnnSearch(50), KnnSearch(50, "ivf", None, 8)
+    assert (exact.name, ivf.name) == ("k50", "k50.ivf-nlistauto-nprobe8")
+    assert KnnSearch(5, "ivf", 300, 2).name == "k5.ivf-nlist300-nprobe2"
+    for search in (exact, ivf, KnnSearch(5, "ivf", 300, 2)):
+        assert KnnSearch.parse(search.name) == search
+    # An exact search has one name whatever IVF settings come with it.
+    assert KnnSearch(50, "exact", 300, 2) == exact
+    for bad in ("k0", "k5.ivf", "k5.ivf-nlist0-nprobe2", "k5.ivf-nlistauto-nprobe0", "5",
+                "k5.hnsw-nprobe2", "k05", "k5.ivf-nlist3-nprobe2.h5"):
+        with pytest.raises(ValueError, match="not a kNN graph name"):
+            KnnSearch.parse(bad)
+    with pytest.raises(ValueError, match="index must be one of"):
+        KnnSearch(5, "hnsw")
+    with pytest.raises(ValueError, match="nprobe must be a positive integer"):
+        KnnSearch(5, "ivf", None, 0)
+
+
+def _image_file(path, x):
+    write_image_embeddings(path, ImageEmbeddings(
+        x, np.full(len(x), -1), [f"{i}.png" for i in range(len(x))],
+        attrs={"model_arch": "ViT-B-32", "model_pretrained": "openai", "dataset": "d"}))  # fmt: skip
+
+
+def test_a_cluster_file_records_its_graph_search_and_refuses_another(tmp_path):
+    """TEMI on an IVF graph: the cluster file repeats the graph's search and measured recall;
+    a graph searched otherwise than the clusterer asks (renamed by hand) is refused."""
+    x, _ = planted_clusters(n=400, c=8, noise=0.3, seed=3)
+    images = tmp_path / "d.h5"
+    _image_file(images, x)
+    params = {"heads": 2, "knn": 5, "epochs": 2, "batch_size": 32, "warmup_epochs": 1,
+              "knn_index": "ivf", "knn_nlist": 8, "knn_nprobe": 2}  # fmt: skip
+    search = KnnSearch(5, "ivf", 8, 2)
+    nn = search_knn(x, search)
+    assert nn.attrs["graph"] == search.name and 0 < nn.attrs["recall"] <= 1
+    knn = tmp_path / f"d.{search.name}.h5"
+    write_knn(knn, nn, {"model_arch": "ViT-B-32", "model_pretrained": "openai"})
+    assert read_knn(knn).attrs["recall"] == nn.attrs["recall"]
+    out = tmp_path / "c.h5"
+    cluster_files("temi", params, 4, images=images, out=out, knn=knn, slug="temi-ivf",
+                  device="cpu")  # fmt: skip
+    attrs = read_clusters(out).attrs
+    assert attrs["knn_graph"] == search.name and attrs["knn_index"] == "ivf"
+    assert attrs["knn_recall"] == nn.attrs["recall"] and attrs["knn_nprobe"] == 2
+    exact = {**params, "knn_index": "exact"}
+    with pytest.raises(ClusterConfigError, match=r"searched as 'k5.ivf-nlist8-nprobe2', but "
+                       r"clusterers.temi asks for 'k5'; delete the file"):  # fmt: skip
+        cluster_files("temi", exact, 4, images=images, out=tmp_path / "e.h5", knn=knn,
+                      slug="temi", device="cpu")  # fmt: skip
+    assert not (tmp_path / "e.h5").exists()
+    # Without a graph file TEMI searches its own, as its parameters say.
+    from clustermine.clustering import fit_clusters
+
+    own = fit_clusters("temi", x, 4, params, device="cpu")
+    assert own.assignments.shape == (400,)
+
+
+def test_an_ivf_index_needs_as_many_rows_as_cells():
+    with pytest.raises(ValueError, match="nlist=50 cells needs at least as many rows, got N=20"):
+        approximate_knn(gaussian_rows(20), 3, nlist=50)
 
 
 def test_faiss_backend_survives_clusters_that_empty_out():

@@ -68,9 +68,14 @@ def test_unknown_names_and_parameters_are_named():
     with pytest.raises(catalog.CatalogError, match=r"no parameter\(s\) \['M'\]; accepted: "):
         catalog.miner("posmine").resolve({"M": 3})
     assert catalog.miner("posmine").resolve({"min_votes": 3})["min_votes"] == 3
-    assert catalog.clusterer("temi").knn_k({}) == catalog.clusterer("temi").defaults["knn"]
-    assert catalog.clusterer("temi").knn_k({"knn": 7}) == 7
-    assert catalog.clusterer("kmeans").knn_k({}) is None
+    temi = catalog.clusterer("temi")
+    assert temi.knn_search({}).k == temi.defaults["knn"]
+    assert temi.knn_search({"knn": 7}).name == "k7"
+    # The IVF settings name the file only when the search is IVF.
+    assert temi.knn_search({"knn": 7, "knn_nprobe": 4}).name == "k7"
+    assert temi.knn_search({"knn": 7, "knn_index": "ivf", "knn_nprobe": 4}).name == (
+        "k7.ivf-nlistauto-nprobe4")
+    assert catalog.clusterer("kmeans").knn_search({}) is None
 
 
 def schema_branch(kind: str, name: str) -> dict:
@@ -172,7 +177,9 @@ def test_roles_name_what_the_workflow_turns_into_inputs():
             assert plugin.with_role("density_k") is not None
     for plugin in catalog.CLUSTERERS.values():
         if plugin.has("knn"):
-            assert plugin.knn_k({}) == plugin.with_role("knn_k").default
+            search = plugin.knn_search({})
+            assert search.k == plugin.with_role("knn_k").default and search.index == "exact"
+            assert search.name == f"k{search.k}"  # the file name every earlier version gave
         if plugin.has("label_set"):
             assert plugin.with_role("label_set").required
     with pytest.raises(catalog.CatalogError, match="unknown role"):

@@ -55,7 +55,7 @@ def test_a_valid_config_answers_the_workflow_questions():
     plugin, params, inputs = cfg.label_set("cm")
     assert plugin.name == "clustermine" and params == {} and inputs == {"clusterer": "km", "C": 4}
     assert cfg.clusterer("km")[1] == {"seed": 3}  # the global seed, unless the clusterer sets one
-    assert cfg.knn_k("km") is None
+    assert cfg.knn_graph("km") is None
     assert cfg.main_idset() == "tiny" and cfg.main_model() == "m"
 
 

@@ -13,6 +13,7 @@ from clustermine.clustering.kmeans import (
     TooManyClusters,
     _Distances,
     fit_kmeans,
+    kmeans_parallel,
     kmeans_plus_plus,
 )
 from clustermine.h5io import ImageEmbeddings, write_image_embeddings
@@ -94,11 +95,66 @@ def test_kmeans_plus_plus_spreads_seeds():
     assert len(set(y[seeds.numpy()])) == 10  # one seed in every planted cluster
 
 
+def _unit_distances(x, backend="torch"):
+    return _Distances(torch.nn.functional.normalize(torch.from_numpy(x), dim=1), "cosine", 2**20,
+                      backend)  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", ["torch", "faiss"])
+def test_kmeans_parallel_spreads_seeds_like_kmeans_plus_plus(backend):
+    """k-means‖ (a few rounds of independent sampling, then weighted k-means++ on the
+    samples) also puts one seed in every planted cluster, and its Lloyd ends where
+    k-means++'s does."""
+    x, y = planted_clusters(n=2000, c=20, noise=0.05, seed=4)
+    seeds = kmeans_parallel(_unit_distances(x, backend), 20, torch.Generator().manual_seed(0), None)
+    assert len(set(seeds.tolist())) == 20 and len(set(y[seeds.numpy()])) == 20
+    again = kmeans_parallel(_unit_distances(x, backend), 20, torch.Generator().manual_seed(0), None)
+    assert torch.equal(seeds, again)
+    plus = fit_kmeans(x, 20, {"seed": 1}, device="cpu")
+    parallel = fit_kmeans(x, 20, {"init": "kmeans||", "seed": 1, "backend": backend},
+                          device="cpu")  # fmt: skip
+    assert nmi(y, parallel.assignments) >= 0.95 and parallel.params["init"] == "kmeans||"
+    assert parallel.head_losses[0] <= 1.05 * plus.head_losses[0]
+
+
+def test_weighted_kmeans_plus_plus_counts_a_weight_as_that_many_copies():
+    """A row of weight w stands for w rows: the first centre is drawn in proportion to the
+    weights and every candidate is judged by the weighted total."""
+    x = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]], dtype=np.float32)
+    dist = _unit_distances(x)
+    firsts = [int(kmeans_plus_plus(dist, 1, torch.Generator().manual_seed(s), None,
+                                   torch.tensor([1, 0, 998]))[0])
+              for s in range(200)]  # fmt: skip
+    assert firsts.count(1) == 0 and firsts.count(2) >= 195
+    # Two heavy rows and two light ones: the heavy pair are the two centres, as they would be
+    # if each stood for 1000 copies; unweighted, the second centre is as often a light row.
+    y = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]], dtype=np.float32)
+
+    def pairs(weights):
+        return [set(kmeans_plus_plus(_unit_distances(y), 2, torch.Generator().manual_seed(s),
+                                     1, weights).tolist()) for s in range(100)]  # fmt: skip
+
+    assert pairs(torch.tensor([1.0, 1.0, 1000.0, 1000.0])).count({2, 3}) >= 98
+    assert pairs(None).count({2, 3}) <= 60
+
+
+def test_kmeans_parallel_with_few_distinct_rows_and_c_near_n():
+    x = np.array([[1.0, 0.0]] * 30 + [[0.0, 1.0]] * 2, dtype=np.float32)
+    seeds = kmeans_parallel(_unit_distances(x), 5, torch.Generator().manual_seed(0), None)
+    assert len(set(seeds.tolist())) == 5 and {0, 1} <= {int(r >= 30) for r in seeds}
+    x, _ = planted_clusters(n=40, c=4, seed=2)
+    result = fit_kmeans(x, 40, {"init": "kmeans||"}, device="cpu")
+    assert sorted(result.assignments.tolist()) == list(range(40))
+
+
 def test_seeding_from_a_sample_of_rows():
     """k-means++ on a seeded sample (what keeps C = 4000 on 1.28M rows fast), Lloyd on all."""
     x, y = planted_clusters(n=3000, seed=5)
     sampled = fit_kmeans(x, 10, {"init_size": 200, "seed": 2}, device="cpu")
     assert nmi(y, sampled.assignments) >= 0.9 and len(sampled) == 3000
+    parallel = fit_kmeans(x, 10, {"init_size": 200, "seed": 2, "init": "kmeans||"},
+                          device="cpu")  # fmt: skip
+    assert nmi(y, parallel.assignments) >= 0.9
     again = fit_kmeans(x, 10, {"init_size": 200, "seed": 2}, device="cpu")
     np.testing.assert_array_equal(sampled.assignments, again.assignments)
     assert sampled.params["init_size"] == 200

@@ -24,6 +24,7 @@ from clustermine.clustering.io import read_clusters
 from clustermine.labelsets import read_label_meta
 from clustermine.metrics import read_metrics_file
 from clustermine.h5io import read_image_embeddings, read_local_features
+from clustermine.knn import read_knn
 from clustermine.score_files import read_scores
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--configfile", "config.yaml"]
@@ -515,12 +516,36 @@ def test_speed_settings_rerun_nothing(finished, setting):
         # A clusterer parameter: every clustering by that clusterer and what voted on it.
         ("clusterers.temi.epochs", 2,
          {"cluster": 1, "mine_labels": 1, "fit_detector": 1, "score": 1, "evaluate": 1}),
+        # The graph's search: a new graph file (the exact one stays), and what trains on it.
+        ("clusterers.temi.knn_index", "ivf",
+         {"knn": 1, "cluster": 1, "mine_labels": 1, "fit_detector": 1, "score": 1,
+          "evaluate": 1}),
     ],
 )
 def test_result_settings_rerun_exactly_their_branch(finished, setting, value, expected):
     write_config(finished, lambda c: set_key(c, setting, value))
     jobs = planned_jobs(finished)
     assert jobs == {**expected, "tables": 1, "plots": 1, "all": 1}, setting
+
+
+def test_an_approximate_graph_is_searched_and_its_recall_recorded(finished):
+    def edit(config):
+        config["clusterers"]["temi"].update(knn_index="ivf", knn_nprobe=2)
+
+    write_config(finished, edit)
+    clusters = "results/tiny-a/clusters/id-train.temi-C3.h5"
+    run_workflow(finished, [clusters])
+    graph = finished / "results/tiny-a/knn/id-train.k5.ivf-nlistauto-nprobe2.h5"
+    nn = read_knn(graph)
+    assert nn.attrs["index"] == "ivf" and nn.attrs["graph"] == graph.name[9:-3]
+    assert nn.attrs["nlist"] == 1 and 0 < nn.attrs["recall"] <= 1  # 36 rows: one cell
+    attrs = read_clusters(finished / clusters).attrs
+    assert attrs["knn_source"] == str(graph.relative_to(finished))
+    assert attrs["knn_recall"] == nn.attrs["recall"] and attrs["knn_index"] == "ivf"
+    # The exact graph stays: going back to it reruns the clustering on it, not the graph.
+    assert (finished / "results/tiny-a/knn/id-train.k5.h5").is_file()
+    write_config(finished)
+    assert "knn" not in planned_jobs(finished)
 
 
 def _reordered(value, depth=0):

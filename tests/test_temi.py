@@ -47,6 +47,9 @@ FAST = dict(
 OFFICIAL_DEFAULTS = {
     "heads": 50,  # paper (README commands use 16)
     "knn": 50,  # README (CIFAR)
+    "knn_index": "exact",  # code (an exact graph); IVF is this project's option
+    "knn_nlist": None,
+    "knn_nprobe": 16,
     "epochs": 100,  # README and code
     "batch_size": 512,  # ours: README uses 1024 (CIFAR) and 128 (ImageNet over-clustering)
     "lr": 1e-4,  # README (code: 5e-4)

@@ -8,10 +8,11 @@ Two backends compute the same exact top-k (``backend``; docs/clustering.md, "Bac
 - ``torch`` (on a GPU, and the fallback without faiss): queries × keys in blocks whose working
   set fits a memory budget, a running top-k per query merged across key blocks.
 
-An approximate search (an IVF index, :func:`approximate_knn`) is an option of the library,
-reported with its measured recall; the workflow's kNN files are exact. The result is cached in
-its own HDF5 file so that every clusterer needing the same k (TEMI with any number of
-clusters) reuses it.
+An approximate search (a faiss IVF index, :func:`approximate_knn`) is an option of a
+clusterer (``knn_index: ivf``), reported with its recall measured against the exact search;
+exact is the default. The result is cached in its own HDF5 file, named by k and search
+(:mod:`clustermine.knn_search`), so that every clusterer needing the same graph (TEMI with
+any number of clusters) reuses it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 
 from clustermine.h5io import EmbeddingFileError, atomic_path, read_attrs, write_attrs
+from clustermine.knn_search import IVF_SEED, RECALL_QUERIES, KnnSearch
 from clustermine.compute import (
     as_unit_tensor,
     block_shape,
@@ -237,6 +239,26 @@ def _faiss_topk(keys, k, key_bias, exclude_self, first, stop):
     return out_idx, out_sim, {"query_block": FAISS_QUERY_ROWS}
 
 
+def search_knn(
+    embeddings: np.ndarray,
+    search: KnnSearch,
+    *,
+    device: str | torch.device | None = None,
+    budget_bytes: int | None = None,
+    copy: bool = True,
+) -> Neighbors:
+    """The kNN graph ``search`` describes: :func:`cosine_knn` (exact) or
+    :func:`approximate_knn` (IVF, its recall measured); ``attrs["graph"]`` is its name."""
+    k = search.k
+    if search.index == "exact":
+        nn = cosine_knn(embeddings, k, device=device, budget_bytes=budget_bytes, copy=copy)
+    else:
+        nn = approximate_knn(embeddings, k, nlist=search.nlist, nprobe=search.nprobe,
+                             device=device, copy=copy)  # fmt: skip
+    nn.attrs["graph"] = search.name
+    return nn
+
+
 def kth_largest_cosine(
     queries: np.ndarray | torch.Tensor, keys: torch.Tensor, k: int, budget_bytes: int
 ) -> np.ndarray:
@@ -262,15 +284,19 @@ def approximate_knn(
     *,
     nlist: int | None = None,
     nprobe: int = 16,
-    seed: int = 0,
-    recall_queries: int = 1000,
+    seed: int = IVF_SEED,
+    recall_queries: int = RECALL_QUERIES,
+    device: str | torch.device | None = "cpu",
+    copy: bool = True,
 ) -> Neighbors:
-    """Approximate cosine kNN with a faiss IVF index (an option; the workflow is exact).
+    """Approximate cosine kNN with a faiss IVF index (``knn_index: ivf``; exact is the default).
 
-    The unit rows are split into ``nlist`` cells (default 4·√N) by k-means on a sample; each
-    query searches its ``nprobe`` nearest cells. The recall@k against the exact search on
-    ``recall_queries`` seeded random queries is measured and recorded (``attrs["recall"]``),
-    so the quality of every approximate graph is known.
+    The unit rows are split into ``nlist`` cells (default 4·√N, at most N/39 so that every
+    cell has the 39 training rows faiss asks for) by k-means; each query searches its
+    ``nprobe`` nearest cells. The recall@k against the exact search on ``recall_queries``
+    seeded random queries is measured and recorded (``attrs["recall"]``), so the quality of
+    every approximate graph is known. On a GPU the index runs there when faiss has GPU
+    support (a faiss-gpu build), else on the CPU (logged). ``copy``: as in :func:`cosine_knn`.
     """
     faiss = faiss_module()
     if faiss is None:
@@ -278,12 +304,22 @@ def approximate_knn(
     n = len(embeddings)
     if not 1 <= k < n:
         raise ValueError(f"kNN: k must be in [1, N-1] = [1, {n - 1}], got k={k}")
-    x = as_unit_tensor(embeddings, torch.device("cpu")).numpy()
+    x = as_unit_tensor(embeddings, torch.device("cpu"), inplace=not copy).numpy()
     nlist = int(nlist or max(1, min(n // 39, round(4 * np.sqrt(n)))))
+    if nlist > n:
+        raise ValueError(f"kNN: an IVF index of nlist={nlist} cells needs at least as many "
+                         f"rows, got N={n}; lower knn_nlist")  # fmt: skip
     start = time.perf_counter()
     index = faiss.IndexIVFFlat(faiss.IndexFlatIP(x.shape[1]), x.shape[1], nlist,
                                faiss.METRIC_INNER_PRODUCT)  # fmt: skip
     index.cp.seed = seed
+    where = "cpu"
+    if pick_device(device).type == "cuda":
+        if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+            index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+            where = "cuda"
+        else:
+            log.info("IVF kNN: this faiss has no GPU support; the index runs on the CPU")
     index.train(x)
     index.add(x)
     index.nprobe = min(nprobe, nlist)
@@ -306,7 +342,7 @@ def approximate_knn(
         "k": int(k),
         "metric": "cosine",
         "num_samples": int(n),
-        "device": "cpu",
+        "device": where,
         "backend": "faiss",
         "index": "ivf",
         "nlist": nlist,

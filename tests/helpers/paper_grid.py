@@ -104,9 +104,9 @@ def expected_job_counts(config: dict[str, Any]) -> Counter:
     def add_clustering(model: str, dataset: str, clusterer: str, c: int) -> None:
         add("cluster", model, dataset, clusterer, c)
         plugin = catalog.clusterer(clusterers[clusterer]["method"])
-        k = plugin.knn_k(clusterers[clusterer])
-        if k is not None:
-            add("knn", model, dataset, k)
+        search = plugin.knn_search(clusterers[clusterer])
+        if search is not None:
+            add("knn", model, dataset, search.name)
         for label_set in plugin.references(clusterers[clusterer]).values():
             # The filtered names: a label set of its ID set.
             add_label_set(model, plugin.value_of("idset", clusterers[clusterer]), label_set)

@@ -11,9 +11,9 @@ def cluster_inputs(wildcards):
     with the text embeddings its positives index."""
     model, dataset = wildcards.model, wildcards.dataset
     inputs = knn_inputs(wildcards)
-    k = CFG.knn_k(wildcards.clusterer)
-    if k is not None:
-        inputs["knn"] = path("knn", model=model, dataset=dataset, k=k)
+    graph = CFG.knn_graph(wildcards.clusterer)
+    if graph is not None:
+        inputs["knn"] = path("knn", model=model, dataset=dataset, graph=graph)
     names = CFG.clusterer_label_set(wildcards.clusterer, dataset)
     if names is not None:
         idset, labelset = names

@@ -8,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 from clustermine import catalog
 from clustermine.config import WorkflowConfig, check_config_files, validate_config
 from clustermine.datasets import class_names_available
+from clustermine.knn_search import GRAPH_PATTERN
 from clustermine.weights import is_local_checkpoint
 
 check_config_files(workflow.overwrite_configfiles or ["config/config.yaml"])
@@ -33,6 +34,7 @@ wildcard_constraints:
     nshards=r"\d+",
     C=r"\d+",
     k=r"\d+",
+    graph=GRAPH_PATTERN,
 
 
 # --- speed settings: resources, never params, so changing them reruns nothing ------------------

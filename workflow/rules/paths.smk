@@ -24,7 +24,7 @@ PATHS = {
     "conjugated_names": "resources/corpus/conjugated/{corpus}.s{seed}.tsv",
     "conjugated_text": "results/{model}/text/conjugated/{corpus}.s{seed}.h5",
     # cluster
-    "knn": "results/{model}/knn/{dataset}.k{k}.h5",
+    "knn": "results/{model}/knn/{dataset}.{graph}.h5",
     "clusters": "results/{model}/clusters/{dataset}.{clusterer}-C{C}.h5",
     "sweep": "results/{model}/clusters/sweeps/{idset}.{clusterer}.tsv",
     # mine

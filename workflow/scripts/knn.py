@@ -2,23 +2,25 @@ import torch
 
 from clustermine.compute import budget_from_mb
 from clustermine.h5io import read_image_embeddings
-from clustermine.knn import cosine_knn, inherited_attrs, write_knn
+from clustermine.knn import inherited_attrs, search_knn, write_knn
+from clustermine.knn_search import KnnSearch
 from clustermine.logs import setup_logging
 
 log = setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 images = read_image_embeddings(snakemake.input.images)
-k = int(snakemake.wildcards.k)
+search = KnnSearch.parse(snakemake.wildcards.graph)
 log.info(
-    "%s: %d-NN graph of %d embeddings (dim %d)",
+    "%s: %d-NN graph (%s search) of %d embeddings (dim %d)",
     snakemake.input.images,
-    k,
+    search.k,
+    search.index,
     len(images),
     images.embeddings.shape[1],
 )
-neighbors = cosine_knn(
+neighbors = search_knn(
     images.embeddings,
-    k,
+    search,
     device=snakemake.resources.device,
     budget_bytes=budget_from_mb(snakemake.resources.budget_mb),
     copy=False,  # the embeddings are not used afterwards: one copy of them less

@@ -19,6 +19,8 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from clustermine.knn_search import KnnSearch
+
 KINDS = ("miner", "score", "clusterer")
 # The config key of an entry that names its plugin, and the config section of each kind.
 SELECTOR_KEYS = {"miner": "miner", "score": "score", "clusterer": "method"}
@@ -76,6 +78,9 @@ ROLES = {
     "num_clusters": "C, the number of clusters of that cluster file",
     "idset": "names an ID set",
     "knn_k": "k of the kNN graph file that is an input",
+    "knn_index": "how that graph is searched: exact, or an approximate (IVF) index",
+    "knn_nlist": "cells of that graph's IVF index",
+    "knn_nprobe": "cells each query of that graph's IVF index searches",
     "density_k": "k of the text-density file that is an input",
     "seed": "a seed; the config's global seed when not given",
     "file": "the path of a user's file (e.g. a list of names), which is an input: editing "
@@ -226,11 +231,19 @@ class Plugin:
                     raise CatalogError(f"{self.kind} {self.name!r}: {p.name}: {err}") from None
         return resolved
 
-    def knn_k(self, params: Mapping[str, Any]) -> int | None:
-        """k of the kNN graph this clusterer trains on, or None when it needs none."""
+    def knn_search(self, params: Mapping[str, Any]) -> KnnSearch | None:
+        """k and search of the kNN graph this clusterer trains on (its file name:
+        ``.name``), or None when it needs none."""
         if not self.has("knn"):
             return None
-        return int(self.value_of("knn_k", params))
+        index = self.value_of("knn_index", params)
+        nlist, nprobe = self.value_of("knn_nlist", params), self.value_of("knn_nprobe", params)
+        return KnnSearch(
+            int(self.value_of("knn_k", params)),
+            index or "exact",
+            None if nlist is None else int(nlist),
+            KnnSearch.nprobe if nprobe is None else int(nprobe),
+        )
 
     def load(self) -> Any:
         """The implementation (a function or class), imported now."""

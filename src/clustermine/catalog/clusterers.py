@@ -18,6 +18,13 @@ TEMI_PARAMS = (
     Param("heads", 50, COUNT, "H, clustering heads trained together"),
     Param("knn", 50, COUNT, "k of the nearest-neighbour graph pairs are drawn from",
           role="knn_k"),
+    Param("knn_index", "exact", {"enum": ["exact", "ivf"]},
+          "search of that graph: exact, or a faiss IVF index (approximate; its recall "
+          "is measured and recorded)", role="knn_index"),
+    Param("knn_nlist", None, {"type": ["integer", "null"], "minimum": 1},
+          "IVF cells (null: 4·√N); only with knn_index ivf", role="knn_nlist"),
+    Param("knn_nprobe", 16, COUNT, "IVF cells each query searches; only with knn_index ivf",
+          role="knn_nprobe"),
     Param("epochs", 100, COUNT, "training epochs"),
     Param("batch_size", 512, {"type": "integer", "minimum": 2}, "pairs per step"),
     Param("lr", 1e-4, POSITIVE, "peak learning rate per 256 samples (linear scaling)"),
@@ -60,9 +67,10 @@ KMEANS_PARAMS = (
     Param("local_trials", None, {"type": ["integer", "null"], "minimum": 1},
           "candidates per greedy k-means++ step (null: 2 + ln C)"),  # fmt: skip
     Param("init_size", None, {"type": ["integer", "null"], "minimum": 1},
-          "rows k-means++ seeds from (null: all up to max(100,000, 32·C))"),  # fmt: skip
-    Param("init", "kmeans++", {"enum": ["kmeans++", "random"]},
-          "seeding: greedy k-means++ or C distinct random rows"),  # fmt: skip
+          "rows k-means++ and k-means‖ seed from (null: all up to max(100,000, 32·C))"),  # fmt: skip
+    Param("init", "kmeans||", {"enum": ["kmeans++", "kmeans||", "random"]},
+          "seeding: greedy k-means++, k-means‖ (a few rounds of parallel sampling, then "
+          "k-means++ on the weighted samples) or C distinct random rows"),  # fmt: skip
     # A parameter, not a speed setting: the backends agree up to float rounding and their
     # handling of emptied clusters, and Lloyd's iterations can turn one rounding-level tie
     # into a different final clustering (docs/clustering.md, "Backends").

@@ -16,6 +16,8 @@ from clustermine.clustering import ClusterConfigError, ClusterResult, fit_cluste
 log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
+# Attributes of the kNN file a cluster file repeats as knn_<key>.
+KNN_RECORDED = ("graph", "index", "nlist", "nprobe", "recall", "recall_queries")
 
 
 def cluster_files(
@@ -58,7 +60,11 @@ def cluster_files(
                 f"{knn} holds {len(neighbors)} rows but {images} {len(data)} embeddings; "
                 "delete the kNN file so that it is recomputed"
             )
+        _check_graph(knn, neighbors.attrs, method, params, slug)
         attrs["knn_source"] = str(knn)
+        # How the graph was searched, and, for an approximate one, its measured recall.
+        attrs.update({f"knn_{key}": neighbors.attrs[key] for key in KNN_RECORDED
+                      if key in neighbors.attrs})  # fmt: skip
     if labels is not None:
         # A label set's positives: the filtered names of a language-assisted clusterer.
         corpus = read_text_embeddings(text)
@@ -108,6 +114,22 @@ def cluster_files(
     if not health.get("messages"):
         log.info("health check: passed")
     return result
+
+
+def _check_graph(knn: PathLike, attrs: Mapping[str, Any], method: str,
+                 params: Mapping[str, Any], slug: str) -> None:
+    """Refuse a kNN file searched otherwise than clusterers.<slug> asks (a file renamed or
+    copied by hand): an approximate graph must never pass for an exact one."""
+    from clustermine import catalog
+
+    want = catalog.clusterer(method).knn_search(params)
+    have = attrs.get("graph", f"k{attrs.get('k')}" if attrs.get("index", "exact") == "exact"
+                     else None)  # fmt: skip
+    if want is not None and have != want.name:
+        raise ClusterConfigError(
+            f"{knn}: this kNN graph was searched as {have!r}, but clusterers.{slug} asks for "
+            f"{want.name!r}; delete the file so that the knn rule makes it again"
+        )
 
 
 def _too_many_clusters(slug: str, num_clusters: int, num_images: int, dataset: str | None,

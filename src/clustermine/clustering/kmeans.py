@@ -1,4 +1,4 @@
-"""k-means with k-means++ or random seeding, in memory-bounded chunks on the GPU or CPU.
+"""k-means with k-means++, k-means‖ or random seeding, in memory-bounded chunks on the GPU or CPU.
 
 ``metric="cosine"`` (the default) is spherical k-means: rows are L2-normalised, each sample goes
 to the centre of highest cosine and centres are the normalised means of their members.
@@ -79,7 +79,7 @@ class KMeansConfig:
     # with C = 4000 a sample is what keeps it in minutes; Lloyd then runs on every row.
     init_size: int | None = _DEFAULTS["init_size"]
     seed: int = _DEFAULTS["seed"]
-    # Seeding: greedy k-means++ (on init_size rows) or C distinct rows drawn at random.
+    # Seeding: greedy k-means++ or k-means‖ (on init_size rows), or C distinct random rows.
     init: str = _DEFAULTS["init"]
     # Who computes the assignments: auto (faiss on the CPU when installed, else torch), faiss
     # or torch.
@@ -160,25 +160,35 @@ class _Distances:
 
 
 def kmeans_plus_plus(
-    dist: _Distances, num_clusters: int, generator: torch.Generator, local_trials: int | None
+    dist: _Distances,
+    num_clusters: int,
+    generator: torch.Generator,
+    local_trials: int | None,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Greedy k-means++ seeding: row indices of the initial centres [C].
 
     Each step samples candidates with probability proportional to the current distance to the
     nearest chosen centre and keeps the one that lowers the total distance most. One pass over
     the rows per step: the candidates' distances [trials, N] are kept, so the chosen one's
-    update needs no second pass.
+    update needs no second pass. ``weights`` [N] (k-means‖'s candidates: the rows each stands
+    for) weigh every row's distance, and the first centre is drawn in proportion to them.
     """
     data = dist.data
     n, dev = len(data), data.device
     trials = local_trials or 2 + int(math.log(num_clusters))
-    first = int(torch.randint(n, (1,), generator=generator))
+    if weights is None:
+        first = int(torch.randint(n, (1,), generator=generator))
+    else:
+        weights = weights.to(dev, torch.float64)
+        first = int(torch.multinomial(weights.cpu(), 1, generator=generator))
     chosen = [first]
     closest = dist.nearest(data[first : first + 1])[1]
     rows = dist.chunk_rows(trials)
     cand_dist = torch.empty(trials, n, dtype=data.dtype, device=dev)
     for _ in range(1, num_clusters):
-        cum = torch.cumsum(closest.double(), 0)
+        mass = closest.double() if weights is None else closest.double() * weights
+        cum = torch.cumsum(mass, 0)
         total = cum[-1]
         if total <= 0:  # every row coincides with a chosen centre: pick any unused row
             unused = torch.ones(n, dtype=torch.bool)
@@ -191,10 +201,65 @@ def kmeans_plus_plus(
         for lo in range(0, n, rows):
             block = torch.minimum(closest[lo : lo + rows, None], dist.block(lo, lo + rows, centres))
             cand_dist[:, lo : lo + rows] = block.T
-        best = int(torch.argmin(cand_dist.sum(1, dtype=torch.float64)))
+        cost = cand_dist.double() @ weights if weights is not None else cand_dist.sum(
+            1, dtype=torch.float64)
+        best = int(torch.argmin(cost))
         chosen.append(int(cand[best]))
         closest = cand_dist[best].clone()
     return torch.tensor(chosen, dtype=torch.int64, device=dev)
+
+
+# k-means‖ (Bahmani et al., 2012): rounds of independent sampling and the oversampling factor
+# ℓ = PARALLEL_OVERSAMPLING · C: the paper's r = 5 rounds of ℓ = 2·C (about 10·C candidates).
+# ℓ = C/2 is faster at large C but found the planted concepts less often when C is their
+# number (docs/clustering.md, "Seeding at scale").
+PARALLEL_ROUNDS = 5
+PARALLEL_OVERSAMPLING = 2.0
+
+
+def kmeans_parallel(
+    dist: _Distances,
+    num_clusters: int,
+    generator: torch.Generator,
+    local_trials: int | None,
+) -> torch.Tensor:
+    """k-means‖ seeding: row indices of the initial centres [C].
+
+    One row at random, then ``PARALLEL_ROUNDS`` rounds that each keep every row independently
+    with probability min(1, ℓ·d(x)/Σd) (d: distance to the nearest kept row) and update d
+    with one pass over the rows against the new ones: a few large matrix products instead of
+    k-means++'s C sequential passes. The kept rows (about ℓ·rounds) are weighted by the rows
+    nearest to each, and greedy k-means++ on them, weighted, picks the C centres.
+    """
+    if dist.backend != "torch":  # torch's chunked products beat faiss.knn on these passes
+        dist = _Distances(dist.data, dist.metric, dist.budget_bytes)
+    data = dist.data
+    n, dev = len(data), data.device
+    ell = PARALLEL_OVERSAMPLING * num_clusters
+    first = int(torch.randint(n, (1,), generator=generator))
+    kept = torch.zeros(n, dtype=torch.bool, device=dev)
+    kept[first] = True
+    closest = dist.nearest(data[first : first + 1])[1].double()
+    for _ in range(PARALLEL_ROUNDS):
+        total = float(closest.sum())
+        if total <= 0:
+            break
+        p = (ell * closest / total).clamp_(max=1.0)
+        new = (torch.rand(n, generator=generator, dtype=torch.float64).to(dev) < p) & ~kept
+        new = new.nonzero().squeeze(1)
+        if not len(new):
+            continue
+        kept[new] = True
+        closest = torch.minimum(closest, dist.nearest(data[new])[1].double())
+    cand = kept.nonzero().squeeze(1)
+    if len(cand) < num_clusters:  # too few distinct rows sampled: fill with unused rows
+        extra = torch.randperm(n, generator=generator).to(dev)
+        extra = extra[~kept[extra]][: num_clusters - len(cand)]
+        cand = torch.cat([cand, extra]).sort().values
+    owner = dist.nearest(data[cand])[0]
+    weights = torch.bincount(owner, minlength=len(cand)).clamp_(min=1)
+    pick = _Distances(data[cand], dist.metric, dist.budget_bytes)
+    return cand[kmeans_plus_plus(pick, num_clusters, generator, local_trials, weights)]
 
 
 def random_seeds(n: int, num_clusters: int, generator: torch.Generator) -> torch.Tensor:
@@ -203,7 +268,7 @@ def random_seeds(n: int, num_clusters: int, generator: torch.Generator) -> torch
 
 
 def init_rows(n: int, cfg: KMeansConfig, generator: torch.Generator) -> torch.Tensor | None:
-    """The seeded sample of rows k-means++ seeds from, or None for all rows."""
+    """The seeded sample of rows k-means++ and k-means‖ seed from, or None for all rows."""
     size = cfg.init_size or max(100_000, 32 * cfg.num_clusters)
     if size >= n:
         return None
@@ -351,12 +416,14 @@ def fit_kmeans(
         seeded, seed_rows = time.perf_counter(), len(data)
         if cfg.init == "random":
             init = random_seeds(len(data), cfg.num_clusters, generator).to(dev)
-        elif (sample := init_rows(len(data), cfg, generator)) is None:
-            init = kmeans_plus_plus(dist, cfg.num_clusters, generator, cfg.local_trials)
         else:
-            sample, seed_rows = sample.to(dev), len(sample)
-            seeding = _Distances(data[sample], cfg.metric, budget_bytes)
-            init = sample[kmeans_plus_plus(seeding, cfg.num_clusters, generator, cfg.local_trials)]
+            seed_with = kmeans_parallel if cfg.init == "kmeans||" else kmeans_plus_plus
+            if (sample := init_rows(len(data), cfg, generator)) is None:
+                init = seed_with(dist, cfg.num_clusters, generator, cfg.local_trials)
+            else:
+                sample, seed_rows = sample.to(dev), len(sample)
+                seeding = _Distances(data[sample], cfg.metric, budget_bytes)
+                init = sample[seed_with(seeding, cfg.num_clusters, generator, cfg.local_trials)]
         log.info("kmeans %s seeding from %d of %d rows (%.1fs)", cfg.init, seed_rows, len(data),
                  time.perf_counter() - seeded)  # fmt: skip
         iterate = lloyd_faiss if backend == "faiss" else lloyd

@@ -36,7 +36,7 @@ from clustermine.clustering import (
     config_from_params,
 )
 from clustermine.clustering.kmeans import TooManyClusters
-from clustermine.knn import Neighbors, cosine_knn
+from clustermine.knn import Neighbors, search_knn
 from clustermine.compute import default_budget, pick_device, rows_within
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,9 @@ class TEMIConfig:
     num_clusters: int
     heads: int = _DEFAULTS["heads"]
     knn: int = _DEFAULTS["knn"]
+    knn_index: str = _DEFAULTS["knn_index"]
+    knn_nlist: int | None = _DEFAULTS["knn_nlist"]
+    knn_nprobe: int = _DEFAULTS["knn_nprobe"]
     epochs: int = _DEFAULTS["epochs"]
     batch_size: int = _DEFAULTS["batch_size"]
     lr: float = _DEFAULTS["lr"]
@@ -447,8 +450,11 @@ def fit_temi(
         raise TooManyClusters("temi", cfg.num_clusters, len(x))
     dev = pick_device(device)
     if neighbors is None:
-        log.info("temi: computing the %d-NN graph of %d samples", cfg.knn, len(x))
-        neighbors = cosine_knn(x, min(cfg.knn, len(x) - 1), device=dev, budget_bytes=budget_bytes)
+        search = catalog.clusterer("temi").knn_search(dataclasses.asdict(cfg))
+        search = dataclasses.replace(search, k=min(cfg.knn, len(x) - 1))
+        log.info("temi: computing the %d-NN graph (%s) of %d samples", search.k, search.index,
+                 len(x))  # fmt: skip
+        neighbors = search_knn(x, search, device=dev, budget_bytes=budget_bytes)
     idx = neighbors.indices if isinstance(neighbors, Neighbors) else np.asarray(neighbors)
     if idx.ndim != 2 or len(idx) != len(x):
         raise ClusterConfigError(

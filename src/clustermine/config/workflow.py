@@ -144,9 +144,11 @@ class WorkflowConfig:
             params.setdefault(seed.name, self.seed)
         return params
 
-    def knn_k(self, clusterer: str) -> int | None:
+    def knn_graph(self, clusterer: str) -> str | None:
+        """The graph part of the kNN file name a clusterer trains on (k and search), or None."""
         plugin, params = self.clusterer(clusterer)
-        return plugin.knn_k(params)
+        search = plugin.knn_search(params)
+        return None if search is None else search.name
 
     def clusterer_label_set(self, clusterer: str, dataset: str) -> tuple[str, str] | None:
         """(ID set, label set) whose positives a clusterer needing a ``label_set`` reads when
