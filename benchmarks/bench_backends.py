@@ -334,7 +334,8 @@ def bench_seeding(args, record) -> None:
         n, dim, c = (int(v) for v in size.split("x"))
         x = data(n, dim)
         xn = unit(x).astype(np.float32)
-        for init in ("kmeans++", "kmeans||", "random"):
+        for init in ("kmeans++", "kmeans||") if args.seeding_no_fit else (
+                "kmeans++", "kmeans||", "random"):
             cfg = K.KMeansConfig(c, init=init, seed=args.seed)
             gen = torch.Generator().manual_seed(args.seed)
             seconds_seed = 0.0
@@ -346,6 +347,12 @@ def bench_seeding(args, record) -> None:
                 start = time.perf_counter()
                 seed_with(dist, c, gen, None)
                 seconds_seed = time.perf_counter() - start
+            if args.seeding_no_fit:
+                record({"bench": "seeding", "n": n, "dim": dim, "c": c, "init": init,
+                        "seed_seconds": seconds_seed})  # fmt: skip
+                print(f"  N={n:>8,} D={dim:>5} C={c:>5} {init:>12}: seeding "
+                      f"{seconds_seed:7.2f} s", flush=True)
+                continue
             start = time.perf_counter()
             result = K.fit_kmeans(x, c, {"init": init, "seed": args.seed,
                                          "max_iter": args.seeding_iters}, device="cpu")
@@ -358,6 +365,8 @@ def bench_seeding(args, record) -> None:
             print(f"  N={n:>8,} D={dim:>5} C={c:>5} {init:>12}: seeding {seconds_seed:7.2f} s, "
                   f"k-means {seconds:7.2f} s ({row['iterations']} iterations), mean cosine "
                   f"distance {row['mean_cos_dist']:.5f}", flush=True)
+        if args.seeding_no_fit:
+            continue
         start = time.perf_counter()
         km = faiss.Kmeans(dim, c, niter=args.seeding_iters, spherical=True, seed=args.seed)
         km.train(xn)
@@ -409,6 +418,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeding-sizes", nargs="+", default=["10000x512x400", "100000x512x1000"],
                    help="N x D x C")
     p.add_argument("--seeding-iters", type=int, default=20)
+    p.add_argument("--seeding-no-fit", action="store_true",
+                   help="time the seedings alone (large sizes)")
     p.add_argument("--out", help="append every result as a JSON line to this file")
     p.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)

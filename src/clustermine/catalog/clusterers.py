@@ -94,8 +94,9 @@ CLUSTERER_PLUGINS = (
     Plugin(
         "clusterer",
         "kmeans",
-        "k-means++ seeding and Lloyd iterations (spherical by default)",
-        "Lloyd (1982); k-means++ (Arthur & Vassilvitskii, 2007)",
+        "k-means‖ seeding and Lloyd iterations (spherical by default)",
+        "Lloyd (1982); k-means++ (Arthur & Vassilvitskii, 2007); k-means‖ (Bahmani et al., "
+        "VLDB 2012)",
         "clustermine.clustering.kmeans:fit_kmeans",
         params=KMEANS_PARAMS,
     ),
