@@ -11,6 +11,7 @@ in a fresh process (peak resident memory is its own) with the same number of thr
     python benchmarks/bench_backends.py approx    # IVF index: time and recall against exact
     python benchmarks/bench_backends.py approx-temi   # TEMI on exact vs IVF neighbours: NMI/ARI
     python benchmarks/bench_backends.py seeding   # k-means++, k-means‖, random and faiss's own
+    python benchmarks/bench_backends.py storage   # float16 storage: what changes in the results
     python benchmarks/bench_backends.py --quick all
 
 kNN: exact cosine top-k (self excluded) of ``--queries`` query rows against all N rows; the
@@ -381,10 +382,83 @@ def bench_seeding(args, record) -> None:
               f"{row['mean_cos_dist']:.5f}", flush=True)
 
 
+def bench_storage(args, record) -> None:
+    """float16 against float32 storage of the image embeddings (``models.<m>.storage``): the
+    same world as ``init`` (N = --init-n ID-train images of --init-classes planted classes,
+    C = --init-c, a --init-names corpus), every image embedding rounded to float16 as the
+    file stores it, then zero-shot labels, k-means, ClusterMine's labels and Eq. 1 / MCM
+    AUROC computed from each."""
+    import torch
+
+    from clustermine.clustering.kmeans import fit_kmeans
+    from clustermine.detectors import get_detector
+    from clustermine.h5io import TextEmbeddings
+    from clustermine.label_quality import set_overlap
+    from clustermine.metrics import auroc
+    from clustermine.mining import MiningInputs, mine_labels
+    from clustermine.zeroshot import zero_shot_top1
+
+    torch.set_num_threads(args.threads)
+    classes, n, c = args.init_classes, args.init_n, args.init_c
+    world = World(num_names=args.init_names, dim=args.init_dim, num_classes=classes, seed=0)
+    sets = {
+        "train": world.all_images(world.class_concepts, class_counts(classes, n), seed=1)[0],
+        "test": world.all_images(world.class_concepts, np.full(classes, 20), seed=2)[0],
+        "far": world.all_images(world.far_concepts[:200], np.full(200, 25), seed=3)[0],
+        "near": world.all_images(world.near_concepts[:200], np.full(200, 25), seed=4)[0],
+    }
+    print(f"storage: N={n:,} D={args.init_dim} C={c}, {classes} planted classes, corpus "
+          f"{len(world.names):,} names; float32 against float16-rounded image embeddings",
+          flush=True)
+    gt = TextEmbeddings(world.texts[world.class_concepts], list(world.class_names))
+    out = {}
+    for storage in ("float32", "float16"):
+        x = {k: v.astype(storage).astype(np.float32) for k, v in sets.items()}
+        top1 = zero_shot_top1(x["train"], world.texts, device="cpu")
+        result = fit_kmeans(x["train"], c, {"seed": 0}, device="cpu")
+        inputs = MiningInputs(world.names, world.texts, image_emb=x["train"], top1=top1,
+                              assignments=result.assignments, device="cpu")  # fmt: skip
+        labels = mine_labels("clustermine", inputs)
+        eq1 = get_detector("eq1").fit(
+            None, TextEmbeddings(world.texts[labels.positives], labels.pos_names),
+            TextEmbeddings(world.texts[labels.negatives], labels.neg_names), 100.0,
+            {"tau_factor": 0.1}, device="cpu")  # fmt: skip
+        mcm = get_detector("mcm").fit(None, gt, None, 100.0, {}, device="cpu")
+        row = {"bench": "storage", "storage": storage, "top1": top1,
+               "assignments": result.assignments, "pos": set(labels.pos_names),
+               "inertia": float(result.head_losses[0])}  # fmt: skip
+        for name, det in (("eq1", eq1), ("mcm", mcm)):
+            s_id = det.score(x["test"])
+            for bench in ("far", "near"):
+                row[f"auroc_{name}_{bench}"] = auroc(s_id, det.score(x[bench]))
+        out[storage] = row
+    a, b = out["float32"], out["float16"]
+    same_top1 = float(np.mean(a["top1"] == b["top1"]))
+    from sklearn.metrics import adjusted_rand_score
+
+    # Cluster ids are arbitrary: the agreement of the two clusterings is their ARI.
+    same_clusters = float(adjusted_rand_score(a["assignments"], b["assignments"]))
+    overlap, _ = set_overlap(sorted(b["pos"]), sorted(a["pos"]))
+    summary = {"bench": "storage", "n": n, "c": c, "same_top1": same_top1,
+               "clusters_ari": same_clusters, "pos_float32": len(a["pos"]),
+               "pos_float16": len(b["pos"]), "pos_shared": len(a["pos"] & b["pos"]),
+               "inertia": [a["inertia"], b["inertia"]],
+               **{k: [a[k], b[k]] for k in a if k.startswith("auroc")}}  # fmt: skip
+    record(summary)
+    print(f"  zero-shot top-1 equal for {same_top1:.4%} of the images; k-means clusterings "
+          f"agree to ARI {same_clusters:.4f} (inertia {a['inertia']:.2f} / {b['inertia']:.2f}); "
+          f"ClusterMine |Y_pos| {len(a['pos'])} / {len(b['pos'])}, {len(a['pos'] & b['pos'])} "
+          f"shared (overlap {overlap:.3f})", flush=True)
+    for key in (k for k in a if k.startswith("auroc")):
+        print(f"  {key}: float32 {a[key]:.5f}, float16 {b[key]:.5f} "
+              f"(difference {b[key] - a[key]:+.5f})", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("what", nargs="*",
-                   help="all (default), knn, kmeans, init, approx, approx-temi, seeding")
+                   help="all (default), knn, kmeans, init, approx, approx-temi, seeding, "
+                   "storage")
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--n", type=int, nargs="+", default=[10_000, 100_000])
@@ -451,13 +525,13 @@ def main(argv: list[str] | None = None) -> None:
             with open(args.out, "a") as f:
                 f.write(json.dumps({**row, "threads": args.threads}) + "\n")
 
-    known = {"knn", "kmeans", "init", "approx", "approx-temi", "seeding"}
+    known = {"knn", "kmeans", "init", "approx", "approx-temi", "seeding", "storage"}
     what = known if not args.what or "all" in args.what else set(args.what)
     if what - known:
         p.error(f"unknown benchmark(s) {sorted(what - known)}; choose from all, {sorted(known)}")
     for name, fn in (("knn", bench_knn), ("kmeans", bench_kmeans), ("init", bench_init),
                      ("approx", bench_approx), ("approx-temi", bench_approx_temi),
-                     ("seeding", bench_seeding)):  # fmt: skip
+                     ("seeding", bench_seeding), ("storage", bench_storage)):  # fmt: skip
         if name in what:
             fn(args, record)
 

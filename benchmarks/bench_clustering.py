@@ -275,8 +275,8 @@ def bench_kmeans(args: argparse.Namespace, device: torch.device) -> dict:
         row = {}
         for iters in (1, 20):  # one iteration: about the seeding alone
             start = time.perf_counter()
-            result = fit_kmeans(x, args.kmeans_c, {"init_size": init_size, "max_iter": iters},
-                                device=device)
+            params = {"init": "kmeans++", "init_size": init_size, "max_iter": iters}
+            result = fit_kmeans(x, args.kmeans_c, params, device=device)
             row[iters] = (time.perf_counter() - start, result.head_losses[0])
         out[name] = {"seeding_seconds": row[1][0], "seconds": row[20][0], "inertia": row[20][1]}
         print(f"  k-means++ from {name} ({init_size} rows): seeding + 1 iteration "

@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ood", type=int, default=10_000, help="images per OOD set")
     p.add_argument("--clusters", type=int, default=4000)
     p.add_argument("--kmeans-iters", type=int, default=0, help="cap of Lloyd (0: the default)")
-    p.add_argument("--kmeans-init", default="kmeans++")
+    p.add_argument("--kmeans-init", default="kmeans||", choices=["kmeans||", "kmeans++", "random"])
     p.add_argument("--budget-mb", type=int, default=1024)
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)

@@ -172,9 +172,9 @@ def test_a_graph_name_says_its_search_and_reads_back():
 
 
 def _image_file(path, x):
-    write_image_embeddings(path, ImageEmbeddings(
-        x, np.full(len(x), -1), [f"{i}.png" for i in range(len(x))],
-        attrs={"model_arch": "ViT-B-32", "model_pretrained": "openai", "dataset": "d"}))  # fmt: skip
+    attrs = {"model_arch": "ViT-B-32", "model_pretrained": "openai", "dataset": "d"}
+    rows = [f"{i}.png" for i in range(len(x))]
+    write_image_embeddings(path, ImageEmbeddings(x, np.full(len(x), -1), rows, attrs=attrs))
 
 
 def test_a_cluster_file_records_its_graph_search_and_refuses_another(tmp_path):

@@ -155,6 +155,35 @@ def test_api_scores_images_as_the_workflow_scores_their_embeddings(project, depl
     assert info["method"] == "mcm" and info["idset"] == "tiny" and info["num_positives"] == 3
 
 
+def test_float16_storage_halves_the_files_and_deployment_rounds_as_the_workflow(project,
+                                                                              tmp_path):
+    """A model with storage: float16: its image files hold float16 (half the bytes), the
+    detector records the storage at calibration, and the deployed detector rounds the
+    embeddings it makes the same way, so that an image scores exactly as in the workflow."""
+    copy = tmp_path / "copy"
+    shutil.copytree(project, copy, symlinks=True)
+    config = read_config(copy)
+    config["models"]["tiny-a"]["storage"] = "float16"
+    write_config(copy, config)
+    run_workflow(copy, [DETECTOR, ID_TEST])
+    with h5py.File(copy / ID_TEST, "r") as f, h5py.File(project / ID_TEST, "r") as g:
+        assert f["embeddings"].dtype == np.float16 and g["embeddings"].dtype == np.float32
+        assert f.attrs["storage_dtype"] == "float16"
+        full = g["embeddings"][()]
+        np.testing.assert_array_equal(f["embeddings"][()], full.astype(np.float16))
+    held_out = read_image_embeddings(copy / ID_TEST)
+    assert held_out.embeddings.dtype == np.float32
+    det = clustermine.load_detector(copy / DETECTOR, device="cpu")
+    assert det.detector.meta["embedding_storage"] == "float16"
+    paths = [str(copy / "data" / "id-test" / p) for p in held_out.paths]
+    got = det.predict(paths).scores
+    want = det.detector.score(held_out.embeddings)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=0)
+    # Without the rounding the same images score measurably otherwise.
+    unrounded = load_detector_file(project / DETECTOR).score(full)
+    assert np.abs(unrounded - want).max() > 1e-6
+
+
 def test_api_takes_pil_images_and_bytes_and_names_unreadable_ones(project, deployed):
     paths = [p for p in id_test_images(project) if not p.endswith("corrupt.png")][:4]
     want = deployed.score_images(paths)

@@ -46,6 +46,35 @@ def test_image_round_trip(tmp_path):
     assert not list(tmp_path.glob("*.tmp")), "temporary file left behind"
 
 
+def test_float16_storage_halves_the_file_and_reads_as_float32(tmp_path):
+    rng = np.random.default_rng(1)
+    x = (rng.normal(size=(4000, 64)) * 5).astype(np.float32)
+    paths = [f"{i}.png" for i in range(len(x))]
+    full, half = tmp_path / "full.h5", tmp_path / "half.h5"
+    write_image_embeddings(full, ImageEmbeddings(x, np.zeros(len(x), int), paths))
+    write_image_embeddings(half, ImageEmbeddings(x, np.zeros(len(x), int), paths,
+                                                 attrs={"storage_dtype": "float16"}))  # fmt: skip
+    with h5py.File(half, "r") as f:
+        assert f["embeddings"].dtype == np.float16 and f.attrs["storage_dtype"] == "float16"
+    back = read_image_embeddings(half)
+    assert back.embeddings.dtype == np.float32 and back.attrs["storage_dtype"] == "float16"
+    np.testing.assert_array_equal(back.embeddings, x.astype(np.float16).astype(np.float32))
+    assert read_image_embeddings(full).attrs["storage_dtype"] == "float32"
+    # The embeddings are most of the file: float16 nearly halves it.
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    # A value beyond float16's range is refused, naming the file and what to do; no file.
+    big = x.copy()
+    big[7, 3] = 1e5
+    with pytest.raises(EmbeddingFileError, match=r"big.h5: 1 embedding rows hold values beyond "
+                       r"float16's range \(first rows \[7\]\); store .* as float32"):
+        write_image_embeddings(tmp_path / "big.h5", ImageEmbeddings(
+            big, np.zeros(len(x), int), paths, attrs={"storage_dtype": "float16"}))
+    with pytest.raises(EmbeddingFileError, match="storage_dtype must be one of"):
+        write_image_embeddings(tmp_path / "odd.h5", ImageEmbeddings(
+            x, np.zeros(len(x), int), paths, attrs={"storage_dtype": "int8"}))
+    assert not (tmp_path / "big.h5").exists() and not (tmp_path / "odd.h5").exists()
+
+
 def test_text_round_trip(tmp_path):
     emb = np.eye(3, 4, dtype=np.float32)
     path = tmp_path / "t.h5"

@@ -590,6 +590,16 @@ def test_a_model_setting_reruns_that_model_only(finished):
     assert jobs["evaluate"] == len(METHODS)
 
 
+def test_float16_storage_reencodes_the_images_not_the_text(finished):
+    """Image embeddings stored as float16 are a result setting of that model's image files
+    (their values change): every image file of the model again, no text embedding."""
+    write_config(finished, lambda c: c["models"]["tiny-a"].update(storage="float16"))
+    jobs = planned_jobs(finished)
+    assert jobs["embed_images"] == 4 and jobs["merge_image_shards"] == 3
+    assert not {"embed_text", "embed_class_names", "embed_conjugated"} & set(jobs), jobs
+    assert jobs["evaluate"] == len(METHODS)
+
+
 def dry_run(project: Path):
     return subprocess.run([*SNAKEMAKE, "-n", "--cores", "1"], cwd=project,
                           capture_output=True, text=True)

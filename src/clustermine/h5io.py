@@ -1,6 +1,7 @@
 """HDF5 embedding files: the contract between workflow stages (docs/file-formats.md).
 
-Image files hold ``embeddings`` [N, D] float32 (un-normalised, as returned by the model),
+Image files hold ``embeddings`` [N, D] float32 or, with a model's ``storage: float16``, float16
+(attribute ``storage_dtype``; readers return float32), un-normalised as returned by the model,
 ``labels`` [N] int64 (-1 where unknown), ``paths`` [N] and optionally ``class_names`` [K].
 Text files hold ``embeddings`` [M, D] float32 (prompt-ensembled, normalised) and ``names`` [M].
 Every file carries the attributes that made it; readers compare the model attributes of
@@ -286,10 +287,31 @@ def _open(path: str | os.PathLike) -> h5py.File:
         raise EmbeddingFileError(f"{path}: not a readable HDF5 file ({err})") from err
 
 
+# Storage types of image embeddings (a model's ``storage``; attribute ``storage_dtype``):
+# float16 halves the file; every reader computes in float32 (or float64) all the same.
+STORAGE_DTYPES = ("float32", "float16")
+
+
 def write_image_embeddings(path: str | os.PathLike, data: ImageEmbeddings) -> None:
+    """Write image embeddings [N, D], stored as ``data.attrs["storage_dtype"]`` (float32 when
+    absent; float16 halves the file, a value beyond float16's range is refused)."""
+    storage = str(data.attrs.get("storage_dtype", "float32"))
+    if storage not in STORAGE_DTYPES:
+        raise EmbeddingFileError(
+            f"{path}: storage_dtype must be one of {STORAGE_DTYPES}, got {storage!r}")
     emb = np.asarray(data.embeddings, dtype=np.float32)
     if len(emb):
         check_embeddings(emb, path)
+    if storage == "float16":
+        with np.errstate(over="ignore"):  # values beyond float16 become inf, refused just below
+            emb = emb.astype(np.float16)
+        if len(emb) and not np.isfinite(emb).all():
+            rows = np.flatnonzero(~np.isfinite(emb).all(axis=1))
+            raise EmbeddingFileError(
+                f"{path}: {len(rows)} embedding rows hold values beyond float16's range "
+                f"(first rows {rows[:5].tolist()}); store this model's embeddings as float32 "
+                "(models.<model>.storage: float32)"
+            )
     labels = np.asarray(data.labels, dtype=np.int64)
     if emb.ndim != 2 or len(labels) != len(emb) or len(data.paths) != len(emb):
         raise EmbeddingFileError(
@@ -298,6 +320,7 @@ def write_image_embeddings(path: str | os.PathLike, data: ImageEmbeddings) -> No
         )
     attrs = dict(data.attrs)
     attrs.setdefault("kind", "image")
+    attrs["storage_dtype"] = storage
     attrs["embedding_dim"] = int(emb.shape[1]) if emb.ndim == 2 else 0
     attrs["num_samples"] = int(len(emb))
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
@@ -367,7 +390,7 @@ def write_local_features(path: str | os.PathLike, data: ImageEmbeddings) -> None
         local = local.astype(np.float16)
     _check_local(local, path, len(data.paths))
     labels = np.asarray(data.labels, dtype=np.int64)
-    attrs = {**data.attrs, "kind": "image", "features": "local"}
+    attrs = {**data.attrs, "kind": "image", "features": "local", "storage_dtype": "float16"}
     attrs.update(embedding_dim=int(local.shape[2]), num_patches=int(local.shape[1]),
                  num_samples=int(len(local)))  # fmt: skip
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:

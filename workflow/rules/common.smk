@@ -93,6 +93,12 @@ def model_params(wildcards):
     }
 
 
+def model_storage(wildcards):
+    """How a model's image embeddings are stored (float32 or float16): only the image files'
+    rules read it, so changing it leaves the text embeddings as they are."""
+    return MODELS[wildcards.model].get("storage", "float32")
+
+
 def _precomputed(section, slug, model, what):
     paths = section[slug].get("paths", {})
     if model not in paths:

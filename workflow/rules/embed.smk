@@ -116,6 +116,7 @@ rule embed_images:
         weights_cache=WEIGHTS_CACHE,
     params:
         model=model_params,
+        storage=model_storage,
         max_pixels=MAX_IMAGE_PIXELS,
     script:
         "../scripts/embed_images.py"
@@ -134,6 +135,7 @@ use rule embed_images as embed_features with:
         features=FEATURES_PATTERN,
     params:
         model=model_params,
+        storage=model_storage,
         max_pixels=MAX_IMAGE_PIXELS,
         features=lambda wc: wc.features,
         seed=CFG.seed,

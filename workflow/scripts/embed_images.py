@@ -45,6 +45,7 @@ data.attrs.update(loaded.attrs())
 data.attrs.update(
     dataset=wc.dataset,
     model=wc.model,
+    storage_dtype=params.storage,  # image embeddings and views; local features are float16
     shard=int(wc.shard),
     dataset_params=index.params,
     root=index.root,

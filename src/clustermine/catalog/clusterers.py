@@ -67,7 +67,7 @@ KMEANS_PARAMS = (
     Param("local_trials", None, {"type": ["integer", "null"], "minimum": 1},
           "candidates per greedy k-means++ step (null: 2 + ln C)"),  # fmt: skip
     Param("init_size", None, {"type": ["integer", "null"], "minimum": 1},
-          "rows k-means++ and k-means‖ seed from (null: all up to max(100,000, 32·C))"),  # fmt: skip
+          "rows k-means++ and k-means‖ seed from (null: all up to max(100,000, 32·C))"),
     Param("init", "kmeans||", {"enum": ["kmeans++", "kmeans||", "random"]},
           "seeding: greedy k-means++, k-means‖ (a few rounds of parallel sampling, then "
           "k-means++ on the weighted samples) or C distinct random rows"),  # fmt: skip

@@ -210,11 +210,11 @@ def kmeans_plus_plus(
 
 
 # k-means‖ (Bahmani et al., 2012): rounds of independent sampling and the oversampling factor
-# ℓ = PARALLEL_OVERSAMPLING · C: the paper's r = 5 rounds of ℓ = 2·C (about 10·C candidates).
-# ℓ = C/2 is faster at large C but found the planted concepts less often when C is their
-# number (docs/clustering.md, "Seeding at scale").
+# ℓ = PARALLEL_OVERSAMPLING · C, r = PARALLEL_ROUNDS (about r·ℓ = 5·C candidates). ℓ = C
+# found the planted concepts as often as the paper's ℓ = 2·C and seeds twice as fast; ℓ = C/2
+# was faster still but found them less often (docs/clustering.md, "Seeding at scale").
 PARALLEL_ROUNDS = 5
-PARALLEL_OVERSAMPLING = 2.0
+PARALLEL_OVERSAMPLING = 1.0
 
 
 def kmeans_parallel(
@@ -226,7 +226,8 @@ def kmeans_parallel(
     """k-means‖ seeding: row indices of the initial centres [C].
 
     One row at random, then ``PARALLEL_ROUNDS`` rounds that each keep every row independently
-    with probability min(1, ℓ·d(x)/Σd) (d: distance to the nearest kept row) and update d
+    with probability min(1, ℓ·d(x)/Σd) (d: distance to the nearest kept row, ℓ =
+    ``PARALLEL_OVERSAMPLING``·C) and update d
     with one pass over the rows against the new ones: a few large matrix products instead of
     k-means++'s C sequential passes. The kept rows (about ℓ·rounds) are weighted by the rows
     nearest to each, and greedy k-means++ on them, weighted, picks the C centres.

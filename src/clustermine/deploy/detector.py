@@ -96,6 +96,7 @@ class DeployedDetector:
             model, source=source, dim=detector.embedding_dim or 0,
             local=plugin.has("local_features"), views=views,
             view_seed=int(detector.meta.get("view_seed", 0)), device=device,
+            storage=str(detector.meta.get("embedding_storage", "float32")),
             batch_size=batch_size, workers=workers, precision=precision, max_pixels=max_pixels,
             lock=self._lock,
         )  # fmt: skip

@@ -70,9 +70,15 @@ class ImageEncoder:
         precision: str = "auto",
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         lock: threading.RLock | None = None,
+        storage: str = "float32",
     ) -> None:
+        from clustermine.h5io import STORAGE_DTYPES
         from clustermine.views import Corruption
 
+        if storage not in STORAGE_DTYPES:
+            raise ValueError(f"{source}: embedding storage must be one of {STORAGE_DTYPES}, "
+                             f"got {storage!r}")  # fmt: skip
+        self.storage = storage
         if batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {batch_size}")
         self.spec, self.source, self.dim = spec, source, int(dim)
@@ -187,4 +193,11 @@ class ImageEncoder:
             # float16's range becomes inf, an error in the image's row.
             with np.errstate(over="ignore"):
                 out.local = out.local.astype(np.float16)
+        if self.storage == "float16":
+            # Embeddings (and views) rounded as a model with storage: float16 stores them; a
+            # value beyond float16's range becomes inf, an error in the image's row.
+            with np.errstate(over="ignore"):
+                out.embeddings = out.embeddings.astype(np.float16).astype(np.float32)
+                if out.views:
+                    out.views = [v.astype(np.float16).astype(np.float32) for v in out.views]
         return out

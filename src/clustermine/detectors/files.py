@@ -125,6 +125,9 @@ def fit_detector_files(
         )
         return detector
     held_out = read_image_embeddings(calibration)
+    # How the scored embeddings were stored: a deployed detector rounds the embeddings it
+    # makes the same way, so that an image scores as it did at calibration.
+    detector.meta["embedding_storage"] = str(held_out.attrs.get("storage_dtype", "float32"))
     if detector.stateful:
         # Scored as the score job scores a stream (shuffled by the stream seed, from the
         # fitted state); then back to the fitted state, in which the detector is saved.
