@@ -210,6 +210,23 @@ def test_a_cluster_file_records_its_graph_search_and_refuses_another(tmp_path):
     assert own.assignments.shape == (400,)
 
 
+def test_ivf_rows_whose_probed_cells_hold_too_few_rows_are_searched_exactly():
+    """Cells of about 20 rows, one probed, k = 30: faiss pads the result with -1 (no row);
+    such a row must never reach TEMI as a neighbour (index -1 would be the last row). Those
+    rows are searched exactly instead, counted and recorded."""
+    x, _ = planted_clusters(n=2000, c=20, noise=0.3, seed=7)
+    nn = approximate_knn(x, 30, nlist=100, nprobe=1, recall_queries=2000)
+    exact = cosine_knn(x, 30, device="cpu")
+    assert (nn.indices >= 0).all() and (nn.indices < len(x)).all()
+    assert np.isfinite(nn.sims).all()
+    assert not (nn.indices == np.arange(len(x))[:, None]).any()
+    assert all(len(set(row)) == 30 for row in nn.indices.tolist())
+    filled = nn.attrs["exact_fallback_rows"]
+    assert 0 < filled <= len(x)
+    # The recall recorded is that of the graph as written, fallback rows included.
+    assert nn.attrs["recall"] == pytest.approx(neighbour_recall(nn.indices, exact.indices))
+
+
 def test_an_ivf_index_needs_as_many_rows_as_cells():
     with pytest.raises(ValueError, match="nlist=50 cells needs at least as many rows, got N=20"):
         approximate_knn(gaussian_rows(20), 3, nlist=50)

@@ -332,10 +332,18 @@ def approximate_knn(
         drop[~drop.any(axis=1), -1] = True
         out_idx[r0:r1] = idx[~drop].reshape(-1, k)
         out_sim[r0:r1] = sims[~drop].reshape(-1, k)
+    # A query whose probed cells hold fewer than k other rows gets -1 (no row) from faiss;
+    # index -1 would silently be the last row to TEMI, so such rows are searched exactly.
+    short = np.flatnonzero((out_idx < 0).any(axis=1))
+    if len(short):
+        out_idx[short], out_sim[short] = _faiss_exact_rows(x, short, k)
+        log.warning("IVF kNN: %d of %d rows found fewer than k=%d neighbours in their %d probed "
+                    "cells and were searched exactly; raise knn_nprobe or lower knn_nlist",
+                    len(short), n, k, index.nprobe)  # fmt: skip
     seconds = time.perf_counter() - start
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(n, size=min(recall_queries, n), replace=False))
-    recall = neighbour_recall(out_idx[sample], _faiss_exact_rows(x, sample, k))
+    recall = neighbour_recall(out_idx[sample], _faiss_exact_rows(x, sample, k)[0])
     log.info("IVF kNN (nlist %d, nprobe %d): %.1fs, recall@%d %.4f on %d queries",
              nlist, index.nprobe, seconds, k, recall, len(sample))  # fmt: skip
     attrs = {
@@ -350,17 +358,19 @@ def approximate_knn(
         "seed": int(seed),
         "recall": recall,
         "recall_queries": int(len(sample)),
+        "exact_fallback_rows": int(len(short)),
     }
     return Neighbors(out_idx, out_sim, attrs)
 
 
-def _faiss_exact_rows(x: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
-    """Exact neighbours (self left out) of the unit rows ``x[rows]``."""
+def _faiss_exact_rows(x: np.ndarray, rows: np.ndarray, k: int
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Exact neighbours (self left out) of the unit rows ``x[rows]``, and their cosines."""
     faiss = faiss_module()
-    _, idx = faiss.knn(x[rows], x, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
+    sims, idx = faiss.knn(x[rows], x, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
     drop = idx == rows[:, None]
     drop[~drop.any(axis=1), -1] = True
-    return idx[~drop].reshape(-1, k)
+    return idx[~drop].reshape(-1, k), sims[~drop].reshape(-1, k)
 
 
 def neighbour_recall(found: np.ndarray, exact: np.ndarray) -> float:

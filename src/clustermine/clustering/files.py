@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
 # Attributes of the kNN file a cluster file repeats as knn_<key>.
-KNN_RECORDED = ("graph", "index", "nlist", "nprobe", "recall", "recall_queries")
+KNN_RECORDED = ("graph", "index", "nlist", "nprobe", "recall", "recall_queries",
+                "exact_fallback_rows")
 
 
 def cluster_files(
