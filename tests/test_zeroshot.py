@@ -96,3 +96,18 @@ def test_file_round_trip(tmp_path, data):
     np.testing.assert_array_equal(back.indices, res.indices)
     np.testing.assert_array_equal(back.sims, res.sims)
     assert back.attrs["corpus"] == "words" and back.attrs["k"] == 3
+    top1 = read_zero_shot(path, top1_only=True)
+    assert top1.indices.shape == (len(images), 1)
+    np.testing.assert_array_equal(top1.top1, res.top1)
+    np.testing.assert_array_equal(top1.sims[:, 0], res.sims[:, 0])
+
+
+def test_a_zero_shot_file_of_mismatched_shapes_is_refused(tmp_path):
+    import h5py
+
+    path = tmp_path / "zs.h5"
+    with h5py.File(path, "w") as f:
+        f["indices"] = np.zeros((4, 3), np.int64)
+        f["sims"] = np.zeros((4, 2), np.float32)
+    with pytest.raises(ValueError, match=f"{path}: 'indices'.*one shape; delete"):
+        read_zero_shot(path, top1_only=True)

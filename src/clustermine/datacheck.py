@@ -175,16 +175,20 @@ def check_dataset(name: str, spec: Mapping[str, Any], max_missing: float = 0.01)
 
 
 def _check_embedding_files(check: Check, spec: Mapping[str, Any]) -> None:
-    """Every precomputed embedding file of a dataset read through the one checked reader
-    (shape, finite rows, string datasets), and its architecture compared with the model the
-    config names it for (``spec["models"]``: slug → {arch, ...}, when the workflow gives
-    it), so a bad file stops the run before any GPU job, not at scoring."""
-    from clustermine.h5io import EmbeddingFileError, read_image_embeddings
+    """Every precomputed embedding file of a dataset read with the checks of the one checked
+    reader, in row blocks (shape, finite rows, string datasets), and its architecture
+    compared with the model the config names it for (``spec["models"]``: slug → {arch, ...},
+    when the workflow gives it), so a bad file stops the run before any GPU job, not at
+    scoring."""
+    from clustermine.compute import DEFAULT_BUDGET_BYTES
+    from clustermine.h5io import EmbeddingFileError
+    from clustermine.image_rows import check_image_file
 
     models = spec.get("models") or {}
     for model, path in spec.get("paths", {}).items():
         try:
-            data = read_image_embeddings(path)
+            # In blocks: checking a 13M-row file holds one block, not the file.
+            data = check_image_file(path, DEFAULT_BUDGET_BYTES)
         except (EmbeddingFileError, OSError, KeyError) as err:
             check.errors.append(str(err) if str(path) in str(err) else f"{path}: {err}")
             continue

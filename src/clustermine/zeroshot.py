@@ -20,6 +20,7 @@ import torch
 
 from clustermine.compute import DEFAULT_BUDGET_BYTES, as_unit_tensor, block_shape, pick_device
 from clustermine.h5io import EmbeddingFileError, atomic_path, read_attrs, write_attrs
+from clustermine.image_rows import EmbeddingRows
 
 log = logging.getLogger(__name__)
 # Seconds between progress lines of a long zero-shot pass.
@@ -40,18 +41,21 @@ class ZeroShotResult:
 
 
 def zero_shot_topk(
-    image_emb: np.ndarray,
+    image_emb: np.ndarray | EmbeddingRows,
     text_emb: np.ndarray,
     k: int = 1,
     budget_bytes: int = DEFAULT_BUDGET_BYTES,
     device: str | torch.device | None = None,
 ) -> ZeroShotResult:
     """Top-``k`` names (by cosine) for every image; inputs need not be normalised.
+    ``image_emb`` may be an image file's :class:`EmbeddingRows`: its rows are then read one
+    block at a time, so memory holds the names, one block and the [N, k] result.
 
     Ties are broken towards the lower name index, so the result does not depend on the
     chunking.
     """
-    image_emb = np.asarray(image_emb)
+    if not isinstance(image_emb, EmbeddingRows):
+        image_emb = np.asarray(image_emb)
     text_emb = np.asarray(text_emb)
     if image_emb.ndim != 2 or text_emb.ndim != 2 or image_emb.shape[1] != text_emb.shape[1]:
         raise ValueError(
@@ -128,11 +132,19 @@ def write_zero_shot(path: str | os.PathLike, result: ZeroShotResult, attrs: dict
         write_attrs(f, {**result.attrs, **attrs, "kind": "zero_shot"})
 
 
-def read_zero_shot(path: str | os.PathLike) -> ZeroShotResult:
+def read_zero_shot(path: str | os.PathLike, top1_only: bool = False) -> ZeroShotResult:
+    """A zero-shot file; ``top1_only`` reads the first column only ([N, 1]: what the votes
+    need, 12 bytes a row instead of 12·k)."""
     with h5py.File(path, "r") as f:
         if "indices" not in f or "sims" not in f:
             raise EmbeddingFileError(
                 f"{path}: not a zero-shot file (needs datasets 'indices' and 'sims', "
                 f"found {sorted(f.keys())})"
             )
-        return ZeroShotResult(f["indices"][()], f["sims"][()], read_attrs(f))
+        if f["indices"].ndim != 2 or f["indices"].shape != f["sims"].shape:
+            raise EmbeddingFileError(
+                f"{path}: 'indices' {f['indices'].shape} and 'sims' {f['sims'].shape} must be "
+                "[N, k] arrays of one shape; delete the file so that it is recomputed"
+            )
+        cols = slice(0, 1) if top1_only else slice(None)
+        return ZeroShotResult(f["indices"][:, cols], f["sims"][:, cols], read_attrs(f))

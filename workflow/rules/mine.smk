@@ -18,7 +18,7 @@ rule zero_shot_labels:
     threads: 2
     resources:
         gpu=1,
-        mem_mb=embeddings_mem_mb,
+        mem_mb=streamed_mem_mb,
         runtime=120,
         device=DEVICE,
         budget_mb=BUDGET_MB,
@@ -65,7 +65,7 @@ rule mine_labels:
     threads: 1
     resources:
         gpu=1,
-        mem_mb=embeddings_mem_mb,
+        mem_mb=mine_mem_mb,
         runtime=60,
         device=DEVICE,
         budget_mb=BUDGET_MB,

@@ -68,6 +68,15 @@ def mine_inputs(wildcards):
     return inputs
 
 
+def mine_mem_mb(wildcards, input, attempt):
+    # The ID-train embeddings count only for a miner that reads them; the others read
+    # their attributes and class names (and the per-image zero-shot and cluster files).
+    files = list(input)
+    if not CFG.label_set(wildcards.labelset)[0].has("image_embeddings"):
+        files.remove(input.images)
+    return held_mem_mb(size_mb(files), attempt)
+
+
 def label_set_miner(wildcards):
     return CFG.label_set(wildcards.labelset)[0].name
 

@@ -69,7 +69,7 @@ def read_mining_inputs(
     top1 = assignments = corpus_density = density_attrs = image_emb = None
     health: dict[str, Any] = {}
     if plugin.has("zero_shot"):
-        zs = read_zero_shot(files["zeroshot"])
+        zs = read_zero_shot(files["zeroshot"], top1_only=True)
         checked.append((files["zeroshot"], zs.attrs))
         if int(zs.attrs.get("num_names", len(corpus))) != len(corpus):
             raise EmbeddingFileError(
@@ -92,7 +92,9 @@ def read_mining_inputs(
         corpus_density, density_attrs = read_density(files["density"])
         checked.append((files["density"], density_attrs))
         if len(corpus_density) != len(corpus):
-            raise EmbeddingFileError(f"{files['density']} was computed over another corpus; delete it")
+            raise EmbeddingFileError(
+                f"{files['density']} was computed over another corpus; delete it"
+            )
         sources["density"] = str(files["density"])
     conjugated = None
     if plugin.has("conjugated_labels"):
@@ -159,9 +161,9 @@ def mine_label_set_files(
 ) -> LabelSet:
     """Mine a label set from ``files`` and write it to ``out_tsv`` (and its sidecar).
 
-    ``params``: the miner's parameters; ``context``: what names the label set in messages and in its sidecar (``label_set``,
-    ``idset``, ``model``); ``num_clusters``: C of the clusters voted on, for the sidecar's
-    cluster analysis.
+    ``params``: the miner's parameters; ``context``: what names the label set in messages and
+    in its sidecar (``label_set``, ``idset``, ``model``); ``num_clusters``: C of the clusters
+    voted on, for the sidecar's cluster analysis.
     """
     plugin = miner_plugin(miner)
     inputs, image_attrs, health = read_mining_inputs(
