@@ -14,6 +14,7 @@ from clustermine.clustering.kmeans import (
     _Distances,
     fit_kmeans,
     kmeans_parallel,
+    parallel_candidates,
     kmeans_plus_plus,
 )
 from clustermine.h5io import ImageEmbeddings, write_image_embeddings
@@ -115,6 +116,37 @@ def test_kmeans_parallel_spreads_seeds_like_kmeans_plus_plus(backend):
                           device="cpu")  # fmt: skip
     assert nmi(y, parallel.assignments) >= 0.95 and parallel.params["init"] == "kmeans||"
     assert parallel.head_losses[0] <= 1.05 * plus.head_losses[0]
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_kmeans_parallel_keeps_each_row_with_the_papers_probability(metric):
+    """One round of k-means‖ (Bahmani et al., 2012, Alg. 2) keeps each row independently with
+    probability min(1, ℓ·d²(x)/φ), φ = Σ d²: re-derived here in numpy from the first row, and
+    compared over 1,000 seeded rounds with how often each row was kept. An outlier reaches
+    the clamp at 1; squared distances, not distances, decide (a d-proportional rule misses
+    the counts by far more than the tolerance)."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 0.15, (20, 3)) + [1, 0, 0], [[-4.0, 0.5, 0.0]]])
+    x = x.astype(np.float32)
+    if metric == "cosine":
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+    dist = _Distances(torch.from_numpy(x), metric, 2**20)
+    ell, seeds = 2.0, 1000
+    kept = np.zeros(len(x))
+    expected, variance = np.zeros(len(x)), np.zeros(len(x))
+    for seed in range(seeds):
+        mask = parallel_candidates(dist, ell, 1, torch.Generator().manual_seed(seed)).numpy()
+        first = int(torch.randint(len(x), (1,), generator=torch.Generator().manual_seed(seed)))
+        d2 = ((x - x[first]) ** 2).sum(1).astype(np.float64)  # 2(1 - cos) for unit rows
+        p = np.minimum(1.0, ell * d2 / d2.sum())
+        p[first] = 1.0
+        kept += mask
+        expected += p
+        variance += p * (1 - p)
+    np.testing.assert_array_less(np.abs(kept - expected), 5 * np.sqrt(variance) + 1)
+    # The outlier: ℓ·d²/φ > 1 from every first row, so kept in every round.
+    assert expected[-1] == kept[-1] == seeds
+    assert kept.sum() < 5 * seeds  # about 1 + ℓ rows a round, not all
 
 
 def test_weighted_kmeans_plus_plus_counts_a_weight_as_that_many_copies():

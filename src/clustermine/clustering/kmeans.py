@@ -217,31 +217,19 @@ PARALLEL_ROUNDS = 5
 PARALLEL_OVERSAMPLING = 1.0
 
 
-def kmeans_parallel(
-    dist: _Distances,
-    num_clusters: int,
-    generator: torch.Generator,
-    local_trials: int | None,
+def parallel_candidates(
+    dist: _Distances, ell: float, rounds: int, generator: torch.Generator
 ) -> torch.Tensor:
-    """k-means‖ seeding: row indices of the initial centres [C].
-
-    One row at random, then ``PARALLEL_ROUNDS`` rounds that each keep every row independently
-    with probability min(1, ℓ·d(x)/Σd) (d: distance to the nearest kept row, ℓ =
-    ``PARALLEL_OVERSAMPLING``·C) and update d
-    with one pass over the rows against the new ones: a few large matrix products instead of
-    k-means++'s C sequential passes. The kept rows (about ℓ·rounds) are weighted by the rows
-    nearest to each, and greedy k-means++ on them, weighted, picks the C centres.
-    """
-    if dist.backend != "torch":  # torch's chunked products beat faiss.knn on these passes
-        dist = _Distances(dist.data, dist.metric, dist.budget_bytes)
+    """k-means‖'s sampling: a mask [N] of the kept rows. One row at random, then ``rounds``
+    rounds that keep every row independently with probability min(1, ℓ·d(x)/Σd), d being the
+    distance to the nearest kept row (squared euclidean, or 1 - cos: both d² of the paper)."""
     data = dist.data
     n, dev = len(data), data.device
-    ell = PARALLEL_OVERSAMPLING * num_clusters
     first = int(torch.randint(n, (1,), generator=generator))
     kept = torch.zeros(n, dtype=torch.bool, device=dev)
     kept[first] = True
     closest = dist.nearest(data[first : first + 1])[1].double()
-    for _ in range(PARALLEL_ROUNDS):
+    for _ in range(rounds):
         total = float(closest.sum())
         if total <= 0:
             break
@@ -252,6 +240,28 @@ def kmeans_parallel(
             continue
         kept[new] = True
         closest = torch.minimum(closest, dist.nearest(data[new])[1].double())
+    return kept
+
+
+def kmeans_parallel(
+    dist: _Distances,
+    num_clusters: int,
+    generator: torch.Generator,
+    local_trials: int | None,
+) -> torch.Tensor:
+    """k-means‖ seeding: row indices of the initial centres [C].
+
+    ``PARALLEL_ROUNDS`` rounds of independent sampling (:func:`parallel_candidates`, ℓ =
+    ``PARALLEL_OVERSAMPLING``·C): a few large matrix products instead of k-means++'s C
+    sequential passes. The kept rows (about ℓ·rounds) are weighted by the rows nearest to
+    each, and greedy k-means++ on them, weighted, picks the C centres.
+    """
+    if dist.backend != "torch":  # torch's chunked products beat faiss.knn on these passes
+        dist = _Distances(dist.data, dist.metric, dist.budget_bytes)
+    data = dist.data
+    n, dev = len(data), data.device
+    kept = parallel_candidates(dist, PARALLEL_OVERSAMPLING * num_clusters, PARALLEL_ROUNDS,
+                               generator)  # fmt: skip
     cand = kept.nonzero().squeeze(1)
     if len(cand) < num_clusters:  # too few distinct rows sampled: fill with unused rows
         extra = torch.randperm(n, generator=generator).to(dev)
