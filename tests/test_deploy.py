@@ -274,6 +274,21 @@ def test_junk_and_truncated_detector_files_are_named(project, tmp_path, capsys):
         clustermine.load_detector(tmp_path / "absent.h5")
 
 
+@pytest.mark.parametrize("storage", ["bfloat8", "", 16])
+def test_a_detector_recording_an_unknown_storage_is_named(project, tmp_path, capsys, storage):
+    """The storage a detector rounds new embeddings to comes from its file: a value that is
+    not a known storage is refused with the file named, rather than scoring unrounded."""
+    path = tmp_path / "odd.h5"
+    shutil.copy(project / DETECTOR, path)
+    with h5py.File(path, "r+") as f:
+        meta = json.loads(f.attrs["meta"])
+        f.attrs["meta"] = json.dumps({**meta, "embedding_storage": storage})
+    with pytest.raises(ValueError, match=f"{path}: embedding storage must be one of"):
+        clustermine.load_detector(path, device="cpu")
+    code, _, err = run_main(capsys, "score", path, project / "data" / "ood")
+    assert code == 2 and f"{path}: embedding storage must be one of" in err
+
+
 # --- bundles ---------------------------------------------------------------------------------
 
 
