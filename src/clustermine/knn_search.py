@@ -15,8 +15,9 @@ import re
 from dataclasses import dataclass
 
 INDEXES = ("exact", "ivf")
-# The graph part of a kNN file name (the wildcard's constraint in the workflow).
-GRAPH_PATTERN = r"k[1-9][0-9]*(\.ivf-nlist(auto|[1-9][0-9]*)-nprobe[1-9][0-9]*)?"
+# The graph part of a kNN file name (the wildcard's constraint in the workflow, and what
+# KnnSearch.parse reads: its groups are k, nlist and nprobe).
+GRAPH_PATTERN = r"k([1-9][0-9]*)(?:\.ivf-nlist(auto|[1-9][0-9]*)-nprobe([1-9][0-9]*))?"
 # Queries of the recall estimate of an approximate graph (seeded sample; recorded in the file).
 RECALL_QUERIES = 1000
 # Seed of the IVF cells' k-means and of the recall sample: fixed, as one graph file serves
@@ -55,8 +56,8 @@ class KnnSearch:
     @classmethod
     def parse(cls, name: str) -> "KnnSearch":
         """The search a graph name (``wildcards.graph``) stands for."""
-        match = re.fullmatch(r"k([0-9]+)(?:\.ivf-nlist(auto|[0-9]+)-nprobe([0-9]+))?", name)
-        if match is None or re.fullmatch(GRAPH_PATTERN, name) is None:
+        match = re.fullmatch(GRAPH_PATTERN, name)
+        if match is None:
             raise ValueError(
                 f"{name!r} is not a kNN graph name (k<k> or k<k>.ivf-nlist<n|auto>-nprobe<p>)"
             )
