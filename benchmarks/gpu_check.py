@@ -19,7 +19,12 @@ Stages (``--only`` picks some; the whole check is sized for under 8 minutes on o
 - ``zeroshot``: zero-shot top-5 and Eq. 1 scoring of 50,000 images against 270,000 names;
 - ``features``: what GL-MCM and CoVer add to the encoding: ViT-B/16 (224 px, 196 patches)
   with and without its local patch features, and the CPU time of CoVer's 12 recommended
-  views of an image (the corruptions run on the CPU, one core).
+  views of an image (the corruptions run on the CPU, one core);
+- ``scale``: the stages that take the workflow beyond ImageNet-1K: the zero-shot job as the
+  workflow runs it, its ID-train file (1.28M × 1024, float16 storage) read from disk in row
+  blocks against 79,403 names, and the faiss IVF kNN graph (k = 50, nprobe 16) of
+  ``--ivf-rows`` rows with its recall measured (on the GPU with a CUDA build of faiss, else
+  on the CPU, said so).
 
     bash benchmarks/gpu_check.sh                  # everything
     bash benchmarks/gpu_check.sh --only encode knn --out gpu.json
@@ -39,7 +44,7 @@ import time
 from pathlib import Path
 
 NO_CUDA = 2
-STAGES = ("encode", "pipeline", "knn", "kmeans", "temi", "zeroshot", "features")
+STAGES = ("encode", "pipeline", "knn", "kmeans", "temi", "zeroshot", "features", "scale")
 N_TRAIN, DIM, K = 1_281_167, 1024, 50
 ARCHS = {"ViT-B-32": 1024, "ViT-L-14": 512, "ViT-H-14": 256}  # architecture: batch size
 # The device of every stage. Only tests set it to "cpu", to run the stages' code at toy size;
@@ -367,6 +372,43 @@ def stage_zeroshot(args) -> dict:
             "eq1_score_seconds": round(time.perf_counter() - start, 2)}  # fmt: skip
 
 
+def stage_scale(args) -> dict:
+    import numpy as np
+
+    from clustermine.h5io import ImageEmbeddings, write_image_embeddings
+    from clustermine.image_rows import open_image_rows
+    from clustermine.knn import approximate_knn
+    from clustermine.zeroshot import zero_shot_topk
+
+    n = args.stream_rows
+    x = synthetic_embeddings(n, args.dim, seed=3).cpu().numpy().astype(np.float16)
+    names = synthetic_embeddings(args.stream_names, args.dim, seed=4).cpu().numpy()
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "train.h5"
+        start = time.perf_counter()
+        write_image_embeddings(path, ImageEmbeddings(
+            x, np.zeros(n, np.int64), [f"train/{i}.JPEG" for i in range(n)], None,
+            {"model_arch": "synthetic", "model_pretrained": None, "storage_dtype": "float16"}))
+        out["file_gb"] = round(path.stat().st_size / 2**30, 2)
+        out["write_seconds"] = round(time.perf_counter() - start, 1)
+        del x
+        _sync()
+        start = time.perf_counter()
+        with open_image_rows(path) as images:
+            zero_shot_topk(images.embeddings, names, 5, args.budget_mb * 2**20, DEVICE)
+        _sync()
+        seconds = time.perf_counter() - start
+    out["streamed_zero_shot_seconds"] = round(seconds, 1)
+    out["streamed_zero_shot_images_per_s"] = round(n / seconds)
+    rows = synthetic_embeddings(args.ivf_rows, args.dim, seed=5).cpu().numpy()
+    start = time.perf_counter()
+    nn = approximate_knn(rows, min(K, len(rows) - 1), nprobe=16, device=DEVICE, copy=False)
+    out["ivf_seconds"] = round(time.perf_counter() - start, 1)
+    out.update({f"ivf_{key}": nn.attrs[key] for key in ("device", "nlist", "recall")})
+    return out
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", nargs="+", choices=STAGES, default=list(STAGES))
@@ -388,6 +430,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pipeline-arch", default="ViT-B-32")
     p.add_argument("--features-arch", default="ViT-B-16", help="model of the features stage")
     p.add_argument("--view-images", type=int, default=32, help="images of the views timing")
+    p.add_argument("--stream-rows", type=int, default=N_TRAIN, help="rows of the streamed file")
+    p.add_argument("--stream-names", type=int, default=79_403, help="names of the streamed job")
+    p.add_argument("--ivf-rows", type=int, default=400_000, help="rows of the IVF graph")
     return p.parse_args(argv)
 
 
@@ -426,6 +471,8 @@ def run(args) -> dict:
         gpu_stage("zeroshot", results)(lambda: stage_zeroshot(args))
     if "features" in args.only:
         gpu_stage("features", results)(lambda: stage_features(args))
+    if "scale" in args.only:
+        gpu_stage("scale", results)(lambda: stage_scale(args))
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     failed = [name for name, row in results.items() if isinstance(row, dict) and "error" in row]

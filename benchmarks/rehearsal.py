@@ -124,6 +124,13 @@ def write_config(workdir: Path, files: dict[str, Path], args) -> Path:
             "prompts": "simple", "benchmarks": [f"ood-{s}" for s in OOD_SETS],
         }},  # fmt: skip
     }
+    if args.ivf_nprobe:
+        config["clusterers"]["temi-ivf"] = {"method": "temi", "knn": 50, "knn_index": "ivf",
+                                            "knn_nprobe": args.ivf_nprobe}  # fmt: skip
+        config["label_sets"]["clustermine-temi"] = {"miner": "clustermine",
+                                                    "clusterer": "temi-ivf", "C": args.clusters}
+        config["methods"]["clustermine-temi"] = {"score": "eq1", "labels": "clustermine-temi",
+                                                 "tau_factor": 0.1}  # fmt: skip
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -161,8 +168,22 @@ def collect(workdir: Path) -> list[dict]:
                "cpu_seconds": float(rec.get("cpu_time") or "nan")}  # fmt: skip
         if "/clusters/" in job and "sweeps" not in job:
             row.update(kmeans_details(workdir, job))
+        if "/knn/" in job:
+            row.update(knn_details(workdir, job))
         rows.append(row)
     return rows
+
+
+def knn_details(workdir: Path, job: str) -> dict:
+    """An approximate graph's measured recall and its IVF settings (from the kNN file)."""
+    import h5py
+
+    from clustermine.h5io import read_attrs
+
+    with h5py.File(workdir / "results" / f"{job}.h5", "r") as f:
+        attrs = read_attrs(f)
+    keys = ("recall", "recall_queries", "nlist", "nprobe", "exact_fallback_rows")
+    return {key: attrs[key] for key in keys if key in attrs}
 
 
 def kmeans_details(workdir: Path, job: str) -> dict:
@@ -259,6 +280,9 @@ def markdown(rows: list[dict]) -> str:
         if "iterations" in r:
             notes = (f"seeding {r.get('seeding_seconds', float('nan')):.0f} s, "
                      f"{r['iterations']} iterations, {r['seconds_per_iteration']:.1f} s each")
+        if "recall" in r:
+            notes = (f"IVF nlist {r['nlist']}, nprobe {r['nprobe']}: recall@50 "
+                     f"{r['recall']:.4f} on {r['recall_queries']} queries")
         lines.append(f"| {r['job']} | {r['seconds']:.1f} | {r['max_rss_mb']:.0f} | {notes} |")
     return "\n".join(lines)
 
@@ -282,6 +306,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="run the workflow only up to these rules (e.g. cluster)")
     p.add_argument("--forcerun", nargs="+", metavar="RULE",
                    help="rerun these rules and what depends on them (after a code change)")
+    p.add_argument("--ivf-nprobe", type=int, default=0,
+                   help="add TEMI on a faiss IVF kNN graph (k = 50, this nprobe) and its "
+                        "ClusterMine; with --until knn only the graph is built")  # fmt: skip
     p.add_argument("--extras", action="store_true", help="also time kNN and TEMI (scaled)")
     p.add_argument("--no-workflow", action="store_true", help="only data and --extras")
     p.add_argument("--knn-queries", type=int, default=4000)

@@ -36,7 +36,8 @@ def test_every_stage_runs_at_toy_size_on_the_cpu(monkeypatch, tmp_path):
         "--knn-queries", "100", "--images", "200", "--names", "500", "--archs",
         "clustermine-tiny", "--encode-batch", "4", "--encode-seconds", "0", "--jpegs", "8",
         "--workers", "1", "--pipeline-arch", "clustermine-tiny", "--budget-mb", "16",
-        "--features-arch", "clustermine-tiny", "--view-images", "2",
+        "--features-arch", "clustermine-tiny", "--view-images", "2", "--stream-rows", "300",
+        "--stream-names", "50", "--ivf-rows", "400",
         "--out", str(out),
     ])  # fmt: skip
     results = check.run(args)
@@ -46,4 +47,5 @@ def test_every_stage_runs_at_toy_size_on_the_cpu(monkeypatch, tmp_path):
     assert results["knn"]["queries"] == 100 and results["kmeans"]["iterations"] >= 1
     assert results["features"]["recommended_views"] == 12
     assert results["features"]["patches"] >= 1
+    assert 0 < results["scale"]["ivf_recall"] <= 1 and results["scale"]["ivf_device"] == "cpu"
     assert out.exists()
