@@ -110,7 +110,8 @@ class World:
         1024 never needs more than one chunk besides the file)."""
         import h5py
 
-        from clustermine.h5io import atomic_path, write_attrs
+        from clustermine.atomic import atomic_path
+        from clustermine.h5io import write_attrs
 
         n = int(np.sum(counts))
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:

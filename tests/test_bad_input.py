@@ -18,11 +18,11 @@ from PIL import Image
 from clustermine.datasets import DatasetError, index_imagefolder, read_index, write_index
 from clustermine.detectors import get_detector
 from clustermine.encode import encode_images
+from clustermine.atomic import atomic_path
 from clustermine.h5io import (
     EmbeddingFileError,
     ImageEmbeddings,
     TextEmbeddings,
-    atomic_path,
     check_same_model,
     read_image_embeddings,
     read_text_embeddings,

@@ -8,14 +8,12 @@ import numpy as np
 import pytest
 from helpers.broken_model import small_filesystem
 
+from clustermine.atomic import atomic_path, is_disk_full, OutputDiskFull
 from clustermine.h5io import (
     EmbeddingFileError,
     ImageEmbeddings,
-    OutputDiskFull,
     TextEmbeddings,
-    atomic_path,
     check_same_model,
-    is_disk_full,
     read_image_embeddings,
     read_text_embeddings,
     write_image_embeddings,
@@ -129,7 +127,8 @@ FULL_DISK_JOB = """
 import json, sys, warnings
 from pathlib import Path
 import numpy as np
-from clustermine.h5io import ImageEmbeddings, OutputDiskFull, read_image_embeddings
+from clustermine.atomic import OutputDiskFull
+from clustermine.h5io import ImageEmbeddings, read_image_embeddings
 from clustermine.h5io import write_image_embeddings
 
 path = Path(sys.argv[1])

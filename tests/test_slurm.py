@@ -155,7 +155,7 @@ def test_scancel_while_writing_leaves_no_temporary_file(slurm_env, tmp_path):
     """SLURM ends a cancelled (or timed-out, pre-empted) job with SIGTERM, then SIGKILL."""
     (tmp_path / "job.py").write_text(
         "import sys, time\n"
-        "from clustermine.h5io import atomic_path\n"
+        "from clustermine.atomic import atomic_path\n"
         "from clustermine.logs import setup_logging\n"
         "setup_logging('job.log')\n"
         "with atomic_path('out.h5') as tmp:\n"

@@ -372,7 +372,7 @@ def write_sweep_table(
 ) -> None:
     """One row per C (the :func:`sweep_report` rows) and an ``elbow`` column marking the C of
     the elbow; floats with 6 significant digits."""
-    from clustermine.h5io import atomic_path
+    from clustermine.atomic import atomic_path
 
     columns = list(dict.fromkeys(key for row in rows for key in row)) + ["elbow"]
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:

@@ -96,7 +96,7 @@ def load_corpus(spec: dict, extra_names: Iterable[str] = ()) -> Corpus:
 
 
 def write_corpus_tsv(path: str | Path, corpus: Corpus) -> None:
-    from .h5io import atomic_path
+    from .atomic import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write("name\tpos\tsynset\n")

@@ -83,7 +83,7 @@ class DataCheck:
         return "\n".join("\t".join(row) for row in [self.HEADER, *clean]) + "\n"
 
     def write_tsv(self, path: str | os.PathLike) -> None:
-        from clustermine.h5io import atomic_path
+        from clustermine.atomic import atomic_path
 
         with atomic_path(path) as tmp:
             tmp.write_text(self.tsv(), encoding="utf-8")

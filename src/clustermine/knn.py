@@ -27,7 +27,8 @@ import h5py
 import numpy as np
 import torch
 
-from clustermine.h5io import EmbeddingFileError, atomic_path, read_attrs, write_attrs
+from clustermine.atomic import atomic_path
+from clustermine.h5io import EmbeddingFileError, read_attrs, write_attrs
 from clustermine.knn_search import IVF_SEED, RECALL_QUERIES, KnnSearch
 from clustermine.compute import (
     as_unit_tensor,

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from clustermine.h5io import atomic_path
+from clustermine.atomic import atomic_path
 from clustermine.missing_files import missing_file
 
 TSV_COLUMNS = ("index", "name", "role", "source", "votes", "score")

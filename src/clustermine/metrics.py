@@ -185,7 +185,7 @@ def evaluate_detector(
 def write_metrics(path: str | os.PathLike, records: Sequence[Mapping[str, Any]]) -> None:
     """Atomically write a detector's metrics records as JSON (non-finite numbers become
     null)."""
-    from clustermine.h5io import atomic_path
+    from clustermine.atomic import atomic_path
     from clustermine.labelsets import jsonable
 
     if not records:

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from clustermine import catalog  # noqa: E402
-from clustermine.h5io import atomic_path  # noqa: E402
+from clustermine.atomic import atomic_path  # noqa: E402
 from clustermine.tables import (  # noqa: E402
     SWEEP_KEYS,
     ReportSettings,

@@ -29,7 +29,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from clustermine.h5io import TextEmbeddings, atomic_path, normalize
+from clustermine.atomic import atomic_path
+from clustermine.h5io import TextEmbeddings, normalize
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,8 @@ from typing import Any, Mapping
 import h5py
 import numpy as np
 
-from clustermine.h5io import EmbeddingFileError, atomic_path, read_attrs, write_attrs
+from clustermine.atomic import atomic_path
+from clustermine.h5io import EmbeddingFileError, read_attrs, write_attrs
 from clustermine.missing_files import missing_file
 
 

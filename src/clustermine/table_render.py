@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from clustermine.h5io import atomic_path
+from clustermine.atomic import atomic_path
 
 
 def better(column: str) -> str:

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from clustermine.compute import DEFAULT_BUDGET_BYTES, as_unit_tensor, block_shape, pick_device
-from clustermine.h5io import EmbeddingFileError, atomic_path, read_attrs, write_attrs
+from clustermine.atomic import atomic_path
+from clustermine.h5io import EmbeddingFileError, read_attrs, write_attrs
 from clustermine.image_rows import EmbeddingRows
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ import json
 
 from clustermine.datasets import read_index
 from clustermine.demo.summary import demo_summary, summary_markdown
-from clustermine.h5io import atomic_path
+from clustermine.atomic import atomic_path
 from clustermine.labelsets import jsonable, positive_names
 from clustermine.logs import setup_logging
 from clustermine.metrics import read_metrics_file

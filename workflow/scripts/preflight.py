@@ -1,7 +1,7 @@
 """Every dataset's check passed: check what spans datasets and the corpora, write one table."""
 
 from clustermine.datacheck import merged_tables, preflight_check
-from clustermine.h5io import atomic_path
+from clustermine.atomic import atomic_path
 from clustermine.logs import setup_logging
 
 log = setup_logging(snakemake.log[0])

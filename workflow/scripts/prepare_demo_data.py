@@ -3,7 +3,7 @@
 import json
 
 from clustermine.demo.data import prepare_demo_data
-from clustermine.h5io import atomic_path
+from clustermine.atomic import atomic_path
 from clustermine.logs import setup_logging
 
 log = setup_logging(snakemake.log[0])

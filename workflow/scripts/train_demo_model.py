@@ -4,7 +4,7 @@ import json
 import os
 
 from clustermine.demo.model import TrainSettings, train_demo_model
-from clustermine.h5io import atomic_path
+from clustermine.atomic import atomic_path
 from clustermine.logs import setup_logging
 
 log = setup_logging(snakemake.log[0])

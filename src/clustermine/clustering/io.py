@@ -19,7 +19,8 @@ import h5py
 import numpy as np
 
 from clustermine.clustering import ClusterResult
-from clustermine.h5io import EmbeddingFileError, atomic_path, read_attrs, write_attrs
+from clustermine.atomic import atomic_path
+from clustermine.h5io import EmbeddingFileError, read_attrs, write_attrs
 
 # Attributes owned by the result itself; everything else in the file is context.
 _RESULT_KEYS = ("kind", "clusterer", "num_clusters", "best_head", "params", "seed", "health")

@@ -40,7 +40,7 @@ def unescape_path(cell: str) -> str:
 def write_index(path: str | Path, index: DatasetIndex) -> None:
     """The index TSV: a JSON header line, then ``path<TAB>label`` rows; paths holding a tab,
     newline or backslash are escaped (and logged), so every image is one line."""
-    from clustermine.h5io import atomic_path
+    from clustermine.atomic import atomic_path
 
     odd = [p for p in index.paths if any(ch in p for ch in "\t\n\r")]
     for p in odd[:20]:

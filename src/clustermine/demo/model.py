@@ -19,7 +19,6 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,7 @@ from PIL import Image
 from torchvision import transforms as T
 
 from clustermine.demo.data import list_image_folder
-from clustermine.h5io import atomic_path
+from clustermine.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -173,7 +173,8 @@ def _load(args: argparse.Namespace, **extra: Any):
 def score_command(args: argparse.Namespace) -> int:
     from clustermine.deploy.inputs import gather_paths
     from clustermine.deploy.output import writing
-    from clustermine.h5io import atomic_path, read_image_embeddings
+    from clustermine.atomic import atomic_path
+    from clustermine.h5io import read_image_embeddings
 
     if bool(args.paths) == bool(args.embeddings):
         raise SystemExit("clustermine score: give image paths or --embeddings FILE.h5, not both")

@@ -10,7 +10,7 @@ import errno
 import os
 from pathlib import Path
 
-from clustermine.h5io import OutputDiskFull, is_disk_full
+from clustermine.atomic import is_disk_full, OutputDiskFull
 from clustermine.weights import error_cause
 
 

@@ -19,12 +19,12 @@ import torch
 
 from clustermine import catalog
 from clustermine.detectors.calibration import Calibration
+from clustermine.atomic import atomic_path
 from clustermine.h5io import (
     MODEL_KEYS,
     STR,
     EmbeddingFileError,
     TextEmbeddings,
-    atomic_path,
     normalize,
     read_attrs,
     write_attrs,

@@ -89,7 +89,8 @@ def write_density(path, r: np.ndarray, clamped: int, attrs: dict) -> None:
     """The density file ``results/{model}/text/density/{corpus}.{prompts}.k{k1}.h5``."""
     import h5py
 
-    from clustermine.h5io import atomic_path, write_attrs
+    from clustermine.atomic import atomic_path
+    from clustermine.h5io import write_attrs
 
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("density", data=np.asarray(r, np.float64))

@@ -23,7 +23,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from clustermine.h5io import atomic_path
+from clustermine.atomic import atomic_path
 from clustermine.wordnet import cache_dir
 
 log = logging.getLogger(__name__)

@@ -68,7 +68,7 @@ def place_in_cache(file: str | os.PathLike, arch: str, tag: str,
         target = repo / "snapshots" / commit / names[0]
     else:
         target = cache / os.path.basename(str(source.url))
-    from clustermine.h5io import atomic_path
+    from clustermine.atomic import atomic_path
 
     with atomic_path(target) as tmp:
         shutil.copyfile(file, tmp)
@@ -103,7 +103,7 @@ def _source_of(source: WeightSource, path: Path) -> str:
 
 
 def write_marker(path: str | os.PathLike, record: dict[str, Any]) -> None:
-    from clustermine.h5io import atomic_path
+    from clustermine.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
