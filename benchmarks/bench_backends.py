@@ -327,6 +327,7 @@ def bench_seeding(args, record) -> None:
     import torch
 
     from clustermine.clustering import kmeans as K
+    from clustermine.clustering import seeding as S
 
     torch.set_num_threads(args.threads)
     print(f"seeding: spherical k-means, at most {args.seeding_iters} iterations; faiss's own: "
@@ -343,8 +344,8 @@ def bench_seeding(args, record) -> None:
             if init != "random":
                 rows = K.init_rows(n, cfg, gen)
                 sample = torch.from_numpy(xn) if rows is None else torch.from_numpy(xn)[rows]
-                dist = K._Distances(sample, "cosine", K.default_budget(torch.device("cpu")))
-                seed_with = K.kmeans_parallel if init == "kmeans||" else K.kmeans_plus_plus
+                dist = S.Distances(sample, "cosine", K.default_budget(torch.device("cpu")))
+                seed_with = S.kmeans_parallel if init == "kmeans||" else S.kmeans_plus_plus
                 start = time.perf_counter()
                 seed_with(dist, c, gen, None)
                 seconds_seed = time.perf_counter() - start

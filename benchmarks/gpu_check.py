@@ -288,14 +288,8 @@ def stage_knn(args, x) -> dict:
 def stage_kmeans(args, x_host) -> dict:
     import torch
 
-    from clustermine.clustering.kmeans import (
-        KMeansConfig,
-        _Distances,
-        fit_kmeans,
-        init_rows,
-        kmeans_parallel,
-        kmeans_plus_plus,
-    )
+    from clustermine.clustering.kmeans import KMeansConfig, fit_kmeans, init_rows
+    from clustermine.clustering.seeding import Distances, kmeans_parallel, kmeans_plus_plus
 
     budget, c = args.budget_mb * 2**20, args.clusters
     cfg = KMeansConfig(num_clusters=c)
@@ -307,7 +301,7 @@ def stage_kmeans(args, x_host) -> dict:
     for name, seed_with in (("kmeans++", kmeans_plus_plus), ("kmeans||", kmeans_parallel)):
         _sync()
         start = time.perf_counter()
-        seed_with(_Distances(rows, "cosine", budget), c, torch.Generator().manual_seed(0), None)
+        seed_with(Distances(rows, "cosine", budget), c, torch.Generator().manual_seed(0), None)
         _sync()
         seconds[name] = time.perf_counter() - start
     seeding = seconds[cfg.init]

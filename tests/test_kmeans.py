@@ -9,13 +9,12 @@ from sklearn.metrics import normalized_mutual_info_score as nmi
 from clustermine.clustering import ClusterConfigError, ClusterResult, fit_clusters
 from clustermine.clustering.io import read_cluster_attrs, read_clusters, write_clusters
 from clustermine.clustering.files import cluster_files
-from clustermine.clustering.kmeans import (
-    TooManyClusters,
-    _Distances,
-    fit_kmeans,
+from clustermine.clustering.kmeans import TooManyClusters, fit_kmeans
+from clustermine.clustering.seeding import (
+    Distances,
     kmeans_parallel,
-    parallel_candidates,
     kmeans_plus_plus,
+    parallel_candidates,
 )
 from clustermine.h5io import ImageEmbeddings, write_image_embeddings
 
@@ -91,13 +90,13 @@ def test_in_place_normalisation_gives_the_same_clusters(backend):
 
 def test_kmeans_plus_plus_spreads_seeds():
     x, y = planted_clusters(n=500, noise=0.02)
-    dist = _Distances(torch.nn.functional.normalize(torch.from_numpy(x), dim=1), "cosine", 2**20)
+    dist = Distances(torch.nn.functional.normalize(torch.from_numpy(x), dim=1), "cosine", 2**20)
     seeds = kmeans_plus_plus(dist, 10, torch.Generator().manual_seed(0), None)
     assert len(set(y[seeds.numpy()])) == 10  # one seed in every planted cluster
 
 
 def _unit_distances(x, backend="torch"):
-    return _Distances(torch.nn.functional.normalize(torch.from_numpy(x), dim=1), "cosine", 2**20,
+    return Distances(torch.nn.functional.normalize(torch.from_numpy(x), dim=1), "cosine", 2**20,
                       backend)  # fmt: skip
 
 
@@ -130,7 +129,7 @@ def test_kmeans_parallel_keeps_each_row_with_the_papers_probability(metric):
     x = x.astype(np.float32)
     if metric == "cosine":
         x /= np.linalg.norm(x, axis=1, keepdims=True)
-    dist = _Distances(torch.from_numpy(x), metric, 2**20)
+    dist = Distances(torch.from_numpy(x), metric, 2**20)
     ell, seeds = 2.0, 1000
     kept = np.zeros(len(x))
     expected, variance = np.zeros(len(x)), np.zeros(len(x))
