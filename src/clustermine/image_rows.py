@@ -106,7 +106,9 @@ def open_image_rows(path: str | os.PathLike) -> Iterator[ImageRows]:
                 "float32"
             )
         labels = (
-            f["labels"][()].astype(np.int64) if "labels" in f else np.full(n, -1, np.int64)
+            f["labels"][()].astype(np.int64, copy=False)
+            if "labels" in f
+            else np.full(n, -1, np.int64)
         )
         n_paths = len(f["paths"]) if "paths" in f else n
         if len(labels) != n or n_paths != n:

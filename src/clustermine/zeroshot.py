@@ -128,8 +128,9 @@ def zero_shot_top1(
 
 def write_zero_shot(path: str | os.PathLike, result: ZeroShotResult, attrs: dict) -> None:
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("indices", data=result.indices.astype(np.int64))
-        f.create_dataset("sims", data=result.sims.astype(np.float32))
+        # copy=False: the [N, k] result is written as it is, not copied first.
+        f.create_dataset("indices", data=result.indices.astype(np.int64, copy=False))
+        f.create_dataset("sims", data=result.sims.astype(np.float32, copy=False))
         write_attrs(f, {**result.attrs, **attrs, "kind": "zero_shot"})
 
 
