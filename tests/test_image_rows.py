@@ -1,5 +1,6 @@
 """Image files read in row blocks: the same results as the whole-file reader, one block in
-memory, and every check of the whole-file reader (with the file's row numbers)."""
+memory, and every check of the whole-file reader (with the file's row numbers); and the score
+job, which holds one scored set at a time."""
 
 from __future__ import annotations
 
@@ -135,3 +136,34 @@ def test_the_block_check_refuses_what_the_whole_file_reader_refuses(tmp_path):
     with pytest.raises(EmbeddingFileError, match="not UTF-8") as block_err:
         check_image_file(path, 10 * 4 * 4)
     assert str(block_err.value) == str(err.value)
+
+
+def test_the_score_job_holds_one_scored_set_at_a_time(tmp_path):
+    """A detector that does not adapt scores the sets of an ID set one after the other:
+    the job holds the largest set, not all of them, and each set scores as it does alone."""
+    from clustermine.detectors import get_detector, load_detector
+    from clustermine.detectors.files import score_files
+    from clustermine.h5io import TextEmbeddings
+    from clustermine.score_files import read_scores
+
+    rng = np.random.default_rng(3)
+    pos = TextEmbeddings(rng.normal(size=(5, 128)).astype(np.float32), list("abcde"))
+    det = get_detector("mcm").fit(None, pos, None, 100.0, {}, None,
+                                  meta={"model_arch": "ViT-B-32", "model_pretrained": "x"})
+    det.save(tmp_path / "d.h5")
+    names = ["test", "ood-a", "ood-b", "ood-c"]
+    paths = [tmp_path / f"{name}.h5" for name in names]
+    sets = [write(path, 30_000, 128, seed=i) for i, path in enumerate(paths)]
+    tracemalloc.start()
+    try:
+        score_files(tmp_path / "d.h5", names, paths, ["test"], tmp_path / "s.h5",
+                    context={"method": "mcm"}, device="cpu")  # fmt: skip
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    one_set = sets[0].embeddings.nbytes  # 15 MB
+    assert peak < 2.5 * one_set  # all four sets would be 4 × 15 MB
+    fresh = load_detector(tmp_path / "d.h5", device="cpu")
+    for name, data in zip(names, sets):
+        np.testing.assert_array_equal(read_scores(tmp_path / "s.h5", name).scores,
+                                      fresh.score(data.embeddings))  # fmt: skip

@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 import pytest
 import yaml
-from helpers import REPO, SNAKEFILE, file_times, planned_jobs, run_workflow, snakemake
+from helpers import SNAKEFILE, file_times, planned_jobs, run_workflow, snakemake
 
 from clustermine import catalog
 from clustermine.clustering.io import read_clusters
@@ -630,6 +630,20 @@ def test_ground_truth_method_without_class_names_is_a_config_error(tiny_project)
     assert "'id-train' has none" in message
 
 
+def memory_asked(project: Path, rule: str) -> dict[str, tuple[int, list[str]]]:
+    """Per method, the memory a dry run's ``rule`` job asks for and its input files."""
+    run = subprocess.run([*SNAKEMAKE, "-n", "--cores", "1", "--forcerun", "fit_detector"],
+                         cwd=project, capture_output=True, text=True)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    asked = {}
+    for job in re.split(r"\n(?=(?:local)?rule )", run.stdout):
+        if job.startswith((f"rule {rule}:", f"localrule {rule}:")):
+            method = re.search(r"method=([\w-]+)", job).group(1)
+            inputs = re.search(r"input: (.*)", job).group(1).split(", ")
+            asked[method] = (int(re.search(r"mem_mb=(\d+)", job).group(1)), inputs)
+    return asked
+
+
 def test_detectors_ask_for_the_memory_of_what_they_read(finished, tmp_path):
     """A score that reads the ID-train embeddings (Mahalanobis) asks for memory for them; an
     Eq. 1 score reads only their attributes and does not (5 GB less with ImageNet train)."""
@@ -637,16 +651,34 @@ def test_detectors_ask_for_the_memory_of_what_they_read(finished, tmp_path):
     shutil.copytree(finished, project, symlinks=True)
     train = project / "results/tiny-a/images/id-train.h5"
     os.truncate(train, train.stat().st_size + 50 * 2**20)  # 50 MB more, as far as sizes go
-    run = subprocess.run([*SNAKEMAKE, "-n", "--cores", "1", "--forcerun", "fit_detector"],
-                         cwd=project, capture_output=True, text=True)  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
-    asked = {}
-    for job in re.split(r"\n(?=(?:local)?rule )", run.stdout):
-        if job.startswith(("rule fit_detector", "localrule fit_detector")):
-            method = re.search(r"method=([\w-]+)", job).group(1)
-            asked[method] = int(re.search(r"mem_mb=(\d+)", job).group(1))
+    asked = {method: mem for method, (mem, _) in memory_asked(project, "fit_detector").items()}
     assert set(asked) == set(METHODS)
     # The same inputs (label set gt), the train file counted twice (read whole) or not at all.
     assert asked["mahalanobis"] - asked["mcm"] >= 100
     assert asked["mcm"] == asked["maxlogit"] == asked["energy"]
     assert asked["mahalanobis"] == asked["relative-mahalanobis"]
+
+
+def test_score_jobs_ask_for_the_largest_set_unless_they_adapt(finished, tmp_path):
+    """A score job holds one scored set at a time (the largest counts), except for a score
+    that adapts at test time, which streams the sets together and holds them all."""
+    project = tmp_path / "copy"
+    shutil.copytree(finished, project, symlinks=True)
+    before = memory_asked(project, "score")
+    scored = sorted(f for f in before["mcm"][1] if "/images/" in f)
+    assert len(scored) >= 2  # an ID test set and a benchmark
+    for name in scored[:2]:  # 50 MB more each, as far as sizes go
+        os.truncate(project / name, (project / name).stat().st_size + 50 * 2**20)
+    after = memory_asked(project, "score")
+    adapting = {m for m, e in METHODS.items() if catalog.score(e["score"]).has("stream")}
+    checked = set()
+    for method, (mem, inputs) in after.items():
+        if not set(scored[:2]) <= set(inputs):
+            continue  # another ID set's images
+        grown = mem - before[method][0]
+        if method in adapting:
+            assert grown >= 199, method  # both files, counted twice
+        else:
+            assert 95 <= grown <= 101, method  # one of them, counted twice
+        checked.add(method)
+    assert adapting <= checked and "mcm" in checked

@@ -46,7 +46,7 @@ rule score:
     threads: 1
     resources:
         gpu=1,
-        mem_mb=embeddings_mem_mb,
+        mem_mb=score_mem_mb,
         runtime=60,
         device=DEVICE,
         budget_mb=BUDGET_MB,

@@ -21,6 +21,23 @@ def fit_detector_mem_mb(wildcards, input, attempt):
     return held_mem_mb(size_mb(files), attempt)
 
 
+def score_mem_mb(wildcards, input, attempt):
+    # A detector that does not adapt at test time holds one scored set (with its local
+    # features or views) at a time: the largest counts; one that adapts streams an ID test
+    # set with each benchmark and holds them all (docs/performance.md, "Memory of every job").
+    if CFG.method(wildcards.method)[0].has("stream"):
+        return embeddings_mem_mb(wildcards, input, attempt)
+    per_set = [[f] for f in input.images]
+    for key in ("local", "views"):
+        if key in input.keys():
+            files = list(input[key])
+            per = len(files) // len(per_set)
+            for i, files_of_set in enumerate(per_set):
+                files_of_set += files[i * per : (i + 1) * per]
+    largest = max(size_mb(files) for files in per_set)
+    return held_mem_mb(size_mb([input.detector]) + largest, attempt)
+
+
 def fit_detector_inputs(wildcards):
     model, idset = wildcards.model, wildcards.idset
     spec, prompts = CFG.idset(idset), CFG.idset_prompts(idset)

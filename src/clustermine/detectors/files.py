@@ -172,15 +172,19 @@ def score_files(
     each dataset's local-feature file (``local``) or view files (``views``, a list per
     dataset), in the order of ``datasets``."""
     detector = load_detector(detector_file, device, budget_bytes)
-    data, more = {}, {}
-    for i, (dataset, path) in enumerate(zip(datasets, images)):
-        data[dataset] = read_image_embeddings(path)
-        check_same_model([(detector_file, detector.meta), (path, data[dataset].attrs)])
-        more[dataset] = feature_inputs(
-            detector, path, data[dataset], local[i] if local else None, views[i] if views else ()
+
+    def read(i: int, path: PathLike) -> tuple[ImageEmbeddings, dict[str, Any]]:
+        embeddings = read_image_embeddings(path)
+        check_same_model([(detector_file, detector.meta), (path, embeddings.attrs)])
+        more = feature_inputs(
+            detector, path, embeddings, local[i] if local else None, views[i] if views else ()
         )
+        return embeddings, more
+
     sets, pairs = {}, {}
     if detector.stateful:
+        # Streams mix an ID test set with a benchmark: every set is held.
+        data = {d: read(i, path)[0] for i, (d, path) in enumerate(zip(datasets, images))}
         seed = int(detector.params["stream_seed"])
         benchmarks = [d for d in datasets if d not in tests]
         for test in tests:
@@ -196,13 +200,16 @@ def score_files(
         for dataset, embeddings in data.items():
             sets[dataset] = ScoreSet(None, embeddings.labels, {})
     else:
-        for dataset, embeddings in data.items():
+        # One set at a time: the job holds the largest set, not all of them.
+        for i, (dataset, path) in enumerate(zip(datasets, images)):
+            embeddings, more = read(i, path)
             detector.score_stats = {}
-            scores = detector.score(embeddings.embeddings, **more[dataset])
+            scores = detector.score(embeddings.embeddings, **more)
             log.info("%s: %d images scored, mean score %.6g", dataset, len(scores), scores.mean())
             for key, value in detector.score_stats.items():
                 log.info("%s: %s = %s", dataset, key, value)
             sets[dataset] = ScoreSet(scores, embeddings.labels, {**detector.score_stats})
+            del embeddings, more
     for dataset, path in zip(datasets, images):
         sets[dataset].attrs["embeddings"] = str(path)
     write_score_file(
