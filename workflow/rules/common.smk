@@ -75,7 +75,8 @@ def embeddings_mem_mb(wildcards, input, attempt):
 
 
 # A job that reads its image file in row blocks keeps per row only its results (zero-shot
-# top-5: 60 bytes a row, against 1 to 4 kB a stored row): a quarter of the file bounds them.
+# top-5 and the labels: 68 bytes a row, against 1 to 4 kB a stored row): a quarter of the
+# file bounds them.
 STREAMED_FRACTION = 0.25
 
 
