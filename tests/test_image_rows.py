@@ -105,13 +105,18 @@ def test_a_bad_row_is_named_by_its_row_in_the_file(tmp_path):
         ({"embeddings": np.zeros((4, 3), np.int32)}, "floating point"),
         ({"embeddings": np.zeros(4, np.float32)}, "2-D"),
         ({"vectors": np.zeros((4, 3), np.float32)}, "missing dataset 'embeddings'"),
+        ({"embeddings": np.zeros((4, 3), np.float32), "embedding_dim": 7},
+         "dimension 3 but the file records embedding_dim=7"),
     ],
 )  # fmt: skip
 def test_opening_checks_shapes_and_types(tmp_path, datasets, message):
     path = tmp_path / "bad.h5"
     with h5py.File(path, "w") as f:
         for name, data in datasets.items():
-            f[name] = data
+            if np.ndim(data):
+                f[name] = data
+            else:
+                f.attrs[name] = data
     with pytest.raises(EmbeddingFileError, match=f"{path}.*{message}"):
         with open_image_rows(path):
             pass

@@ -94,19 +94,33 @@ class TextEmbeddings:
         return len(self.embeddings)
 
 
+def check_embedding_layout(
+    shape: tuple[int, ...], dtype: np.dtype, source: str | os.PathLike,
+    attrs: Mapping[str, Any] | None = None,
+) -> None:
+    """The shape part of :func:`check_embeddings` (no values read): 2-D, floating point, and
+    as wide as the model's ``embedding_dim`` recorded beside it."""
+    if len(shape) != 2:
+        raise EmbeddingFileError(f"{source}: embeddings must be a 2-D [N, D] array, got {shape}")
+    if not np.issubdtype(dtype, np.floating):
+        raise EmbeddingFileError(
+            f"{source}: embeddings must be floating point, got {dtype}; write them as float32"
+        )
+    dim = (attrs or {}).get("embedding_dim")
+    if dim not in (None, "none") and shape[0] and int(dim) != shape[1]:
+        raise EmbeddingFileError(
+            f"{source}: embeddings have dimension {shape[1]} but the file records "
+            f"embedding_dim={dim}; the file is inconsistent, re-create it"
+        )
+
+
 def check_embeddings(
     emb: np.ndarray, source: str | os.PathLike, attrs: Mapping[str, Any] | None = None
 ) -> np.ndarray:
-    """The one check of an embedding array read from (or written to) ``source``: 2-D, floating
-    point, every row finite, and as wide as the model's ``embedding_dim`` recorded beside it.
-    Returns the array as float32."""
+    """The one check of an embedding array read from (or written to) ``source``: its layout
+    (:func:`check_embedding_layout`) and every row finite. Returns the array as float32."""
     emb = np.asarray(emb)
-    if emb.ndim != 2:
-        raise EmbeddingFileError(f"{source}: embeddings must be a 2-D [N, D] array, got {emb.shape}")
-    if not np.issubdtype(emb.dtype, np.floating):
-        raise EmbeddingFileError(
-            f"{source}: embeddings must be floating point, got {emb.dtype}; write them as float32"
-        )
+    check_embedding_layout(emb.shape, emb.dtype, source, attrs)
     emb = emb.astype(np.float32, copy=False)
     bad = ~np.isfinite(emb).all(axis=1)
     if bad.any():
@@ -115,12 +129,6 @@ def check_embeddings(
             f"{source}: {len(rows)} of {len(emb)} embedding rows are not finite (NaN or inf), "
             f"first rows {rows[:5].tolist()}; the model or the file is broken. Re-encode the "
             "dataset (with precision: fp32 if mixed precision overflowed) or drop those rows."
-        )
-    dim = (attrs or {}).get("embedding_dim")
-    if dim not in (None, "none") and len(emb) and int(dim) != emb.shape[1]:
-        raise EmbeddingFileError(
-            f"{source}: embeddings have dimension {emb.shape[1]} but the file records "
-            f"embedding_dim={dim}; the file is inconsistent, re-create it"
         )
     return emb
 

@@ -24,6 +24,7 @@ from clustermine.h5io import (
     _open,
     _require,
     _text,
+    check_embedding_layout,
     check_embeddings,
     read_attrs,
 )
@@ -95,16 +96,9 @@ def open_image_rows(path: str | os.PathLike) -> Iterator[ImageRows]:
     with _open(path) as f:
         ds = _require(f, "embeddings", path)
         attrs = read_attrs(f)
-        n = ds.shape[0] if ds.ndim else 0
-        if ds.ndim != 2:
-            raise EmbeddingFileError(
-                f"{path}: embeddings must be a 2-D [N, D] array, got {ds.shape}"
-            )
-        if not np.issubdtype(ds.dtype, np.floating):
-            raise EmbeddingFileError(
-                f"{path}: embeddings must be floating point, got {ds.dtype}; write them as "
-                "float32"
-            )
+        # 2-D, floating point, as wide as the file records; values are checked per block.
+        check_embedding_layout(ds.shape, ds.dtype, path, attrs)
+        n = ds.shape[0]
         labels = (
             f["labels"][()].astype(np.int64, copy=False)
             if "labels" in f
