@@ -239,12 +239,17 @@ def read_image_embeddings(path: str | os.PathLike) -> ImageEmbeddings:
         attrs["embedding_dim"] = int(emb.shape[1])
     else:
         emb = emb.astype(np.float32, copy=False)
-    if emb.ndim != 2 or len(labels) != len(emb) or len(paths) != len(emb):
-        raise EmbeddingFileError(
-            f"{path}: inconsistent shapes: embeddings {emb.shape}, labels {labels.shape}, "
-            f"paths {len(paths)}"
-        )
+    check_row_counts(path, emb.shape, len(labels), len(paths))
     return ImageEmbeddings(emb, labels, paths, class_names, attrs)
+
+
+def check_row_counts(path: Path, shape: tuple[int, ...], n_labels: int, n_paths: int) -> None:
+    """An image file's embeddings, labels and paths have one row each per image."""
+    if len(shape) != 2 or n_labels != shape[0] or n_paths != shape[0]:
+        raise EmbeddingFileError(
+            f"{path}: inconsistent shapes: embeddings {shape}, labels ({n_labels},), "
+            f"paths {n_paths}"
+        )
 
 
 def _check_local(local: np.ndarray, source: str | os.PathLike, n: int) -> None:

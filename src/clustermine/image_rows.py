@@ -26,6 +26,7 @@ from clustermine.h5io import (
     _text,
     check_embedding_layout,
     check_embeddings,
+    check_row_counts,
     read_attrs,
 )
 
@@ -104,12 +105,7 @@ def open_image_rows(path: str | os.PathLike) -> Iterator[ImageRows]:
             if "labels" in f
             else np.full(n, -1, np.int64)
         )
-        n_paths = len(f["paths"]) if "paths" in f else n
-        if len(labels) != n or n_paths != n:
-            raise EmbeddingFileError(
-                f"{path}: inconsistent shapes: embeddings {ds.shape}, labels {labels.shape}, "
-                f"paths {n_paths}"
-            )
+        check_row_counts(path, ds.shape, len(labels), len(f["paths"]) if "paths" in f else n)
         if n:
             attrs["embedding_dim"] = int(ds.shape[1])
         yield ImageRows(EmbeddingRows(ds, path, attrs), labels, attrs)
