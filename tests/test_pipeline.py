@@ -442,11 +442,33 @@ def test_tables_plots_and_report(pipeline):
     assert out.returncode == 0, out.stderr[-3000:]
     html = (pipeline / "results/report.html").read_text(errors="replace")
     assert len(html) > 100_000 and "ood_benchmarks" in html and "clustering" in html
+    assert "Galleries" in html  # the gallery page
     # TEMI and k-means side by side at C = 3, the all-warm-up TEMI flagged.
     clustering = (pipeline / "results/tables/clustering.md").read_text()
     assert "| tiny-a | id-train | 3 | kmeans | kmeans |" in clustering
     assert "| tiny-a | id-train | 3 | temi | temi |" in clustering
     assert "all warm-up" in clustering and "HEALTH CHECK FAILED" in clustering
+
+
+def test_the_gallery_shows_every_clustering_label_set_and_method(pipeline):
+    """One page for the main model's ID set: a section per clustering its label sets vote on,
+    per label set of its methods and per method, with thumbnails of the images."""
+    page = (pipeline / "results/tiny-a/gallery/tiny.html").read_text(encoding="utf-8")
+    titles = set(re.findall(r"<summary><h2>([^<]*)</h2>", page))
+    config = yaml.safe_load((pipeline / "config.yaml").read_text())
+    methods = config["idsets"]["tiny"].get("methods") or list(config["methods"])
+    label_sets = {config["methods"][m].get("labels") for m in methods} - {None}
+    clusterings = set()
+    for slug in label_sets:
+        spec = config["label_sets"][slug]
+        plugin = catalog.miner(spec["miner"])
+        if plugin.has("clusters"):
+            clusterer = spec[plugin.with_role("clusterer").name]
+            clusterings.add(f"{clusterer}-C{spec[plugin.with_role('num_clusters').name]}")
+    expected = ({f"Errors: {m}" for m in methods} | {f"Label set: {s}" for s in label_sets}
+                | {f"Clusters: {c}" for c in clusterings})  # fmt: skip
+    assert clusterings and titles == expected, titles ^ expected
+    assert len(set(re.findall(r'class="img (t\d+)"', page))) > 10
 
 
 def test_editing_one_method_reruns_only_its_files(pipeline):
@@ -461,7 +483,7 @@ def test_editing_one_method_reruns_only_its_files(pipeline):
         "tiny-a/metrics/tiny.plp.json",
         "tiny-a/scores/tiny.plp.h5",
     }
-    report = {p for p in changed if p.startswith(("tables/", "plots/"))}
+    report = {p for p in changed if p.startswith(("tables/", "plots/", "tiny-a/gallery/"))}
     assert changed == method_files | report, sorted(changed - method_files - report)
     assert report  # the tables show the new numbers
 
@@ -525,7 +547,7 @@ def test_speed_settings_rerun_nothing(finished, setting):
 def test_result_settings_rerun_exactly_their_branch(finished, setting, value, expected):
     write_config(finished, lambda c: set_key(c, setting, value))
     jobs = planned_jobs(finished)
-    assert jobs == {**expected, "tables": 1, "plots": 1, "all": 1}, setting
+    assert jobs == {**expected, "tables": 1, "plots": 1, "gallery": 1, "all": 1}, setting
 
 
 def test_an_approximate_graph_is_searched_and_its_recall_recorded(finished):
@@ -565,9 +587,10 @@ def test_the_same_config_in_another_key_order_reruns_nothing(finished):
     (finished / "config.yaml").write_text(yaml.safe_dump(_reordered(config), sort_keys=False))
     assert planned_jobs(finished) == {}
     # Every key sorted, sections included: the entries' order is the report's row order, so
-    # only the tables and figures are made again.
+    # only the tables, the figures and the gallery (its sections in config order) are made
+    # again.
     (finished / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=True))
-    assert set(planned_jobs(finished)) <= {"tables", "plots", "all"}
+    assert set(planned_jobs(finished)) <= {"tables", "plots", "gallery", "all"}
 
 
 def test_a_missing_detector_is_rebuilt_by_a_plain_run(finished):

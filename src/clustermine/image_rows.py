@@ -66,6 +66,14 @@ class EmbeddingRows:
             # The block's row numbers as rows of the file.
             raise EmbeddingFileError(f"{err} (in rows {start} to {stop - 1} of the file)") from None
 
+    def take(self, rows) -> np.ndarray:
+        """The checked rows ``rows`` (any order, repeats allowed), each read once."""
+        unique, inverse = _unique_rows(rows, len(self))
+        block = self._ds[unique] if len(unique) else self._ds[0:0]
+        if not len(block):
+            return np.zeros((0, self.shape[1]), np.float32)
+        return check_embeddings(block, self.path, self._attrs)[inverse]
+
     def blocks(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
         """(first row, block) over the file, ``rows`` rows at a time."""
         for start in range(0, len(self), max(1, int(rows))):
@@ -87,6 +95,25 @@ class ImageRows:
 
     def __len__(self) -> int:
         return len(self.embeddings)
+
+    def paths_at(self, rows) -> list[str]:
+        """The paths of rows ``rows`` (their row numbers where the file stores none)."""
+        unique, inverse = _unique_rows(rows, len(self))
+        f = self.embeddings.file
+        if "paths" not in f:
+            return [str(int(r)) for r in unique[inverse]]
+        ds = f["paths"]
+        got = ds[unique] if len(unique) else []
+        text = [_text(s, ds, "dataset 'paths'") if isinstance(s, bytes) else str(s) for s in got]
+        return [text[i] for i in inverse]
+
+
+def _unique_rows(rows, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique ``rows`` (as HDF5 reads a selection) and where each row is among them."""
+    rows = np.asarray(rows, np.int64).reshape(-1)
+    if len(rows) and (rows.min() < 0 or rows.max() >= n):
+        raise IndexError(f"rows must lie in [0, {n}), got {rows.min()} to {rows.max()}")
+    return np.unique(rows, return_inverse=True)
 
 
 @contextlib.contextmanager

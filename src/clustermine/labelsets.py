@@ -306,9 +306,15 @@ def _read_rows(tsv_path: str | os.PathLike) -> list[tuple[int, dict[str, str]]]:
         return list(enumerate(reader, start=2))
 
 
+def positive_rows(tsv_path: str | os.PathLike) -> list[dict[str, str]]:
+    """The rows of the positives of a label-set file, in file order, as strings (without its
+    text files: ``source`` says which text file ``index`` points into)."""
+    return [row for _, row in _read_rows(tsv_path) if row["role"] == "pos"]
+
+
 def positive_names(tsv_path: str | os.PathLike) -> list[str]:
     """Names of the positives of a label-set file, in file order (without its text files)."""
-    return [row["name"] for _, row in _read_rows(tsv_path) if row["role"] == "pos"]
+    return [row["name"] for row in positive_rows(tsv_path)]
 
 
 def read_label_table(tsv_path: str | os.PathLike):

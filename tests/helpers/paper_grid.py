@@ -168,4 +168,10 @@ def expected_job_counts(config: dict[str, Any]) -> Counter:
         add("corpus_names", spec["corpus"])
     counts = Counter({rule: len(keys) for rule, keys in files.items()})
     counts.update({"preflight": 1, "tables": 1, "plots": 1, "all": 1})
+    # One gallery per ID set that runs the main model (report.main_model, else the first
+    # model of the main ID set).
+    report, idsets = config.get("report") or {}, config["idsets"]
+    main = idsets[report.get("main_idset", next(iter(idsets)))]
+    model = report.get("main_model", (main.get("models") or list(models))[0])
+    counts["gallery"] = sum(model in (s.get("models") or list(models)) for s in idsets.values())
     return counts

@@ -44,6 +44,8 @@ PATHS = {
     "table": "results/tables/{table}.{fmt}",
     "metrics_long": "results/tables/metrics_long.tsv",
     "plot": "results/plots/{figure}.png",
+    # thumbnails of the clusters, the mined positives and each detector's mistakes
+    "gallery": "results/{model}/gallery/{idset}.html",
     # demo
     "demo_split": "{root}/.splits/{split}.json",
     "demo_summary": "results/demo/summary.md",

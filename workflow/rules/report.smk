@@ -56,3 +56,31 @@ rule plots:
         deployment_keys=report_deployment_keys,
     script:
         "../scripts/make_plots.py"
+
+
+# One page per (main model, ID set): thumbnails of its clusters and their votes, its mined
+# positives and the images each method gets most wrong (docs/results.md, "Galleries").
+rule gallery:
+    input:
+        gallery_inputs,
+    output:
+        report(
+            PATHS["gallery"],
+            caption="../report/gallery.rst",
+            category="Galleries",
+            labels={"model": "{model}", "ID set": "{idset}"},
+        ),
+    log:
+        "logs/report/gallery/{model}.{idset}.log",
+    benchmark:
+        "benchmarks/report/gallery/{model}.{idset}.tsv"
+    conda:
+        "../envs/clustermine.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    params:
+        plan=gallery_plan,
+        files=gallery_inputs,
+    script:
+        "../scripts/make_gallery.py"

@@ -107,4 +107,86 @@ def report_targets():
         for f in catalog.TABLE_FORMATS
     ]
     plots = [path("plot", figure=n) for n in catalog.PLOTS]
-    return tables + [PATHS["metrics_long"]] + plots
+    return tables + [PATHS["metrics_long"]] + plots + gallery_targets()
+
+
+def gallery_keys():
+    """(model, ID set) of every gallery: the main model's, one per ID set."""
+    model = CFG.main_model()
+    return [(model, idset) for idset in IDSETS if model in CFG.idset_models(idset)]
+
+
+def gallery_targets():
+    return [path("gallery", model=m, idset=i) for m, i in gallery_keys()]
+
+
+def gallery_plan(wildcards):
+    """The files a gallery reads, by part (clustermine.gallery.GallerySources): the ID
+    set's datasets with their indexes, the clusterings its label sets vote on, those label
+    sets, and every method's detector and scores."""
+    model, idset = wildcards.model, wildcards.idset
+    spec, prompts = CFG.idset(idset), CFG.idset_prompts(idset)
+    train, corpus = spec["train"], spec["corpus"]
+    tests, benchmarks = CFG.idset_tests(idset), CFG.idset_benchmarks(idset)
+    datasets = [train, *tests, *benchmarks]
+    methods = CFG.idset_methods(idset)
+    label_sets = {}
+    for method in methods:
+        slug = CFG.method(method)[2]
+        if slug:
+            clustering = CFG.label_set_clustering(slug)
+            label_sets[slug] = [
+                label_set_file(model, idset, slug),
+                None if clustering is None else "{}-C{}".format(*clustering),
+            ]
+    clusterings = {
+        "{}-C{}".format(*c): clusters_file(model, train, *c)
+        for slug in label_sets
+        if (c := CFG.label_set_clustering(slug)) is not None
+    }
+    classes = class_names_input(model, train, prompts)
+    return {
+        "model": model,
+        "idset": idset,
+        "train": train,
+        "tests": tests,
+        "benchmarks": benchmarks,
+        "images": {ds: image_embeddings(model, ds) for ds in datasets},
+        "indexes": {
+            ds: (
+                None
+                if DATASETS[ds]["type"] == "embeddings"
+                else path("index", dataset=ds)
+            )
+            for ds in datasets
+        },
+        "text": text_embeddings(model, corpus, prompts),
+        # the votes of the clusters need the ID-train images' zero-shot names
+        "zero_shot": (
+            zero_shot_file(model, train, corpus, prompts)
+            if any(CFG.label_set(s)[0].has("zero_shot") for s in label_sets)
+            else None
+        ),
+        "classes": classes[0] if classes else None,
+        "clusterings": clusterings,
+        "label_sets": label_sets,
+        "methods": {
+            m: [
+                path("detector", model=model, idset=idset, method=m),
+                path("scores", model=model, idset=idset, method=m),
+            ]
+            for m in methods
+        },
+        "seed": CFG.seed,
+    }
+
+
+def gallery_inputs(wildcards):
+    """Every file of the gallery's plan (its structure is the job's params)."""
+    plan = gallery_plan(wildcards)
+    files = [plan["text"], plan["zero_shot"], plan["classes"]]
+    files += list(plan["images"].values()) + list(plan["indexes"].values())
+    files += list(plan["clusterings"].values())
+    files += [f for f, _ in plan["label_sets"].values()]
+    files += [f for pair in plan["methods"].values() for f in pair]
+    return [f for f in dict.fromkeys(files) if f]

@@ -334,11 +334,7 @@ class Detector:
     @classmethod
     def _from_file(cls, f: h5py.File, path: str | os.PathLike) -> "Detector":
         attrs = read_attrs(f)
-        texts = {}
-        for group in ("pos", "neg"):
-            g = f[group]
-            names = [s.decode() if isinstance(s, bytes) else str(s) for s in g["names"][()]]
-            texts[group] = TextEmbeddings(g["embeddings"][()].astype(np.float32), names)
+        texts = read_texts(f)
         params = attrs.get("params", {})
         if not isinstance(params, dict):
             raise EmbeddingFileError(f"{path}: detector parameters are not a JSON object")
@@ -366,6 +362,16 @@ class Detector:
             "n_pos": len(self.text_pos.names),
             "n_neg": len(self.text_neg.names),
         }
+
+
+def read_texts(f: h5py.File, groups: Sequence[str] = ("pos", "neg")) -> dict[str, TextEmbeddings]:
+    """The label texts (unit rows) of an open detector file: ``pos``, ``neg`` or both."""
+    texts = {}
+    for group in groups:
+        g = f[group]
+        names = [s.decode() if isinstance(s, bytes) else str(s) for s in g["names"][()]]
+        texts[group] = TextEmbeddings(g["embeddings"][()].astype(np.float32, copy=False), names)
+    return texts
 
 
 def _copy_state(state: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,477 @@
+"""The report's gallery of one (model, ID set): what was mined, from which images, and which
+images each detector gets wrong (docs/results.md, "Galleries").
+
+Built from the files the workflow already wrote, nothing recomputed but the cluster votes:
+
+- **clusters**: every clustering a label set of the ID set votes on, each cluster (the
+  largest :data:`MAX_CLUSTERS`) as a few of its ID-train images (a seeded sample) with its
+  voted name (the majority zero-shot label of its members, ClusterMine's vote), the vote share,
+  its purity against the ground truth where the images have labels, and the marks *merged*
+  (another cluster voted the same name) and *dropped by <label set>* (a label set on this
+  clustering left the voted name out, as GradNorm does);
+- **label sets**: each mined positive (the most voted :data:`MAX_POSITIVES`) with the clusters
+  that voted for it and its images (the ID-train images whose zero-shot name it is, within
+  the voting clusters, most similar first; for a ground-truth positive, images of the class),
+  and its nearest ground-truth name by text cosine;
+- **errors**: per method and (ID test set, benchmark), the OOD images accepted with the
+  highest scores, and per ID test set the ID images rejected with the lowest (per pair for a
+  score that adapts at test time), each with the nearest positive and negative label among
+  those its score uses.
+
+Every count shown is capped (constants below), so a gallery stays a few MB at any N and C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from clustermine.cluster_analysis import majority_vote
+from clustermine.image_rows import ImageRows, open_image_rows
+from clustermine.thumbnails import ImageRoot, ThumbnailStore
+
+log = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike
+
+MAX_CLUSTERS = 60
+CLUSTER_IMAGES = 6
+MAX_POSITIVES = 60
+POSITIVE_IMAGES = 6
+ERROR_IMAGES = 6
+
+
+@dataclass
+class Tile:
+    """One image: its thumbnail's CSS class (None: see ``problem``), path and caption lines."""
+
+    css: str | None
+    path: str
+    caption: list[str] = field(default_factory=list)
+    problem: str | None = None
+
+
+@dataclass
+class Card:
+    """A titled group of tiles (a cluster, a positive) with its facts and marks."""
+
+    title: str
+    facts: list[str]
+    tiles: list[Tile]
+    marks: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Section:
+    kind: str  # "clusters", "labels" or "errors"
+    title: str
+    summary: str
+    cards: list[Card]
+
+
+@dataclass
+class GallerySources:
+    """The files of one (model, ID set) gallery. ``images``/``roots``: per dataset, its
+    embedding file and its image root (None for a dataset given as embeddings);
+    ``clusterings``: name -> cluster file; ``label_sets``: slug -> (label TSV, clustering name
+    or None); ``methods``: slug -> (detector file, score file)."""
+
+    model: str
+    idset: str
+    train: str
+    tests: list[str]
+    benchmarks: list[str]
+    images: dict[str, PathLike]
+    roots: dict[str, ImageRoot | None]
+    text: PathLike
+    zero_shot: PathLike | None = None
+    classes: PathLike | None = None
+    clusterings: dict[str, PathLike] = field(default_factory=dict)
+    label_sets: dict[str, tuple[PathLike, str | None]] = field(default_factory=dict)
+    methods: dict[str, tuple[PathLike, PathLike]] = field(default_factory=dict)
+    seed: int = 0
+
+
+@dataclass
+class Gallery:
+    model: str
+    idset: str
+    sections: list[Section]
+    css: str
+    thumbnails: int
+    settings: dict[str, Any]
+
+
+def settings() -> dict[str, int]:
+    return {
+        "max_clusters": MAX_CLUSTERS,
+        "cluster_images": CLUSTER_IMAGES,
+        "max_positives": MAX_POSITIVES,
+        "positive_images": POSITIVE_IMAGES,
+        "error_images": ERROR_IMAGES,
+    }
+
+
+class _Train:
+    """What the sections need of the ID-train images: labels, class names, zero-shot top-1."""
+
+    def __init__(self, rows: ImageRows, sources: GallerySources):
+        from clustermine.h5io import read_text_embeddings
+        from clustermine.zeroshot import read_zero_shot
+
+        self.rows, self.dataset = rows, sources.train
+        self.labels = rows.labels
+        self.class_names = _class_names(rows)
+        self.corpus = read_text_embeddings(sources.text)
+        self.class_text = (
+            read_text_embeddings(sources.classes) if sources.classes is not None else None
+        )
+        self.top1 = self.top1_sim = None
+        if sources.zero_shot is not None:
+            zs = read_zero_shot(sources.zero_shot, top1_only=True)
+            if len(zs.indices) != len(rows):
+                raise ValueError(
+                    f"{sources.zero_shot}: {len(zs.indices)} rows, but the ID-train file "
+                    f"{rows.embeddings.path} has {len(rows)}; delete the zero-shot file so that "
+                    "it is recomputed"
+                )
+            self.top1, self.top1_sim = zs.indices[:, 0], zs.sims[:, 0]
+
+    def name(self, i: int) -> str:
+        return self.corpus.names[int(i)]
+
+    def class_name(self, label: int) -> str:
+        if self.class_names and 0 <= label < len(self.class_names):
+            return self.class_names[label]
+        return str(label)
+
+    def tiles(self, store: ThumbnailStore, rows: Sequence[int], captions=None) -> list[Tile]:
+        return _tiles(store, self.dataset, self.rows, rows, captions)
+
+
+def _class_names(rows: ImageRows) -> list[str] | None:
+    from clustermine.h5io import _strings
+
+    f = rows.embeddings.file
+    return _strings(f["class_names"]) if "class_names" in f else None
+
+
+def _tiles(store, dataset, rows: ImageRows, picked, captions=None) -> list[Tile]:
+    picked = [int(r) for r in picked]
+    paths = rows.paths_at(picked) if picked else []
+    out = []
+    for j, path in enumerate(paths):
+        thumb = store.get(dataset, path)
+        out.append(Tile(thumb.css, path, list(captions[j]) if captions else [], thumb.problem))
+    return out
+
+
+def build_gallery(sources: GallerySources) -> Gallery:
+    store = ThumbnailStore(sources.roots)
+    with contextlib.ExitStack() as stack:
+        train = _Train(stack.enter_context(open_image_rows(sources.images[sources.train])),
+                       sources)  # fmt: skip
+        positives = _positives(sources)
+        sections = clustering_sections(sources, train, store, positives)
+        sections += label_set_sections(sources, train, store, positives)
+        sections += error_sections(sources, store, stack)
+    store.close()
+    return Gallery(
+        sources.model, sources.idset, sections, store.css(), len(store),
+        {**settings(), "seed": sources.seed},
+    )  # fmt: skip
+
+
+def _votes(train: _Train, assignments: np.ndarray):
+    """ClusterMine's vote of every non-empty cluster: (cluster, name index, share, size)."""
+    if train.top1 is None:
+        return None
+    cluster, label, count, size = majority_vote(assignments, train.top1)
+    return cluster, label, count / size, size
+
+
+def _positives(sources: GallerySources) -> dict[str, list[dict[str, str]]]:
+    """The positive rows of every label set, each file read once."""
+    from clustermine.labelsets import positive_rows
+
+    return {slug: positive_rows(tsv) for slug, (tsv, _) in sources.label_sets.items()}
+
+
+def _dropped_by(sources: GallerySources, positives, clustering: str) -> dict[str, set[str]]:
+    """Positive names of each label set that votes on ``clustering``."""
+    return {
+        slug: {row["name"] for row in positives[slug]}
+        for slug, (_, on) in sources.label_sets.items()
+        if on == clustering
+    }
+
+
+def clustering_sections(sources: GallerySources, train: _Train, store, positives) -> list[Section]:
+    from clustermine.clustering.io import read_clusters
+
+    rng_seed = sources.seed
+    sections = []
+    for name, path in sources.clusterings.items():
+        result = read_clusters(path)
+        assign = np.asarray(result.assignments, np.int64)
+        if len(assign) != len(train.rows):
+            raise ValueError(
+                f"{path}: {len(assign)} assignments, but the ID-train file has "
+                f"{len(train.rows)} rows; delete the cluster file so that it is remade"
+            )
+        sizes = np.bincount(assign[assign >= 0], minlength=result.num_clusters)
+        votes = _votes(train, assign)
+        voted = {} if votes is None else {int(c): (int(n), float(s)) for c, n, s, _ in zip(*votes)}
+        by_name: dict[int, list[int]] = {}
+        for c, (n, _) in voted.items():
+            by_name.setdefault(n, []).append(c)
+        kept = _dropped_by(sources, positives, name)
+        labelled = train.labels >= 0
+        rng = np.random.default_rng(rng_seed)
+        cards = []
+        order = np.argsort(-sizes, kind="stable")
+        for c in order[:MAX_CLUSTERS]:
+            c = int(c)
+            members = np.flatnonzero(assign == c)
+            if not len(members):
+                continue
+            facts = [f"{len(members):,} images"]
+            marks, title = [], f"cluster {c}"
+            if c in voted:
+                n, share = voted[c]
+                title = f"cluster {c}: {train.name(n)}"
+                facts.append(f"vote share {share:.0%}")
+                others = [o for o in by_name[n] if o != c]
+                if others:
+                    marks.append("merged with cluster " + ", ".join(map(str, others[:8])))
+                for slug, names in kept.items():
+                    if train.name(n) not in names:
+                        marks.append(f"dropped by {slug}")
+            gt = train.labels[members][labelled[members]]
+            if len(gt):
+                top = np.bincount(gt).argmax()
+                facts.append(
+                    f"purity {np.mean(gt == top):.0%} ({train.class_name(int(top))})"
+                )
+            shown = np.sort(rng.choice(members, min(CLUSTER_IMAGES, len(members)), replace=False))
+            captions = [[_gt_caption(train, r)] for r in shown]
+            cards.append(Card(title, facts, train.tiles(store, shown, captions), marks))
+        empty = int((sizes == 0).sum())
+        summary = (
+            f"{result.clusterer}, C = {result.num_clusters}: {len(voted)} clusters voted for "
+            f"{len(by_name)} names; {empty} empty. "
+            + (f"The {MAX_CLUSTERS} largest clusters are shown. " if result.num_clusters
+               > MAX_CLUSTERS else "")  # fmt: skip
+            + f"{CLUSTER_IMAGES} images each, drawn with seed {rng_seed}."
+        )
+        sections.append(Section("clusters", f"Clusters: {name}", summary, cards))
+    return sections
+
+
+def _gt_caption(train: _Train, row: int) -> str:
+    label = int(train.labels[row])
+    return f"true: {train.class_name(label)}" if label >= 0 else ""
+
+
+def _nearest_gt(train: _Train, corpus_row: int) -> str | None:
+    from clustermine.h5io import normalize
+
+    if train.class_text is None or not len(train.class_text.names):
+        return None
+    sims = normalize(train.class_text.embeddings) @ normalize(
+        train.corpus.embeddings[corpus_row : corpus_row + 1]
+    ).T
+    best = int(np.argmax(sims[:, 0]))
+    return f"nearest true name: {train.class_text.names[best]} (cos {sims[best, 0]:.2f})"
+
+
+def label_set_sections(sources: GallerySources, train: _Train, store, positives) -> list[Section]:
+    from clustermine.clustering.io import read_clusters
+
+    sections, seen = [], {}
+    for slug, (_, clustering) in sources.label_sets.items():
+        pos = positives[slug]
+        # Shown once: the same positives voted on the same clustering (or on none).
+        key = (clustering, tuple((row["source"], row["name"]) for row in pos))
+        if key in seen:
+            same = f"The same {len(pos)} positives as {seen[key]}."
+            sections.append(Section("labels", f"Label set: {slug}", same, []))
+            continue
+        seen[key] = slug
+        assign = voted_by = None
+        if clustering is not None and train.top1 is not None:
+            assign = np.asarray(read_clusters(sources.clusterings[clustering]).assignments)
+            cluster, label, _, _ = _votes(train, assign)
+            voted_by = {}
+            for c, n in zip(cluster.tolist(), label.tolist()):
+                voted_by.setdefault(n, []).append(c)
+        votes = np.array([int(row["votes"]) if row["votes"] else -1 for row in pos], np.int64)
+        order = np.argsort(-votes, kind="stable")[:MAX_POSITIVES]
+        cards = []
+        for i in order:
+            row = pos[int(i)]
+            index, facts = int(row["index"]), []
+            if row["source"] == "classes":
+                rows = np.flatnonzero(train.labels == index)[:POSITIVE_IMAGES]
+                facts.append("a true class name (Y_GT)")
+            else:
+                rows = _named_images(train, index, assign, voted_by)
+                if votes[i] >= 0:
+                    facts.append(f"{int(votes[i])} votes")
+                if voted_by is not None:
+                    clusters = voted_by.get(index, [])
+                    facts.append("voted by cluster " + ", ".join(map(str, clusters[:12]))
+                                 if clusters else "no cluster voted for it")  # fmt: skip
+                nearest = _nearest_gt(train, index)
+                if nearest:
+                    facts.append(nearest)
+            captions = [[_gt_caption(train, r)] for r in rows]
+            cards.append(Card(str(row["name"]), facts, train.tiles(store, rows, captions)))
+        summary = f"{len(pos)} positives" + (
+            f"; the {MAX_POSITIVES} most voted are shown" if len(pos) > MAX_POSITIVES else ""
+        ) + (f"; votes of clustering {clustering}" if clustering else "") + "."
+        sections.append(Section("labels", f"Label set: {slug}", summary, cards))
+    return sections
+
+
+def _named_images(train: _Train, index: int, assign, voted_by) -> np.ndarray:
+    """ID-train images whose zero-shot name is corpus row ``index`` (within the clusters that
+    voted for it, when there are any), most similar first."""
+    if train.top1 is None:
+        return np.zeros(0, np.int64)
+    rows = np.flatnonzero(train.top1 == index)
+    if assign is not None and voted_by and voted_by.get(index):
+        inside = rows[np.isin(assign[rows], voted_by[index])]
+        rows = inside if len(inside) else rows
+    best = np.argsort(-train.top1_sim[rows], kind="stable")[:POSITIVE_IMAGES]
+    return rows[best]
+
+
+def error_sections(sources: GallerySources, store, stack) -> list[Section]:
+    from clustermine.detectors.registry import read_detector_texts
+
+    opened: dict[str, ImageRows] = {}
+
+    def rows_of(dataset: str) -> ImageRows:
+        if dataset not in opened:
+            opened[dataset] = stack.enter_context(open_image_rows(sources.images[dataset]))
+        return opened[dataset]
+
+    sections = []
+    for method, (detector_path, scores_path) in sources.methods.items():
+        score, *texts = read_detector_texts(detector_path)
+        sides = _error_sides(sources, scores_path, rows_of)
+        names = _names_of_picks(texts, sides, rows_of)
+        cards = []
+        for title, dataset, scores, picked, what in sides:
+            rows = rows_of(dataset)
+            captions = [
+                [f"score {scores[r]:.4g}", *_true_class(rows, r), *names[dataset][int(r)]]
+                for r in picked
+            ]
+            cards.append(Card(title, [what], _tiles(store, dataset, rows_of(dataset), picked,
+                                                    captions)))  # fmt: skip
+        sections.append(
+            Section("errors", f"Errors: {method}",
+                    f"score {score}; higher = more in-distribution.", cards)  # fmt: skip
+        )
+    return sections
+
+
+def _true_class(rows: ImageRows, row: int) -> list[str]:
+    """The caption of an image's ground-truth class, if it has one."""
+    label = int(rows.labels[row])
+    if label < 0:
+        return []
+    names = _class_names(rows)
+    return [f"true: {names[label] if names and label < len(names) else label}"]
+
+
+def _error_sides(sources: GallerySources, scores_path, rows_of) -> list[tuple]:
+    """(title, dataset, scores, picked rows, what) of every card of a method: per (ID test set,
+    benchmark) the OOD images with the highest scores; per ID test set the ID images with the
+    lowest, once (per pair for a score that adapts at test time: its stream's scores)."""
+    from clustermine.score_files import read_pair
+
+    sides, shown = [], set()
+    for test in sources.tests:
+        for bench in sources.benchmarks:
+            id_set, ood_set = read_pair(scores_path, test, bench)
+            for dataset, scores in ((bench, ood_set.scores), (test, id_set.scores)):
+                if len(scores) != len(rows_of(dataset)):
+                    raise ValueError(
+                        f"{scores_path}: {len(scores)} scores of {dataset}, but its image file "
+                        f"{rows_of(dataset).embeddings.path} has {len(rows_of(dataset))} rows; "
+                        "delete the score file so that it is scored again"
+                    )
+            accepted = np.argsort(-ood_set.scores, kind="stable")[:ERROR_IMAGES]
+            sides.append((f"OOD accepted: {bench} (against {test})", bench, ood_set.scores,
+                          accepted, f"the {bench} images with the highest scores"))  # fmt: skip
+            stream = "stream_seed" in id_set.attrs
+            if stream or test not in shown:
+                shown.add(test)
+                rejected = np.argsort(id_set.scores, kind="stable")[:ERROR_IMAGES]
+                title = f"ID rejected: {test}" + (f" (stream with {bench})" if stream else "")
+                sides.append((title, test, id_set.scores, rejected,
+                              f"the {test} images with the lowest scores"))  # fmt: skip
+    return sides
+
+
+def _names_of_picks(texts, sides, rows_of) -> dict[str, dict[int, list[str]]]:
+    """The nearest labels of every picked image of a method, each image's row read once."""
+    wanted: dict[str, set[int]] = {}
+    for _, dataset, _, picked, _ in sides:
+        wanted.setdefault(dataset, set()).update(int(r) for r in picked)
+    names = {}
+    for dataset, rows in wanted.items():
+        rows = sorted(rows)
+        labels = _top_labels(texts, rows_of(dataset).embeddings.take(rows))
+        names[dataset] = dict(zip(rows, labels))
+    return names
+
+
+def _top_labels(texts, embeddings: np.ndarray) -> list[list[str]]:
+    """Per row, the nearest positive and negative label (by cosine; the detector's label
+    texts are stored unit length), as captions."""
+    from clustermine.h5io import normalize
+
+    x = normalize(np.asarray(embeddings, np.float32))
+    out = [[] for _ in range(len(x))]
+    for which, label_texts in zip(("pos", "neg"), texts):
+        if not len(label_texts.names) or not len(x):
+            continue
+        best = (x @ label_texts.embeddings.T).argmax(axis=1)
+        for j, b in enumerate(best):
+            out[j].append(f"{which}: {label_texts.names[int(b)]}")
+    return out
+
+
+def sources_from(plan: Mapping[str, Any], local: Mapping[str, str] | None = None) -> GallerySources:
+    """The gallery's sources from the plan the workflow gives the job (its params). ``local``
+    maps each file of the plan to the path the job reads it at (Snakemake's inputs, which
+    differ from the plan's paths where inputs are staged to node-local storage)."""
+    local = dict(local or {})
+
+    def at(path):
+        return None if path is None else local.get(str(path), path)
+
+    roots = {
+        ds: (ImageRoot.from_index(at(index)) if index else None)
+        for ds, index in plan["indexes"].items()
+    }
+    return GallerySources(
+        model=plan["model"], idset=plan["idset"], train=plan["train"],
+        tests=list(plan["tests"]), benchmarks=list(plan["benchmarks"]),
+        images={ds: at(p) for ds, p in plan["images"].items()}, roots=roots,
+        text=at(plan["text"]), zero_shot=at(plan.get("zero_shot")),
+        classes=at(plan.get("classes")),
+        clusterings={k: at(p) for k, p in plan["clusterings"].items()},
+        label_sets={k: (at(v[0]), v[1]) for k, v in plan["label_sets"].items()},
+        methods={k: (at(v[0]), at(v[1])) for k, v in plan["methods"].items()},
+        seed=int(plan.get("seed", 0)),
+    )  # fmt: skip
