@@ -165,6 +165,19 @@ def test_prepare_writes_image_folders(tmp_path):
     json.dumps(summary)  # the workflow stores it as JSON
 
 
+def test_the_inverted_test_split_is_the_test_images_inverted():
+    """The covariate-shifted ID test set: every Fashion-MNIST test image, same class and
+    stem, pixels 255 - p."""
+    images, labels = dd.read_fashion_mnist("test")
+    [(split, items)] = list(dd.split_items(splits=["fmnist-test-inverted"]))
+    assert split == "fmnist-test-inverted" and len(items) == len(images)
+    for i in (0, 4321, len(images) - 1):
+        item = items[i]
+        assert item.stem == f"{i:05d}" and item.label == dd.FASHION_MNIST_CLASSES[labels[i]]
+        pixels = np.asarray(item.image())
+        assert np.array_equal(pixels, 255 - images[i]) and pixels[0, 0] > 250
+
+
 def test_write_image_folder_rejects_bad_class_names(tmp_path):
     item = dd.Item("t-shirt/top", "00000", np.zeros((4, 4), np.uint8))
     with pytest.raises(ValueError, match="folder name"):

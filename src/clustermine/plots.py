@@ -171,33 +171,38 @@ def plot_id_shift(inputs: PlotInputs, path) -> None:
     tests = [t for t in tests if t in set(bench.testset)]
     means = mean_metrics(bench, s, ["method", "testset"])["mean AUROC"].unstack("testset") * 100
     means = means.reindex(columns=tests)
-    methods = s.method_order(means.index)
-    colors = _colors(methods)
-    fig, axes = plt.subplots(1, 2, figsize=(max(9.0, 1.2 * len(tests) + 6), 4.0))
-    x = np.arange(len(tests))
-    for m in methods:
-        axes[0].plot(x, means.loc[m].to_numpy(), "o-", ms=4, color=colors[m], label=m)
-    axes[0].set_xticks(x, tests, rotation=30, ha="right", fontsize=8)
-    axes[0].set_ylabel("mean AUROC (%)")
+    # One row per method (labelled on the axis, so any number of methods stays readable),
+    # one bar per ID test set; the methods in the report's order, top to bottom.
+    methods = s.method_order(means.index)[::-1]
+    colors = _colors(tests)
+    y = np.arange(len(methods))
+    height = 0.8 / len(tests)
+    fig, axes = plt.subplots(1, 2, sharey=True, figsize=(11.0, 1.4 + 0.22 * len(methods)
+                                                          * max(1, len(tests) - 1)))  # fmt: skip
+    for j, t in enumerate(tests):
+        axes[0].barh(y - (j - (len(tests) - 1) / 2) * height, means.loc[methods, t].to_numpy(),
+                     height, color=colors[t], label=t)  # fmt: skip
+    axes[0].set_yticks(y, methods, fontsize=8)
+    axes[0].set_xlabel("mean AUROC (%)")
     axes[0].set_title(f"{s.main_model}: ID test sets", fontsize=10)
-    axes[0].grid(axis="y", alpha=0.3)
+    axes[0].grid(axis="x", alpha=0.3)
+    axes[0].legend(fontsize=8, frameon=False, loc="lower left", bbox_to_anchor=(0, 1.04))
     if len(tests) < 2:
         axes[1].set_axis_off()
         axes[1].text(0.5, 0.5, "one ID test set:\nno shift to compare", ha="center",
                      va="center", transform=axes[1].transAxes)
     else:
         drop = means.iloc[:, 1:].rsub(means.iloc[:, 0], axis=0).div(means.iloc[:, 0], axis=0)
-        width = 0.8 / len(methods)
-        xs = np.arange(len(tests) - 1)
-        for j, m in enumerate(methods):
-            axes[1].bar(xs + (j - (len(methods) - 1) / 2) * width, 100 * drop.loc[m].to_numpy(),
-                        width, color=colors[m], label=m)
-        axes[1].set_xticks(xs, tests[1:], rotation=30, ha="right", fontsize=8)
-        axes[1].axhline(0, color="black", lw=0.6)
-        axes[1].set_ylabel(f"relative AUROC drop vs {tests[0]} (%)")
+        shifted = tests[1:]
+        height = 0.8 / len(shifted)
+        for j, t in enumerate(shifted):
+            axes[1].barh(y - (j - (len(shifted) - 1) / 2) * height,
+                         100 * drop.loc[methods, t].to_numpy(), height, color=colors[t],
+                         label=t)  # fmt: skip
+        axes[1].axvline(0, color="black", lw=0.6)
+        axes[1].set_xlabel(f"relative AUROC drop vs {tests[0]} (%)")
         axes[1].set_title("relative drop (lower is more robust)", fontsize=10)
-        axes[1].grid(axis="y", alpha=0.3)
-    _legend(axes[1] if len(tests) > 1 else axes[0], len(methods))
+        axes[1].grid(axis="x", alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
     _save(fig, path)

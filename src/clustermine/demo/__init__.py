@@ -9,7 +9,7 @@ it is parsed.
 
 # Every image folder the demo writes, one rule job each (workflow/rules/demo.smk).
 SPLITS = (
-    "fmnist-train", "fmnist-test", "digits-train", "digits-heldout",
+    "fmnist-train", "fmnist-test", "fmnist-test-inverted", "digits-train", "digits-heldout",
     "tuxpaint-train", "tuxpaint-heldout", "textures", "unseen-digits",
 )  # fmt: skip
 # The splits the demo model's image tower is trained on, and the one its zero-shot accuracy is
