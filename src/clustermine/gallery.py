@@ -126,7 +126,7 @@ class _Train:
 
         self.rows, self.dataset = rows, sources.train
         self.labels = rows.labels
-        self.class_names = _class_names(rows)
+        self.class_names = rows.class_names
         self.corpus = read_text_embeddings(sources.text)
         self.class_text = (
             read_text_embeddings(sources.classes) if sources.classes is not None else None
@@ -154,13 +154,6 @@ class _Train:
         return _tiles(store, self.dataset, self.rows, rows, captions)
 
 
-def _class_names(rows: ImageRows) -> list[str] | None:
-    from clustermine.h5io import _strings
-
-    f = rows.embeddings.file
-    return _strings(f["class_names"]) if "class_names" in f else None
-
-
 def _tiles(store, dataset, rows: ImageRows, picked, captions=None) -> list[Tile]:
     picked = [int(r) for r in picked]
     paths = rows.paths_at(picked) if picked else []
@@ -174,13 +167,13 @@ def _tiles(store, dataset, rows: ImageRows, picked, captions=None) -> list[Tile]
 def build_gallery(sources: GallerySources) -> Gallery:
     store = ThumbnailStore(sources.roots)
     with contextlib.ExitStack() as stack:
+        stack.callback(store.close)
         train = _Train(stack.enter_context(open_image_rows(sources.images[sources.train])),
                        sources)  # fmt: skip
         positives = _positives(sources)
         sections = clustering_sections(sources, train, store, positives)
         sections += label_set_sections(sources, train, store, positives)
         sections += error_sections(sources, store, stack)
-    store.close()
     return Gallery(
         sources.model, sources.idset, sections, store.css(), len(store),
         {**settings(), "seed": sources.seed},
@@ -388,7 +381,7 @@ def _true_class(rows: ImageRows, row: int) -> list[str]:
     label = int(rows.labels[row])
     if label < 0:
         return []
-    names = _class_names(rows)
+    names = rows.class_names
     return [f"true: {names[label] if names and label < len(names) else label}"]
 
 

@@ -23,6 +23,7 @@ from clustermine.h5io import (
     EmbeddingFileError,
     _open,
     _require,
+    _strings,
     _text,
     check_embedding_layout,
     check_embeddings,
@@ -87,11 +88,12 @@ class EmbeddingRows:
 @dataclass
 class ImageRows:
     """An open image file: ``embeddings`` read in blocks, ``labels`` [N] int64 held (8 bytes a
-    row), the attributes; the paths stay in the file."""
+    row), the attributes and class names; the paths stay in the file (:meth:`paths_at`)."""
 
     embeddings: EmbeddingRows
     labels: np.ndarray
     attrs: dict[str, Any] = field(default_factory=dict)
+    class_names: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.embeddings)
@@ -135,7 +137,8 @@ def open_image_rows(path: str | os.PathLike) -> Iterator[ImageRows]:
         check_row_counts(path, ds.shape, len(labels), len(f["paths"]) if "paths" in f else n)
         if n:
             attrs["embedding_dim"] = int(ds.shape[1])
-        yield ImageRows(EmbeddingRows(ds, path, attrs), labels, attrs)
+        class_names = _strings(f["class_names"]) if "class_names" in f else None
+        yield ImageRows(EmbeddingRows(ds, path, attrs), labels, attrs, class_names)
 
 
 def check_image_file(path: str | os.PathLike, budget_bytes: int) -> ImageRows:
