@@ -54,7 +54,7 @@ def read_attrs(obj: h5py.HLObject) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in obj.attrs.items():
         if isinstance(value, bytes):
-            value = _text(value, obj, f"attribute '{key}'")
+            value = decode_text(value, obj, f"attribute '{key}'")
         if isinstance(value, np.generic):
             value = value.item()
         if isinstance(value, str) and value[:1] in "[{":
@@ -139,7 +139,7 @@ def normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return x / np.maximum(norm, 1e-12)
 
 
-def _text(value: bytes, obj: h5py.HLObject, what: str) -> str:
+def decode_text(value: bytes, obj: h5py.HLObject, what: str) -> str:
     """Bytes of an HDF5 file as text: UTF-8, as this project writes it; anything else (text a
     tool stored as Latin-1, say) is an :class:`EmbeddingFileError` naming the file and where."""
     try:
@@ -151,12 +151,14 @@ def _text(value: bytes, obj: h5py.HLObject, what: str) -> str:
         ) from None
 
 
-def _strings(ds: h5py.Dataset) -> list[str]:
+def read_strings(ds: h5py.Dataset) -> list[str]:
+    """A string dataset as text (each value checked as :func:`decode_text` checks it)."""
     where = f"dataset '{ds.name.lstrip('/')}'"
-    return [_text(s, ds, where) if isinstance(s, bytes) else str(s) for s in ds[()]]
+    return [decode_text(s, ds, where) if isinstance(s, bytes) else str(s) for s in ds[()]]
 
 
-def _require(f: h5py.File, key: str, path: Path) -> h5py.Dataset:
+def require_dataset(f: h5py.File, key: str, path: Path) -> h5py.Dataset:
+    """Dataset ``key`` of an embedding file, or an error naming the file and what it holds."""
     if key not in f:
         raise EmbeddingFileError(
             f"{path}: missing dataset '{key}'; this is not a clustermine embedding file "
@@ -165,7 +167,8 @@ def _require(f: h5py.File, key: str, path: Path) -> h5py.Dataset:
     return f[key]
 
 
-def _open(path: str | os.PathLike) -> h5py.File:
+def open_file(path: str | os.PathLike) -> h5py.File:
+    """An embedding file opened read-only; a missing or unreadable file is an error naming it."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(missing_file(path, "embedding file"))
@@ -224,15 +227,15 @@ def write_image_embeddings(path: str | os.PathLike, data: ImageEmbeddings) -> No
 
 def read_image_embeddings(path: str | os.PathLike) -> ImageEmbeddings:
     path = Path(path)
-    with _open(path) as f:
-        emb = _require(f, "embeddings", path)[()]
+    with open_file(path) as f:
+        emb = require_dataset(f, "embeddings", path)[()]
         labels = (
             f["labels"][()].astype(np.int64)
             if "labels" in f
             else np.full(len(emb), -1, dtype=np.int64)
         )
-        paths = _strings(f["paths"]) if "paths" in f else [str(i) for i in range(len(emb))]
-        class_names = _strings(f["class_names"]) if "class_names" in f else None
+        paths = read_strings(f["paths"]) if "paths" in f else [str(i) for i in range(len(emb))]
+        class_names = read_strings(f["class_names"]) if "class_names" in f else None
         attrs = read_attrs(f)
     if len(emb) or emb.ndim != 2:
         emb = check_embeddings(emb, path, attrs)
@@ -300,7 +303,7 @@ def write_local_features(path: str | os.PathLike, data: ImageEmbeddings) -> None
 def read_local_features(path: str | os.PathLike) -> ImageEmbeddings:
     """The local patch features of a file of :func:`write_local_features`, kept float16."""
     path = Path(path)
-    with _open(path) as f:
+    with open_file(path) as f:
         if "local" not in f:
             kind = "image embeddings" if "embeddings" in f else "not an embedding file"
             raise EmbeddingFileError(
@@ -308,9 +311,9 @@ def read_local_features(path: str | os.PathLike) -> ImageEmbeddings:
                 "local features are written by the encoding with features: local"
             )
         local = f["local"][()]
-        paths = _strings(_require(f, "paths", path))
+        paths = read_strings(require_dataset(f, "paths", path))
         labels = f["labels"][()].astype(np.int64) if "labels" in f else np.full(len(paths), -1)
-        class_names = _strings(f["class_names"]) if "class_names" in f else None
+        class_names = read_strings(f["class_names"]) if "class_names" in f else None
         attrs = read_attrs(f)
     _check_local(local, path, len(paths))
     if len(labels) != len(paths):
@@ -320,7 +323,7 @@ def read_local_features(path: str | os.PathLike) -> ImageEmbeddings:
 
 def read_features(path: str | os.PathLike) -> ImageEmbeddings:
     """An image-feature file of either kind: local patch features or image embeddings."""
-    with _open(path) as f:
+    with open_file(path) as f:
         local = "local" in f
     return read_local_features(path) if local else read_image_embeddings(path)
 
@@ -361,11 +364,11 @@ def write_text_embeddings(path: str | os.PathLike, data: TextEmbeddings) -> None
 
 def read_text_embeddings(path: str | os.PathLike) -> TextEmbeddings:
     path = Path(path)
-    with _open(path) as f:
-        emb = _require(f, "embeddings", path)[()]
-        names = _strings(_require(f, "names", path))
-        pos = _strings(f["pos"]) if "pos" in f else None
-        synsets = _strings(f["synset"]) if "synset" in f else None
+    with open_file(path) as f:
+        emb = require_dataset(f, "embeddings", path)[()]
+        names = read_strings(require_dataset(f, "names", path))
+        pos = read_strings(f["pos"]) if "pos" in f else None
+        synsets = read_strings(f["synset"]) if "synset" in f else None
         norms = f["norms"][()].astype(np.float32) if "norms" in f else None
         attrs = read_attrs(f)
     emb = check_embeddings(emb, path, attrs)
@@ -381,23 +384,23 @@ def read_text_embeddings(path: str | os.PathLike) -> TextEmbeddings:
 def read_image_labels(path: str | os.PathLike) -> np.ndarray:
     """The ``labels`` of an image file (-1 where unknown) without reading its embeddings."""
     path = Path(path)
-    with _open(path) as f:
+    with open_file(path) as f:
         if "labels" in f:
             return f["labels"][()].astype(np.int64)
-        return np.full(len(_require(f, "embeddings", path)), -1, dtype=np.int64)
+        return np.full(len(require_dataset(f, "embeddings", path)), -1, dtype=np.int64)
 
 
 def read_class_names(path: str | os.PathLike) -> list[str] | None:
     """The ``class_names`` of an image file without reading its embeddings (None: none)."""
-    with _open(path) as f:
+    with open_file(path) as f:
         if "class_names" not in f:
             return None
-        names = _strings(f["class_names"])
+        names = read_strings(f["class_names"])
     return names or None
 
 
 def read_attributes(path: str | os.PathLike) -> dict[str, Any]:
-    with _open(path) as f:
+    with open_file(path) as f:
         return read_attrs(f)
 
 

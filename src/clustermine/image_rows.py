@@ -21,10 +21,10 @@ import numpy as np
 from clustermine.compute import rows_within
 from clustermine.h5io import (
     EmbeddingFileError,
-    _open,
-    _require,
-    _strings,
-    _text,
+    open_file,
+    require_dataset,
+    read_strings,
+    decode_text,
     check_embedding_layout,
     check_embeddings,
     check_row_counts,
@@ -106,7 +106,7 @@ class ImageRows:
             return [str(int(r)) for r in unique[inverse]]
         ds = f["paths"]
         got = ds[unique] if len(unique) else []
-        text = [_text(s, ds, "dataset 'paths'") if isinstance(s, bytes) else str(s) for s in got]
+        text = [decode_text(s, ds, "dataset 'paths'") if isinstance(s, bytes) else str(s) for s in got]
         return [text[i] for i in inverse]
 
 
@@ -123,8 +123,8 @@ def open_image_rows(path: str | os.PathLike) -> Iterator[ImageRows]:
     """Open an image embedding file for block reading; shapes are checked on opening, the
     values of every block as it is read."""
     path = Path(path)
-    with _open(path) as f:
-        ds = _require(f, "embeddings", path)
+    with open_file(path) as f:
+        ds = require_dataset(f, "embeddings", path)
         attrs = read_attrs(f)
         # 2-D, floating point, as wide as the file records; values are checked per block.
         check_embedding_layout(ds.shape, ds.dtype, path, attrs)
@@ -137,7 +137,7 @@ def open_image_rows(path: str | os.PathLike) -> Iterator[ImageRows]:
         check_row_counts(path, ds.shape, len(labels), len(f["paths"]) if "paths" in f else n)
         if n:
             attrs["embedding_dim"] = int(ds.shape[1])
-        class_names = _strings(f["class_names"]) if "class_names" in f else None
+        class_names = read_strings(f["class_names"]) if "class_names" in f else None
         yield ImageRows(EmbeddingRows(ds, path, attrs), labels, attrs, class_names)
 
 
@@ -153,5 +153,5 @@ def check_image_file(path: str | os.PathLike, budget_bytes: int) -> ImageRows:
             for start in range(0, len(ds), STRING_BLOCK_ROWS):
                 for s in ds[start : start + STRING_BLOCK_ROWS]:
                     if isinstance(s, bytes):
-                        _text(s, ds, "dataset 'paths'")
+                        decode_text(s, ds, "dataset 'paths'")
     return images
