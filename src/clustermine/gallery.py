@@ -25,76 +25,32 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from clustermine.cluster_analysis import majority_vote
+from clustermine.gallery_errors import error_sections
+from clustermine.gallery_parts import (
+    CLUSTER_IMAGES,
+    ERROR_IMAGES,
+    MAX_CLUSTERS,
+    MAX_POSITIVES,
+    POSITIVE_IMAGES,
+    Card,
+    GallerySources,
+    Section,
+    Tile,
+    tiles,
+)
 from clustermine.image_rows import ImageRows, open_image_rows
 from clustermine.thumbnails import ImageRoot, ThumbnailStore
 
 log = logging.getLogger(__name__)
 
-PathLike = str | os.PathLike
-
-MAX_CLUSTERS = 60
-CLUSTER_IMAGES = 6
-MAX_POSITIVES = 60
-POSITIVE_IMAGES = 6
-ERROR_IMAGES = 6
-
-
-@dataclass
-class Tile:
-    """One image: its thumbnail's CSS class (None: see ``problem``), path and caption lines."""
-
-    css: str | None
-    path: str
-    caption: list[str] = field(default_factory=list)
-    problem: str | None = None
-
-
-@dataclass
-class Card:
-    """A titled group of tiles (a cluster, a positive) with its facts and marks."""
-
-    title: str
-    facts: list[str]
-    tiles: list[Tile]
-    marks: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Section:
-    kind: str  # "clusters", "labels" or "errors"
-    title: str
-    summary: str
-    cards: list[Card]
-
-
-@dataclass
-class GallerySources:
-    """The files of one (model, ID set) gallery. ``images``/``roots``: per dataset, its
-    embedding file and its image root (None for a dataset given as embeddings);
-    ``clusterings``: name -> cluster file; ``label_sets``: slug -> (label TSV, clustering name
-    or None); ``methods``: slug -> (detector file, score file)."""
-
-    model: str
-    idset: str
-    train: str
-    tests: list[str]
-    benchmarks: list[str]
-    images: dict[str, PathLike]
-    roots: dict[str, ImageRoot | None]
-    text: PathLike
-    zero_shot: PathLike | None = None
-    classes: PathLike | None = None
-    clusterings: dict[str, PathLike] = field(default_factory=dict)
-    label_sets: dict[str, tuple[PathLike, str | None]] = field(default_factory=dict)
-    methods: dict[str, tuple[PathLike, PathLike]] = field(default_factory=dict)
-    seed: int = 0
+__all__ = ["Card", "Gallery", "GallerySources", "Section", "Tile", "build_gallery", "settings",
+           "sources_from"]  # fmt: skip
 
 
 @dataclass
@@ -151,17 +107,7 @@ class _Train:
         return str(label)
 
     def tiles(self, store: ThumbnailStore, rows: Sequence[int], captions=None) -> list[Tile]:
-        return _tiles(store, self.dataset, self.rows, rows, captions)
-
-
-def _tiles(store, dataset, rows: ImageRows, picked, captions=None) -> list[Tile]:
-    picked = [int(r) for r in picked]
-    paths = rows.paths_at(picked) if picked else []
-    out = []
-    for j, path in enumerate(paths):
-        thumb = store.get(dataset, path)
-        out.append(Tile(thumb.css, path, list(captions[j]) if captions else [], thumb.problem))
-    return out
+        return tiles(store, self.dataset, self.rows, rows, captions)
 
 
 def build_gallery(sources: GallerySources) -> Gallery:
@@ -343,105 +289,6 @@ def _named_images(train: _Train, index: int, assign, voted_by) -> np.ndarray:
         rows = inside if len(inside) else rows
     best = np.argsort(-train.top1_sim[rows], kind="stable")[:POSITIVE_IMAGES]
     return rows[best]
-
-
-def error_sections(sources: GallerySources, store, stack) -> list[Section]:
-    from clustermine.detectors.registry import read_detector_texts
-
-    opened: dict[str, ImageRows] = {}
-
-    def rows_of(dataset: str) -> ImageRows:
-        if dataset not in opened:
-            opened[dataset] = stack.enter_context(open_image_rows(sources.images[dataset]))
-        return opened[dataset]
-
-    sections = []
-    for method, (detector_path, scores_path) in sources.methods.items():
-        score, *texts = read_detector_texts(detector_path)
-        sides = _error_sides(sources, scores_path, rows_of)
-        names = _names_of_picks(texts, sides, rows_of)
-        cards = []
-        for title, dataset, scores, picked, what in sides:
-            rows = rows_of(dataset)
-            captions = [
-                [f"score {scores[r]:.4g}", *_true_class(rows, r), *names[dataset][int(r)]]
-                for r in picked
-            ]
-            cards.append(Card(title, [what], _tiles(store, dataset, rows_of(dataset), picked,
-                                                    captions)))  # fmt: skip
-        sections.append(
-            Section("errors", f"Errors: {method}",
-                    f"score {score}; higher = more in-distribution.", cards)  # fmt: skip
-        )
-    return sections
-
-
-def _true_class(rows: ImageRows, row: int) -> list[str]:
-    """The caption of an image's ground-truth class, if it has one."""
-    label = int(rows.labels[row])
-    if label < 0:
-        return []
-    names = rows.class_names
-    return [f"true: {names[label] if names and label < len(names) else label}"]
-
-
-def _error_sides(sources: GallerySources, scores_path, rows_of) -> list[tuple]:
-    """(title, dataset, scores, picked rows, what) of every card of a method: per (ID test set,
-    benchmark) the OOD images with the highest scores; per ID test set the ID images with the
-    lowest, once (per pair for a score that adapts at test time: its stream's scores)."""
-    from clustermine.score_files import read_pair
-
-    sides, shown = [], set()
-    for test in sources.tests:
-        for bench in sources.benchmarks:
-            id_set, ood_set = read_pair(scores_path, test, bench)
-            for dataset, scores in ((bench, ood_set.scores), (test, id_set.scores)):
-                if len(scores) != len(rows_of(dataset)):
-                    raise ValueError(
-                        f"{scores_path}: {len(scores)} scores of {dataset}, but its image file "
-                        f"{rows_of(dataset).embeddings.path} has {len(rows_of(dataset))} rows; "
-                        "delete the score file so that it is scored again"
-                    )
-            accepted = np.argsort(-ood_set.scores, kind="stable")[:ERROR_IMAGES]
-            sides.append((f"OOD accepted: {bench} (against {test})", bench, ood_set.scores,
-                          accepted, f"the {bench} images with the highest scores"))  # fmt: skip
-            stream = "stream_seed" in id_set.attrs
-            if stream or test not in shown:
-                shown.add(test)
-                rejected = np.argsort(id_set.scores, kind="stable")[:ERROR_IMAGES]
-                title = f"ID rejected: {test}" + (f" (stream with {bench})" if stream else "")
-                sides.append((title, test, id_set.scores, rejected,
-                              f"the {test} images with the lowest scores"))  # fmt: skip
-    return sides
-
-
-def _names_of_picks(texts, sides, rows_of) -> dict[str, dict[int, list[str]]]:
-    """The nearest labels of every picked image of a method, each image's row read once."""
-    wanted: dict[str, set[int]] = {}
-    for _, dataset, _, picked, _ in sides:
-        wanted.setdefault(dataset, set()).update(int(r) for r in picked)
-    names = {}
-    for dataset, rows in wanted.items():
-        rows = sorted(rows)
-        labels = _top_labels(texts, rows_of(dataset).embeddings.take(rows))
-        names[dataset] = dict(zip(rows, labels))
-    return names
-
-
-def _top_labels(texts, embeddings: np.ndarray) -> list[list[str]]:
-    """Per row, the nearest positive and negative label (by cosine; the detector's label
-    texts are stored unit length), as captions."""
-    from clustermine.h5io import normalize
-
-    x = normalize(np.asarray(embeddings, np.float32))
-    out = [[] for _ in range(len(x))]
-    for which, label_texts in zip(("pos", "neg"), texts):
-        if not len(label_texts.names) or not len(x):
-            continue
-        best = (x @ label_texts.embeddings.T).argmax(axis=1)
-        for j, b in enumerate(best):
-            out[j].append(f"{which}: {label_texts.names[int(b)]}")
-    return out
 
 
 def sources_from(plan: Mapping[str, Any], local: Mapping[str, str] | None = None) -> GallerySources:

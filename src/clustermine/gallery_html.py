@@ -7,7 +7,8 @@ import html
 import os
 
 from clustermine.atomic import atomic_path
-from clustermine.gallery import Card, Gallery, Section, Tile
+from clustermine.gallery import Gallery
+from clustermine.gallery_parts import Card, Section, Tile
 
 KINDS = {
     "clusters": "Clusters and their votes",
