@@ -335,3 +335,24 @@ def test_scores_of_other_images_are_refused(planted, tmp_path):
     planted.methods = {"mcm": (planted.methods["mcm"][0], tmp_path / "short.h5")}
     with pytest.raises(ValueError, match="short.h5: 3 scores of test, but its image file"):
         build_gallery(planted)
+
+
+def test_a_label_set_of_another_corpus_is_refused(planted, tmp_path):
+    """Its rows' indices would point at other names' images: an error, not a wrong page."""
+    other = ["dog", "cat", "tree", "car", "boat", "house"]
+    write_label_set(tmp_path / "other.tsv", LabelSet("clustermine", other, [0, 2], [4, 5]))
+    planted.label_sets = {"other": (tmp_path / "other.tsv", "kmeans-C5")}
+    with pytest.raises(ValueError, match=r"other.tsv: positive 'dog' \(corpus row 0\)"):
+        build_gallery(planted)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_scores_are_refused(planted, tmp_path, bad):
+    """NaN sorts last: the image it belongs to would silently never be shown."""
+    write_score_file(tmp_path / "nan.h5", {
+        "test": ScoreSet(np.array([0.9, bad, 0.7, 0.1]), np.array([0, 1, 0, 1])),
+        "ood": ScoreSet(np.array([0.2, 0.3, 0.95, 0.4]), np.full(4, -1)),
+    }, {"score": "eq1"})  # fmt: skip
+    planted.methods = {"m": (planted.methods["mcm"][0], tmp_path / "nan.h5")}
+    with pytest.raises(ValueError, match="nan.h5: 1 scores of test are NaN or infinite"):
+        build_gallery(planted)

@@ -42,7 +42,9 @@ from clustermine.gallery_parts import (
     GallerySources,
     Section,
     Tile,
+    class_label,
     tiles,
+    true_caption,
 )
 from clustermine.image_rows import ImageRows, open_image_rows
 from clustermine.thumbnails import ImageRoot, ThumbnailStore
@@ -101,11 +103,6 @@ class _Train:
     def name(self, i: int) -> str:
         return self.corpus.names[int(i)]
 
-    def class_name(self, label: int) -> str:
-        if self.class_names and 0 <= label < len(self.class_names):
-            return self.class_names[label]
-        return str(label)
-
     def tiles(self, store: ThumbnailStore, rows: Sequence[int], captions=None) -> list[Tile]:
         return tiles(store, self.dataset, self.rows, rows, captions)
 
@@ -116,9 +113,10 @@ def build_gallery(sources: GallerySources) -> Gallery:
         stack.callback(store.close)
         train = _Train(stack.enter_context(open_image_rows(sources.images[sources.train])),
                        sources)  # fmt: skip
-        positives = _positives(sources)
-        sections = clustering_sections(sources, train, store, positives)
-        sections += label_set_sections(sources, train, store, positives)
+        positives = _positives(sources, train)
+        clusterings = _read_clusterings(sources, train)
+        sections = clustering_sections(sources, train, store, positives, clusterings)
+        sections += label_set_sections(sources, train, store, positives, clusterings)
         sections += error_sections(sources, store, stack)
     return Gallery(
         sources.model, sources.idset, sections, store.css(), len(store),
@@ -126,19 +124,69 @@ def build_gallery(sources: GallerySources) -> Gallery:
     )  # fmt: skip
 
 
-def _votes(train: _Train, assignments: np.ndarray):
-    """ClusterMine's vote of every non-empty cluster: (cluster, name index, share, size)."""
-    if train.top1 is None:
-        return None
-    cluster, label, count, size = majority_vote(assignments, train.top1)
-    return cluster, label, count / size, size
+@dataclass
+class _Clustering:
+    """A cluster file read once: its assignments, ClusterMine's vote of every non-empty
+    cluster (cluster -> (name index, vote share)), the clusters that voted for each name, and
+    the majority true class of every cluster with labelled images (cluster -> (class, share))."""
+
+    name: str
+    clusterer: str
+    num_clusters: int
+    assign: np.ndarray
+    voted: dict[int, tuple[int, float]]
+    by_name: dict[int, list[int]]
+    purity: dict[int, tuple[int, float]]
 
 
-def _positives(sources: GallerySources) -> dict[str, list[dict[str, str]]]:
-    """The positive rows of every label set, each file read once."""
+def _read_clusterings(sources: GallerySources, train: _Train) -> dict[str, _Clustering]:
+    from clustermine.clustering.io import read_clusters
+
+    out = {}
+    for name, path in sources.clusterings.items():
+        result = read_clusters(path)
+        assign = np.asarray(result.assignments, np.int64)
+        if len(assign) != len(train.rows):
+            raise ValueError(
+                f"{path}: {len(assign)} assignments, but the ID-train file has "
+                f"{len(train.rows)} rows; delete the cluster file so that it is remade"
+            )
+        voted, by_name = {}, {}
+        if train.top1 is not None:
+            cluster, label, count, size = majority_vote(assign, train.top1)
+            for c, n, share in zip(cluster.tolist(), label.tolist(), (count / size).tolist()):
+                voted[c] = (n, share)
+                by_name.setdefault(n, []).append(c)
+        labelled = train.labels >= 0
+        cluster, label, count, size = majority_vote(assign[labelled], train.labels[labelled])
+        purity = {c: (k, share) for c, k, share in
+                  zip(cluster.tolist(), label.tolist(), (count / size).tolist())}  # fmt: skip
+        out[name] = _Clustering(name, result.clusterer, int(result.num_clusters), assign,
+                                voted, by_name, purity)  # fmt: skip
+    return out
+
+
+def _positives(sources: GallerySources, train: _Train) -> dict[str, list[dict[str, str]]]:
+    """The positive rows of every label set, each file read once, each row's name checked
+    against the text file its index points into (a label set of another corpus would show
+    other names' images)."""
     from clustermine.labelsets import positive_rows
 
-    return {slug: positive_rows(tsv) for slug, (tsv, _) in sources.label_sets.items()}
+    names = {"corpus": train.corpus.names, "classes": train.class_text.names
+             if train.class_text is not None else train.class_names or []}  # fmt: skip
+    out = {}
+    for slug, (tsv, _) in sources.label_sets.items():
+        out[slug] = positive_rows(tsv)
+        for row in out[slug]:
+            known = names.get(row["source"], [])
+            i = int(row["index"])
+            if not 0 <= i < len(known) or known[i] != row["name"]:
+                raise ValueError(
+                    f"{tsv}: positive {row['name']!r} ({row['source']} row {i}) is not that "
+                    "row of the gallery's text files; the label set was mined from other text "
+                    "embeddings: rerun its mining"
+                )
+    return out
 
 
 def _dropped_by(sources: GallerySources, positives, clustering: str) -> dict[str, set[str]]:
@@ -150,71 +198,50 @@ def _dropped_by(sources: GallerySources, positives, clustering: str) -> dict[str
     }
 
 
-def clustering_sections(sources: GallerySources, train: _Train, store, positives) -> list[Section]:
-    from clustermine.clustering.io import read_clusters
-
+def clustering_sections(
+    sources: GallerySources, train: _Train, store, positives, clusterings
+) -> list[Section]:
     rng_seed = sources.seed
     sections = []
-    for name, path in sources.clusterings.items():
-        result = read_clusters(path)
-        assign = np.asarray(result.assignments, np.int64)
-        if len(assign) != len(train.rows):
-            raise ValueError(
-                f"{path}: {len(assign)} assignments, but the ID-train file has "
-                f"{len(train.rows)} rows; delete the cluster file so that it is remade"
-            )
-        sizes = np.bincount(assign[assign >= 0], minlength=result.num_clusters)
-        votes = _votes(train, assign)
-        voted = {} if votes is None else {int(c): (int(n), float(s)) for c, n, s, _ in zip(*votes)}
-        by_name: dict[int, list[int]] = {}
-        for c, (n, _) in voted.items():
-            by_name.setdefault(n, []).append(c)
+    for name, cl in clusterings.items():
+        sizes = np.bincount(cl.assign[cl.assign >= 0], minlength=cl.num_clusters)
         kept = _dropped_by(sources, positives, name)
-        labelled = train.labels >= 0
         rng = np.random.default_rng(rng_seed)
         cards = []
         order = np.argsort(-sizes, kind="stable")
         for c in order[:MAX_CLUSTERS]:
             c = int(c)
-            members = np.flatnonzero(assign == c)
+            members = np.flatnonzero(cl.assign == c)
             if not len(members):
                 continue
             facts = [f"{len(members):,} images"]
             marks, title = [], f"cluster {c}"
-            if c in voted:
-                n, share = voted[c]
+            if c in cl.voted:
+                n, share = cl.voted[c]
                 title = f"cluster {c}: {train.name(n)}"
                 facts.append(f"vote share {share:.0%}")
-                others = [o for o in by_name[n] if o != c]
+                others = [o for o in cl.by_name[n] if o != c]
                 if others:
                     marks.append("merged with cluster " + ", ".join(map(str, others[:8])))
                 for slug, names in kept.items():
                     if train.name(n) not in names:
                         marks.append(f"dropped by {slug}")
-            gt = train.labels[members][labelled[members]]
-            if len(gt):
-                top = np.bincount(gt).argmax()
-                facts.append(
-                    f"purity {np.mean(gt == top):.0%} ({train.class_name(int(top))})"
-                )
+            if c in cl.purity:
+                top, share = cl.purity[c]
+                facts.append(f"purity {share:.0%} ({class_label(train.rows, top)})")
             shown = np.sort(rng.choice(members, min(CLUSTER_IMAGES, len(members)), replace=False))
-            captions = [[_gt_caption(train, r)] for r in shown]
+            captions = [true_caption(train.rows, r) for r in shown]
             cards.append(Card(title, facts, train.tiles(store, shown, captions), marks))
         empty = int((sizes == 0).sum())
         summary = (
-            f"{result.clusterer}, C = {result.num_clusters}: {len(voted)} clusters voted for "
-            f"{len(by_name)} names; {empty} empty. "
-            + (f"The {MAX_CLUSTERS} largest clusters are shown. " if result.num_clusters
+            f"{cl.clusterer}, C = {cl.num_clusters}: {len(cl.voted)} clusters voted for "
+            f"{len(cl.by_name)} names; {empty} empty. "
+            + (f"The {MAX_CLUSTERS} largest clusters are shown. " if cl.num_clusters
                > MAX_CLUSTERS else "")  # fmt: skip
             + f"{CLUSTER_IMAGES} images each, drawn with seed {rng_seed}."
         )
         sections.append(Section("clusters", f"Clusters: {name}", summary, cards))
     return sections
-
-
-def _gt_caption(train: _Train, row: int) -> str:
-    label = int(train.labels[row])
-    return f"true: {train.class_name(label)}" if label >= 0 else ""
 
 
 def _nearest_gt(train: _Train, corpus_row: int) -> str | None:
@@ -229,9 +256,9 @@ def _nearest_gt(train: _Train, corpus_row: int) -> str | None:
     return f"nearest true name: {train.class_text.names[best]} (cos {sims[best, 0]:.2f})"
 
 
-def label_set_sections(sources: GallerySources, train: _Train, store, positives) -> list[Section]:
-    from clustermine.clustering.io import read_clusters
-
+def label_set_sections(
+    sources: GallerySources, train: _Train, store, positives, clusterings
+) -> list[Section]:
     sections, seen = [], {}
     for slug, (_, clustering) in sources.label_sets.items():
         pos = positives[slug]
@@ -244,11 +271,7 @@ def label_set_sections(sources: GallerySources, train: _Train, store, positives)
         seen[key] = slug
         assign = voted_by = None
         if clustering is not None and train.top1 is not None:
-            assign = np.asarray(read_clusters(sources.clusterings[clustering]).assignments)
-            cluster, label, _, _ = _votes(train, assign)
-            voted_by = {}
-            for c, n in zip(cluster.tolist(), label.tolist()):
-                voted_by.setdefault(n, []).append(c)
+            assign, voted_by = clusterings[clustering].assign, clusterings[clustering].by_name
         votes = np.array([int(row["votes"]) if row["votes"] else -1 for row in pos], np.int64)
         order = np.argsort(-votes, kind="stable")[:MAX_POSITIVES]
         cards = []
@@ -269,7 +292,7 @@ def label_set_sections(sources: GallerySources, train: _Train, store, positives)
                 nearest = _nearest_gt(train, index)
                 if nearest:
                     facts.append(nearest)
-            captions = [[_gt_caption(train, r)] for r in rows]
+            captions = [true_caption(train.rows, r) for r in rows]
             cards.append(Card(str(row["name"]), facts, train.tiles(store, rows, captions)))
         summary = f"{len(pos)} positives" + (
             f"; the {MAX_POSITIVES} most voted are shown" if len(pos) > MAX_POSITIVES else ""

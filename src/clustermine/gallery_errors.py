@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from clustermine.gallery_parts import ERROR_IMAGES, Card, GallerySources, Section, tiles
+from clustermine.gallery_parts import (
+    ERROR_IMAGES,
+    Card,
+    GallerySources,
+    Section,
+    tiles,
+    true_caption,
+)
 from clustermine.image_rows import ImageRows, open_image_rows
 
 
@@ -28,7 +35,7 @@ def error_sections(sources: GallerySources, store, stack) -> list[Section]:
         for title, dataset, scores, picked, what in sides:
             rows = rows_of(dataset)
             captions = [
-                [f"score {scores[r]:.4g}", *_true_class(rows, r), *names[dataset][int(r)]]
+                [f"score {scores[r]:.4g}", *true_caption(rows, r), *names[dataset][int(r)]]
                 for r in picked
             ]
             cards.append(Card(title, [what], tiles(store, dataset, rows_of(dataset), picked,
@@ -38,15 +45,6 @@ def error_sections(sources: GallerySources, store, stack) -> list[Section]:
                     f"score {score}; higher = more in-distribution.", cards)  # fmt: skip
         )
     return sections
-
-
-def _true_class(rows: ImageRows, row: int) -> list[str]:
-    """The caption of an image's ground-truth class, if it has one."""
-    label = int(rows.labels[row])
-    if label < 0:
-        return []
-    names = rows.class_names
-    return [f"true: {names[label] if names and label < len(names) else label}"]
 
 
 def _error_sides(sources: GallerySources, scores_path, rows_of) -> list[tuple]:
@@ -65,6 +63,13 @@ def _error_sides(sources: GallerySources, scores_path, rows_of) -> list[tuple]:
                         f"{scores_path}: {len(scores)} scores of {dataset}, but its image file "
                         f"{rows_of(dataset).embeddings.path} has {len(rows_of(dataset))} rows; "
                         "delete the score file so that it is scored again"
+                    )
+                if not np.isfinite(scores).all():
+                    # NaN sorts last either way: the worst images would be silently skipped.
+                    raise ValueError(
+                        f"{scores_path}: {int((~np.isfinite(scores)).sum())} scores of "
+                        f"{dataset} are NaN or infinite; delete the score file so that it is "
+                        "scored again"
                     )
             accepted = np.argsort(-ood_set.scores, kind="stable")[:ERROR_IMAGES]
             sides.append((f"OOD accepted: {bench} (against {test})", bench, ood_set.scores,

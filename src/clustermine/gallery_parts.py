@@ -80,3 +80,15 @@ def tiles(
         thumb = store.get(dataset, path)
         out.append(Tile(thumb.css, path, list(captions[j]) if captions else [], thumb.problem))
     return out
+
+
+def class_label(rows: ImageRows, label: int) -> str:
+    """The name of class ``label`` of an image file (its number where the file names none)."""
+    names = rows.class_names
+    return names[label] if names and 0 <= label < len(names) else str(label)
+
+
+def true_caption(rows: ImageRows, row: int) -> list[str]:
+    """The caption line of an image's ground-truth class; none for an unlabelled image."""
+    label = int(rows.labels[row])
+    return [f"true: {class_label(rows, label)}"] if label >= 0 else []
