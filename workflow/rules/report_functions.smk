@@ -130,20 +130,15 @@ def gallery_plan(wildcards):
     tests, benchmarks = CFG.idset_tests(idset), CFG.idset_benchmarks(idset)
     datasets = [train, *tests, *benchmarks]
     methods = CFG.idset_methods(idset)
-    label_sets = {}
+    label_sets, clusterings = {}, {}
     for method in methods:
         slug = CFG.method(method)[2]
         if slug:
-            clustering = CFG.label_set_clustering(slug)
-            label_sets[slug] = [
-                label_set_file(model, idset, slug),
-                None if clustering is None else "{}-C{}".format(*clustering),
-            ]
-    clusterings = {
-        "{}-C{}".format(*c): clusters_file(model, train, *c)
-        for slug in label_sets
-        if (c := CFG.label_set_clustering(slug)) is not None
-    }
+            clustering, name = CFG.label_set_clustering(slug), None
+            if clustering is not None:
+                name = "{}-C{}".format(*clustering)
+                clusterings[name] = clusters_file(model, train, *clustering)
+            label_sets[slug] = [label_set_file(model, idset, slug), name]
     classes = class_names_input(model, train, prompts)
     return {
         "model": model,
