@@ -9,9 +9,10 @@ GPUS ?= $(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU')
 GPU_SLOTS := $(if $(filter-out 0,$(GPUS)),$(GPUS),$(CORES))
 SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default \
 	--resources gpu=$(GPU_SLOTS)
-# Debian packages: the demo's offline data, and (for the tests) a local SLURM cluster.
+# Debian packages: the demo's offline data, and (for the tests) a local SLURM cluster and
+# rsync (inputs staged to node-local scratch, docs/slurm.md §9).
 DEMO_PACKAGES := wordnet-base dataset-fashion-mnist tuxpaint-stamps-default
-TEST_PACKAGES := $(DEMO_PACKAGES) slurmctld slurmd slurm-client munge
+TEST_PACKAGES := $(DEMO_PACKAGES) slurmctld slurmd slurm-client munge rsync
 export HF_HUB_OFFLINE := 1
 
 .PHONY: demo test setup test-setup system-packages report lint clean

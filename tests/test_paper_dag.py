@@ -3,6 +3,7 @@ every expected job (a dry run: nothing is computed)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
@@ -66,3 +67,13 @@ def test_paper_grid_dry_run_lists_every_job(tmp_path):
     assert counts["cluster"] == 2 * models + 5
     assert counts["text_density"] == models  # one per model's corpus text file, both label sets
     print(f"paper grid: {sum(counts.values())} jobs, DAG built in {seconds:.1f} s")
+    # A label set's JSON sidecar is read beside its TSV, so every job reading the TSV names
+    # the sidecar as an input too: a job whose inputs are staged to node-local scratch
+    # (docs/slurm.md §9) only has its inputs there.
+    readers = 0
+    for line in re.findall(r"^\s*input: (.*)$", full.stdout + full.stderr, flags=re.MULTILINE):
+        inputs = set(line.split(", "))
+        for tsv in (f for f in inputs if re.fullmatch(r"results/[^/]+/labels/[^/]+\.tsv", f)):
+            readers += 1
+            assert tsv.removesuffix(".tsv") + ".json" in inputs, f"{tsv} without its sidecar"
+    assert readers > counts["fit_detector"]

@@ -303,3 +303,78 @@ def test_workflow_on_slurm_matches_local_run_and_resumes_after_scancel(
     assert slurm_jobs(slurm_env)[jobid].get("TresPerJob") == "gres:gpu:1"
     placed = assert_placement(remote, slurm_env, skip={jobid})
     assert any(p.endswith(":gpu") for p in placed) and any(p.endswith(":cpu") for p in placed)
+
+
+def staging_profile(dest: Path, scratch: Path) -> Path:
+    """The site profile with its optional staging block switched on as docs/slurm.md §9 says,
+    each job's copies in its own folder under ``scratch`` (this cluster's "node-local" disk)."""
+    site_profile(dest)
+    profile = dest / "profile.yaml"
+    text, edits = re.subn(r"(?m)^# ((?:default-storage-provider|remote-job-local-storage-prefix"
+                          r"|shared-fs-usage): .*)$", r"\1", profile.read_text())
+    assert edits == 3, "profiles/slurm/profile.yaml no longer has the three staging settings"
+    text, edits = re.subn(r"(?m)^(remote-job-local-storage-prefix: )/tmp/clustermine-staging/",
+                          lambda m: f"{m.group(1)}{scratch}/", text)
+    assert edits == 1
+    profile.write_text(text)
+    return dest
+
+
+def retrieved_inputs(log: Path) -> tuple[list[str], set[str]]:
+    """A job's inputs as its Snakemake printed them, and the files it copied from storage."""
+    text = log.read_text()
+    match = re.search(r"^\s*input: (.*)$", text, flags=re.MULTILINE)
+    inputs = [item.strip() for item in match.group(1).split(", ")] if match else []
+    return inputs, set(re.findall(r"^Retrieving from storage: (.*)$", text, flags=re.MULTILINE))
+
+
+def test_staged_jobs_read_node_local_copies_and_write_to_the_shared_folder(
+    slurm_env, tiny_project, tmp_path
+):
+    config = small_config(tiny_project)
+    local, remote, scratch = tmp_path / "local", tmp_path / "slurm", tmp_path / "node-scratch"
+    profile = staging_profile(tmp_path / "profile", scratch)
+    common = [*SNAKEMAKE, "-s", str(SNAKEFILE), "--configfile", str(config)]
+    with open(tmp_path / "local-run.log", "w") as out:
+        local_run = subprocess.Popen([*common, "--directory", str(local), "--cores", CORES],
+                                     env=slurm_env, stdout=out, stderr=subprocess.STDOUT)
+    staged_cmd = [*common, "--directory", str(remote), "--workflow-profile", str(profile),
+                  *TEST_EXECUTOR_ARGS]
+    try:
+        run = subprocess.run(staged_cmd, env=slurm_env, capture_output=True, text=True)
+        local_run.wait(timeout=600)
+    finally:
+        if local_run.poll() is None:
+            local_run.kill()
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert local_run.returncode == 0, (tmp_path / "local-run.log").read_text()[-3000:]
+
+    # Every SLURM job copied each of its inputs to its own scratch folder (the prefix expanded
+    # inside the job), and read it there: the outputs record the files they were made from,
+    # and a job that read its copies records their workflow paths only by mapping them back.
+    jobs = executor_logs(remote)
+    assert {rule for rule, _ in jobs.values()} >= {"embed_images", "cluster", "score"}
+    for jobid, (rule, log) in jobs.items():
+        inputs, retrieved = retrieved_inputs(log)
+        assert inputs, f"{rule} job {jobid} printed no inputs"
+        for item in inputs:
+            assert item.endswith(" (retrieve from storage)"), f"{rule} job {jobid}: {item}"
+            assert item.removesuffix(" (retrieve from storage)") in retrieved, (rule, item)
+        assert (scratch / jobid / "fs").is_dir(), f"{rule} job {jobid} staged nowhere"
+    # A job's own log names the staged copy it wrote (here the clustering job's).
+    cluster_job = next(j for j, (rule, _) in jobs.items() if rule == "cluster")
+    cluster_log = (remote / "logs" / "tiny-a" / "clusters" / "id-train.kmeans-C3.log").read_text()
+    assert f"{scratch / cluster_job / 'fs' / 'results'}/" in cluster_log
+    # The outputs landed in the shared folder, equal to the run without staging (recorded
+    # source paths included), and no copy of a result was left on the "node".
+    assert_same_outputs(local, remote)
+    left = [p for p in scratch.rglob("*") if p.is_file() and "results" in p.parts]
+    assert not left, f"staged copies left behind: {left}"
+    assert not any(str(scratch) in p.read_text(errors="replace")
+                   for p in (remote / "results").rglob("*") if p.suffix in (".json", ".tsv"))
+
+    # Reruns plan nothing, with staging and without it.
+    for cmd in (staged_cmd, [*common, "--directory", str(remote), "--cores", CORES]):
+        dry = subprocess.run([*cmd, "--dry-run"], env=slurm_env, capture_output=True, text=True)
+        assert dry.returncode == 0, dry.stderr[-3000:]
+        assert "Nothing to be done" in dry.stdout + dry.stderr, (dry.stdout + dry.stderr)[-3000:]

@@ -74,6 +74,7 @@ def load_model(
     *,
     cache_dir: str | os.PathLike | None = None,
     slug: str | None = None,
+    checkpoint_copy: str | os.PathLike | None = None,
 ) -> LoadedModel:
     """Create an open_clip model with its preprocessing and tokenizer.
 
@@ -83,6 +84,8 @@ def load_model(
     access switched off, and fails at once with :class:`WeightsMissing` when its files are
     not there; without it open_clip's own caches and downloads are used. ``slug`` (the
     model's key in the config) makes every error name the config key to fix.
+    ``checkpoint_copy`` is a copy of the local checkpoint ``pretrained`` names (a job's staged
+    input) to read instead; the model is still recorded under ``pretrained``.
     """
     import open_clip
 
@@ -106,11 +109,11 @@ def load_model(
     else:
         tag = label = str(pretrained)
         if is_local_checkpoint(tag):
+            checkpoint = tag = os.fspath(checkpoint_copy or tag)
             if not Path(tag).exists():
                 raise FileNotFoundError(
                     f"{_key(slug)}: checkpoint file {tag} does not exist (model {arch})"
                 )
-            checkpoint = tag
         elif cache_dir is not None:
             source = weights.weight_source(arch, tag)
             checkpoint = weights.cached_weights(source, cache_dir)

@@ -31,6 +31,7 @@ import numpy as np
 
 from clustermine.atomic import atomic_path
 from clustermine.h5io import TextEmbeddings, normalize
+from clustermine.staging import recorded_path
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +296,7 @@ def remine_files(
         parts.append(data.embeddings)
         paths += [f"{dataset}/{p}" for p in data.paths]
     result = remine(old, np.concatenate(parts), paths, RemineSettings(**(settings or {})),
-                    source=str(detector_file))  # fmt: skip
+                    source=recorded_path(detector_file))  # fmt: skip
     new = result.detector
     scores = {}
     for dataset, path in evaluation.items():

@@ -19,6 +19,7 @@ def cluster_inputs(wildcards):
         idset, labelset = names
         spec, prompts = CFG.idset(idset), CFG.idset_prompts(idset)
         inputs["labels"] = label_set_file(model, idset, labelset)
+        inputs["label_meta"] = label_set_sidecars(model, idset, [labelset])
         inputs["text"] = text_embeddings(model, spec["corpus"], prompts)
         inputs["classes"] = class_names_input(model, spec["train"], prompts)
     return inputs

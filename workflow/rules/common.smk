@@ -9,6 +9,7 @@ from clustermine import catalog
 from clustermine.config import WorkflowConfig, check_config_files, validate_config
 from clustermine.datasets import class_names_available
 from clustermine.knn_search import GRAPH_PATTERN
+from clustermine.staging import note_staging
 from clustermine.weights import is_local_checkpoint
 
 check_config_files(workflow.overwrite_configfiles or ["config/config.yaml"])
@@ -16,6 +17,12 @@ validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
 CFG = WorkflowConfig(config, class_names_available)
 CFG.apply_data_root()
 CFG.check()
+# Where a job's inputs are staged to node-local scratch (docs/slurm.md), its outputs record the
+# workflow paths of the files it read, not those of its copies (clustermine.staging).
+note_staging(
+    workflow.storage_settings.default_storage_provider,
+    workflow.storage_settings.local_storage_prefix,
+)
 
 MODELS, DATASETS, CORPORA, IDSETS = CFG.models, CFG.datasets, CFG.corpora, CFG.idsets
 SLUG = "[A-Za-z0-9_-]+"

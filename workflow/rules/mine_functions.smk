@@ -23,6 +23,17 @@ def label_set_file(model, idset, labelset):
     return path("labels", model=model, idset=idset, labelset=labelset)
 
 
+def label_set_sidecars(model, idset, labelsets):
+    """The JSON sidecars of label sets whose TSV a job reads. The reader finds a sidecar
+    beside its TSV, so a job names both as inputs: where inputs are staged to node-local
+    scratch (docs/slurm.md) only inputs are copied."""
+    return [
+        path("label_meta", model=model, idset=idset, labelset=labelset)
+        for labelset in dict.fromkeys(labelsets)
+        if labelset
+    ]
+
+
 def conjugated_texts(model, idset, labelset):
     """The conjugated-label text file (CSP) of a label set's miner, as a list: empty for a
     miner without the need conjugated_labels. Mining reads it, and so does fitting a detector
@@ -59,8 +70,10 @@ def mine_inputs(wildcards):
         inputs["density"] = path(
             "text_density", model=model, corpus=corpus, prompts=prompts, k=k
         )
-    for key, other in CFG.label_set_references(labelset).items():
+    references = CFG.label_set_references(labelset)
+    for key, other in references.items():
         inputs[key] = label_set_file(model, idset, other)
+    inputs["label_meta"] = label_set_sidecars(model, idset, references.values())
     conjugated = conjugated_texts(model, idset, labelset)
     if conjugated:
         inputs["conjugated"] = conjugated[0]

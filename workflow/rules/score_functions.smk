@@ -46,6 +46,7 @@ def fit_detector_inputs(wildcards):
         "train": image_embeddings(model, spec["train"]),
         "text": text_embeddings(model, spec["corpus"], prompts),
         "labels": [label_set_file(model, idset, labels)] if labels else [],
+        "label_meta": label_set_sidecars(model, idset, [labels]),
         "classes": class_names_input(model, spec["train"], prompts) if labels else [],
         "extra": conjugated_texts(model, idset, labels) if labels else [],
         "calibration": (
@@ -144,6 +145,7 @@ def evaluate_inputs(wildcards):
         "labels": (
             [label_set_file(wildcards.model, wildcards.idset, labels)] if labels else []
         ),
+        "label_meta": label_set_sidecars(wildcards.model, wildcards.idset, [labels]),
     }
 
 

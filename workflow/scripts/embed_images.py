@@ -21,6 +21,7 @@ loaded = load_model(
     params.model["pretrained"],
     cache_dir=res.weights_cache,
     slug=wc.model,
+    checkpoint_copy=next(iter(snakemake.input.checkpoint), None),  # a staged copy, if any
 )
 log.info("model %s (%s) on %s", loaded.arch, loaded.pretrained, loaded.device)
 workers = loader_workers(res.loader_workers, snakemake.threads)

@@ -26,6 +26,7 @@ loaded = load_model(
     params.model["pretrained"],
     cache_dir=snakemake.resources.weights_cache,
     slug=wc.model,
+    checkpoint_copy=next(iter(snakemake.input.checkpoint), None),  # a staged copy, if any
 )
 log.info(
     "encoding %d names x %d prompts (%s) with %s on %s",

@@ -6,6 +6,7 @@ from clustermine.compute import budget_from_mb
 from clustermine.h5io import check_same_model, read_text_embeddings
 from clustermine.image_rows import open_image_rows
 from clustermine.logs import setup_logging
+from clustermine.staging import recorded_path
 from clustermine.zeroshot import write_zero_shot, zero_shot_topk
 
 log = setup_logging(snakemake.log[0])
@@ -30,7 +31,7 @@ write_zero_shot(
         "dataset": wc.dataset,
         "corpus": wc.corpus,
         "prompts": wc.prompts,
-        "images": str(inp.images),
-        "text": str(inp.text),
+        "images": recorded_path(inp.images),
+        "text": recorded_path(inp.text),
     },
 )

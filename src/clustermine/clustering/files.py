@@ -12,6 +12,7 @@ import os
 from typing import Any, Mapping
 
 from clustermine.clustering import ClusterConfigError, ClusterResult, fit_clusters
+from clustermine.staging import recorded_path
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def cluster_files(
     from clustermine.labelsets import label_texts
 
     data = read_image_embeddings(images)
-    attrs = {**inherited_attrs(data.attrs), "source": str(images)}
+    attrs = {**inherited_attrs(data.attrs), "source": recorded_path(images)}
     neighbors = texts = None
     if knn is not None:
         neighbors = read_knn(knn)

@@ -30,6 +30,7 @@ from clustermine.h5io import (
 )
 from clustermine.labelsets import label_texts
 from clustermine.score_files import ScoreSet, write_score_file
+from clustermine.staging import recorded_path
 from clustermine.streams import score_stream
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ def fit_detector_files(
         "library_versions": image_attrs.get("library_versions"),
         "corpus": corpus.attrs.get("corpus"),
         "prompts": corpus.attrs.get("prompts"),
-        "train": str(train),
+        "train": recorded_path(train),
     }
     try:
         detector = cls.fit(
@@ -143,7 +144,7 @@ def fit_detector_files(
     else:
         more = feature_inputs(detector, calibration, held_out, calibration_local, calibration_views)
         scores = detector.score(held_out.embeddings, held_out.attrs, calibration, **more)
-    cal = detector.calibrate(scores, calibration_name, {"embeddings": str(calibration)})
+    cal = detector.calibrate(scores, calibration_name, {"embeddings": recorded_path(calibration)})
     log.info(
         "calibrated on %s (%d images): threshold %.6g accepts 95%% of them",
         calibration_name,
@@ -211,7 +212,7 @@ def score_files(
             sets[dataset] = ScoreSet(scores, embeddings.labels, {**detector.score_stats})
             del embeddings, more
     for dataset, path in zip(datasets, images):
-        sets[dataset].attrs["embeddings"] = str(path)
+        sets[dataset].attrs["embeddings"] = recorded_path(path)
     write_score_file(
         out,
         sets,
@@ -221,7 +222,7 @@ def score_files(
             **context,
             "model_arch": detector.meta.get("model_arch"),
             "model_pretrained": detector.meta.get("model_pretrained"),
-            "detector_file": str(detector_file),
+            "detector_file": recorded_path(detector_file),
         },
         pairs,
     )

@@ -31,6 +31,7 @@ from clustermine.knn import blocked_topk
 from clustermine.labelsets import LabelSet
 from clustermine.mining.gt import positives_or_gt
 from clustermine.mining.inputs import MinerConfigError, MiningInputs
+from clustermine.staging import recorded_path
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ def density_of_text_file(text_path, out_path, k1: int, *, device=None, budget_by
         raise EmbeddingFileError(f"{text_path}: {err}; delete it so that it is re-encoded") from err
     keys = ("model_arch", "model_pretrained", "corpus", "prompts")
     attrs = {key: text.attrs[key] for key in keys if key in text.attrs}  # missing stays missing
-    write_density(out_path, r, clamped, {**attrs, "k1": int(k1), "text": str(text_path)})
+    write_density(out_path, r, clamped, {**attrs, "k1": int(k1), "text": recorded_path(text_path)})
 
 
 def read_density(path) -> tuple[np.ndarray, dict]:

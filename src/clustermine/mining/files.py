@@ -32,6 +32,7 @@ from clustermine.labelsets import LabelSet, read_label_set, write_label_set
 from clustermine.mining.inputs import MinerConfigError, MiningInputs
 from clustermine.mining.registry import mine_labels, miner_plugin
 from clustermine.mining.report import cluster_summary, quality_of
+from clustermine.staging import recorded_path
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,8 @@ def read_mining_inputs(
     image_attrs = read_attributes(files["images"])
     corpus = read_text_embeddings(files["text"])
     checked = [(files["images"], image_attrs), (files["text"], corpus.attrs)]
-    sources = {"corpus": str(files["text"]), "class_names": str(files["images"])}
+    sources = {"corpus": recorded_path(files["text"]),
+               "class_names": recorded_path(files["images"])}  # fmt: skip
     class_names = read_class_names(files["images"])
     class_emb = class_syn = None
     if files.get("classes"):
@@ -65,7 +67,7 @@ def read_mining_inputs(
                 "that it is re-encoded"
             )
         class_names, class_emb, class_syn = classes.names, classes.embeddings, classes.synsets
-        sources["class_emb"] = str(path)
+        sources["class_emb"] = recorded_path(path)
     top1 = assignments = corpus_density = density_attrs = image_emb = None
     health: dict[str, Any] = {}
     if plugin.has("zero_shot"):
@@ -75,19 +77,18 @@ def read_mining_inputs(
             raise EmbeddingFileError(
                 f"{files['zeroshot']} was computed over another corpus; delete it"
             )
-        top1, sources["top1"] = zs.top1, str(files["zeroshot"])
+        top1, sources["top1"] = zs.top1, recorded_path(files["zeroshot"])
     if plugin.has("clusters"):
         clusters = read_clusters(files["clusters"])
         checked.append((files["clusters"], clusters.attrs))
-        assignments, sources["assignments"] = clusters.assignments, str(files["clusters"])
+        assignments, sources["assignments"] = clusters.assignments, recorded_path(files["clusters"])
         # The health of the clustering voted on travels with the label set.
         health = clusters.health
         for message in health.get("messages", []):
             log.warning("the clustering voted on failed a health check: %s", message)
     if plugin.has("image_embeddings"):
-        image_emb, sources["images"] = read_image_embeddings(files["images"]).embeddings, str(
-            files["images"]
-        )
+        image_emb = read_image_embeddings(files["images"]).embeddings
+        sources["images"] = recorded_path(files["images"])
     if plugin.has("text_density"):
         corpus_density, density_attrs = read_density(files["density"])
         checked.append((files["density"], density_attrs))
@@ -95,7 +96,7 @@ def read_mining_inputs(
             raise EmbeddingFileError(
                 f"{files['density']} was computed over another corpus; delete it"
             )
-        sources["density"] = str(files["density"])
+        sources["density"] = recorded_path(files["density"])
     conjugated = None
     if plugin.has("conjugated_labels"):
         conjugated = read_text_embeddings(files["conjugated"])
@@ -106,14 +107,14 @@ def read_mining_inputs(
                 f"{conjugated.attrs.get('corpus')!r}, not of {corpus.attrs.get('corpus')!r} "
                 f"({files['text']}); delete it"
             )
-        sources["conjugated"] = str(files["conjugated"])
+        sources["conjugated"] = recorded_path(files["conjugated"])
     label_sets: dict[str, LabelSet] = {}
     for key in _keys_of_role(plugin, files, "label_set"):
         label_sets[key] = read_label_set(files[key], corpus.names, class_names)
-        sources[key] = str(files[key])
+        sources[key] = recorded_path(files[key])
         log.info("%s: %d positives of %s", key, label_sets[key].n_pos, files[key])
     user_files = {key: str(files[key]) for key in _keys_of_role(plugin, files, "file")}
-    sources.update(user_files)
+    sources.update({key: recorded_path(path) for key, path in user_files.items()})
     check_same_model(checked)
     inputs = MiningInputs(
         corpus.names,
