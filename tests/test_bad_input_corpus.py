@@ -21,7 +21,8 @@ from PIL import Image
 
 import clustermine
 from clustermine.config import ConfigError, load_workflow_config
-from clustermine.datacheck import check_data, check_dataset
+from clustermine.datacheck import check_dataset
+from clustermine.preflight import check_data
 from clustermine.datasets import (
     DatasetError,
     DatasetIndex,

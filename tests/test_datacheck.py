@@ -13,7 +13,8 @@ import pytest
 from helpers import REPO, make_image_folder, planned_jobs, read_config, snakemake, write_config
 
 from clustermine.cli import main
-from clustermine.datacheck import DataCheckFailed, check_data, check_dataset
+from clustermine.datacheck import DataCheckFailed, check_dataset
+from clustermine.preflight import check_data
 from clustermine.datasets import build_index
 from clustermine.public_sets import PUBLIC_SETS
 
@@ -307,7 +308,8 @@ def test_precomputed_embedding_files_are_read_before_any_gpu_job(tmp_path):
 
 def test_the_preflight_table_refuses_a_file_that_is_not_a_check_table(tmp_path):
     """The pre-flight job joins the per-dataset tables; a damaged one is named, not merged."""
-    from clustermine.datacheck import DataCheck, merged_tables
+    from clustermine.datacheck import DataCheck
+    from clustermine.preflight import merged_tables
 
     good = tmp_path / "good.tsv"
     DataCheck([check_dataset("x", {"type": "imagefolder", "root": str(tmp_path / "none")})]

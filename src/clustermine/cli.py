@@ -142,7 +142,7 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _check_data(args: argparse.Namespace) -> int:
-    from .datacheck import check_data, checked_specs
+    from .preflight import check_data, checked_specs
 
     cfg = _workflow_config(args)
     datasets, corpora = checked_specs(cfg)

@@ -1,15 +1,16 @@
-"""The pre-flight data check: before any GPU job is queued, every dataset root, file list,
-class map, tar shard and word list the config uses exists, and the images are counted and set
-against the public release's count (clustermine.public_sets) where a dataset names one.
+"""The data check of each dataset: before any GPU job is queued, every dataset root, file list,
+class map and tar shard the config uses exists, and the images are counted and set against the
+public release's count (clustermine.public_sets) where a dataset names one; a word list's names
+are counted too.
 
 It works on directory listings (one ``scandir`` per folder; for file lists one listing per
 folder they name, not one ``stat`` per file; for tar shards their headers) and never decodes
 an image, so it takes seconds where indexing and encoding take hours. It reads folders, file
 lists, class maps and word lists with the very functions the index and the corpus use
-(clustermine.image_files, clustermine.datasets), so that it counts what they will find. Given
-the config's ID sets, it also warns about OOD benchmarks that share files with their ID sets.
-Run by the workflow's first local jobs (rule ``check_data``, one per dataset, before its index
-job) and, for a whole config with its word lists, by ``clustermine check-data``. Torch-free.
+(clustermine.image_files, clustermine.datasets), so that it counts what they will find. Run by
+the workflow's first local jobs (rule ``check_data``, one per dataset, before its index job);
+the checks across a whole config (its word lists and precomputed corpora, benchmarks sharing
+files with their ID sets, ``clustermine check-data``) are clustermine.preflight. Torch-free.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import tarfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from clustermine.corpus import wordlist_corpus
 from clustermine.datasets import tar_names, tar_samples
@@ -28,10 +29,6 @@ from clustermine.datasets.imagefolder import list_class_folders
 from clustermine.datasets.labels import read_class_map
 from clustermine.missing_files import missing_file
 from clustermine.public_sets import PUBLIC_SETS
-
-# Keys of a dataset's declaration that do not change which files it has.
-NOT_CHECKED = ("shards",)
-
 
 class DataCheckFailed(RuntimeError):
     """A dataset or word list the config uses is missing or incomplete."""
@@ -132,7 +129,7 @@ def _resolves(entry: os.DirEntry) -> bool:
     return True
 
 
-def _short(paths: list[str], n: int = 5) -> str:
+def shortened(paths: list[str], n: int = 5) -> str:
     more = f" and {len(paths) - n:,} more" if len(paths) > n else ""
     return ", ".join(paths[:n]) + more
 
@@ -225,7 +222,7 @@ def _check_imagefolder(check: Check, spec, max_missing: float) -> None:
         check.errors.append(f"no images under {root}")
     if found.outside:
         check.warnings.append(f"{len(found.outside):,} images directly under {root} are in no "
-                              f"class folder and are left out: {_short(found.outside)}")
+                              f"class folder and are left out: {shortened(found.outside)}")
     _unreadable(check, len(found.paths), found.broken, max_missing)
     class_map = spec.get("class_map")
     if class_map:
@@ -237,7 +234,7 @@ def _check_imagefolder(check: Check, spec, max_missing: float) -> None:
         if lacking:
             check.errors.append(f"class map {class_map} lacks {len(lacking):,} of the "
                                 f"{len(found.classes):,} class folders, e.g. "
-                                f"{_short(lacking, 3)}")  # fmt: skip
+                                f"{shortened(lacking, 3)}")  # fmt: skip
 
 
 def _unreadable(check: Check, total: int, broken: dict[str, str], max_missing: float) -> None:
@@ -248,7 +245,7 @@ def _unreadable(check: Check, total: int, broken: dict[str, str], max_missing: f
     share = len(broken) / total
     named = [f"{path} ({why})" for path, why in broken.items()]
     text = (f"{len(broken):,} of the {total:,} images cannot be read ({share:.1%}): "
-            f"{_short(named)}")  # fmt: skip
+            f"{shortened(named)}")  # fmt: skip
     if share > max_missing:
         check.errors.append(f"{text}; above encode.max_unreadable_fraction ({max_missing:.1%})")
     else:
@@ -273,7 +270,7 @@ def _check_filelist(check: Check, spec, max_missing: float) -> None:
     if missing:
         share = len(missing) / len(paths)
         text = (f"{len(missing):,} of the {len(paths):,} listed files are missing under "
-                f"{root} ({share:.1%}): {_short(missing)}")  # fmt: skip
+                f"{root} ({share:.1%}): {shortened(missing)}")  # fmt: skip
         if share > max_missing:
             check.errors.append(f"{text}; above encode.max_unreadable_fraction "
                                 f"({max_missing:.1%})")  # fmt: skip
@@ -294,7 +291,7 @@ def _check_webdataset(check: Check, spec) -> None:
     absent = [n for n in names if not (root / n).is_file()]
     if absent:
         check.errors.append(f"{len(absent):,} of {len(names):,} tar shards are missing: "
-                            f"{_short(absent)}")  # fmt: skip
+                            f"{shortened(absent)}")  # fmt: skip
         return
     check.location = f"{root} ({len(names):,} tar shards)"
     check.found = 0
@@ -332,161 +329,3 @@ def check_wordlist(name: str, spec: Mapping[str, Any]) -> Check:
         check.errors.append(str(err))
     check.used = check.found
     return check
-
-
-# --- the whole config ---------------------------------------------------------------------------
-
-
-def checked_specs(cfg) -> tuple[dict[str, dict], dict[str, dict]]:
-    """The declarations the check reads, from a :class:`clustermine.config.WorkflowConfig`:
-    the datasets the config uses (without settings that do not change their files) and its
-    word-list and precomputed corpora."""
-    datasets = {
-        ds: {k: v for k, v in cfg.datasets[ds].items() if k not in NOT_CHECKED}
-        for ds in cfg.used_datasets()
-    }
-    for spec in datasets.values():
-        if spec["type"] == "embeddings":  # checked against the models they are named for
-            spec["models"] = {m: {"arch": cfg.models[m]["arch"]} for m in spec.get("paths", {})}
-    used = {spec["corpus"] for spec in cfg.idsets.values()} if cfg.idsets else set(cfg.corpora)
-    corpora = {c: dict(cfg.corpora[c]) for c in sorted(used)
-               if cfg.corpora[c]["type"] in ("wordlist", "embeddings")}  # fmt: skip
-    return datasets, corpora
-
-
-def check_data(
-    datasets: Mapping[str, Mapping[str, Any]],
-    corpora: Mapping[str, Mapping[str, Any]] | None = None,
-    max_missing: float = 0.01,
-    idsets: Mapping[str, Mapping[str, Any]] | None = None,
-) -> DataCheck:
-    """Check datasets and word lists; with the config's ``idsets``, warn about benchmarks that
-    share files with their ID sets (:func:`shared_file_warnings`)."""
-    checks = [check_dataset(name, spec, max_missing) for name, spec in datasets.items()]
-    if idsets:
-        usable = {c.name: datasets[c.name] for c in checks if not c.errors}
-        listed: dict[str, dict[str, str]] = {}  # each dataset is listed once
-        for check in checks:
-            check.warnings += shared_file_warnings(check.name, usable, idsets, listed)
-    checks += [_check_corpus(name, spec) for name, spec in (corpora or {}).items()]
-    return DataCheck(checks)
-
-
-def preflight_check(
-    datasets: Mapping[str, Mapping[str, Any]],
-    corpora: Mapping[str, Mapping[str, Any]],
-    idsets: Mapping[str, Mapping[str, Any]],
-) -> DataCheck:
-    """What the workflow checks once every dataset's own check has passed (rule
-    ``preflight``): benchmarks sharing files with their ID sets (a row of warnings per such
-    benchmark) and the word lists and precomputed corpora. ``datasets`` and ``corpora`` are
-    :func:`checked_specs`."""
-    listed: dict[str, dict[str, str]] = {}  # each dataset is listed once
-    checks = []
-    for name, spec in datasets.items():
-        warnings = shared_file_warnings(name, datasets, idsets, listed)
-        if warnings:
-            checks.append(Check(name, "shared files", str(spec.get("root", "")),
-                                warnings=warnings))
-    return DataCheck(checks + [_check_corpus(name, spec) for name, spec in corpora.items()])
-
-
-def _check_corpus(name: str, spec: Mapping[str, Any]) -> Check:
-    if spec["type"] == "wordlist":
-        return check_wordlist(name, spec)
-    check = check_dataset(name, {**spec, "type": "embeddings"})
-    check.kind = "corpus embeddings"
-    return check
-
-
-def merged_tables(tables: Sequence[str | os.PathLike], extra: DataCheck) -> str:
-    """One table from the TSV tables of the per-dataset checks and the rows of ``extra``."""
-    rows = []
-    for table in tables:
-        try:
-            lines = Path(table).read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError:
-            lines = []
-        if not lines or lines[0].split("\t") != DataCheck.HEADER:
-            raise DataCheckFailed(f"{table}: not a data-check table; delete it and rerun")
-        rows += lines[1:]
-    own = extra.tsv().splitlines()[1:]
-    return "\n".join(["\t".join(DataCheck.HEADER), *rows, *own]) + "\n"
-
-
-# --- benchmarks that share files with their ID sets ------------------------------------------
-
-
-def shared_file_warnings(
-    benchmark: str,
-    datasets: Mapping[str, Mapping[str, Any]],
-    idsets: Mapping[str, Mapping[str, Any]],
-    listed: dict[str, dict[str, str]] | None = None,
-) -> list[str]:
-    """One warning per ID set that has ``benchmark`` as an OOD benchmark and whose train,
-    test or calibration sets hold some of the same files: a benchmark made of ID test images
-    scores AUROC 50 without a word. Files are the same when their paths are, after the
-    datasets' roots are resolved (symbolic links followed); datasets not in ``datasets``
-    (precomputed embeddings, datasets with errors) are not compared. Image folders and file
-    lists are listed again, tar shards read again (headers only); ``listed`` keeps the
-    :func:`dataset_files` of each dataset across calls."""
-    if benchmark not in datasets:
-        return []
-    listed = {} if listed is None else listed
-
-    def files(name: str) -> dict[str, str]:
-        if name not in listed:
-            listed[name] = dataset_files(datasets[name]) if name in datasets else {}
-        return listed[name]
-
-    warnings = []
-    for idset, spec in idsets.items():
-        if benchmark not in [*(spec.get("benchmarks") or []),
-                             *(spec.get("extra_benchmarks") or [])]:  # fmt: skip
-            continue
-        roles = [("test", t) for t in spec.get("test") or []]
-        if spec.get("calibration") and spec["calibration"] not in (spec.get("test") or []):
-            roles.append(("calibration", spec["calibration"]))
-        if spec.get("train"):
-            roles.append(("train", spec["train"]))
-        ours = files(benchmark)
-        shared: set[str] = set()
-        parts = []
-        for role, name in roles:
-            if name == benchmark:
-                continue
-            common = ours.keys() & files(name).keys()
-            if common:
-                parts.append(f"{len(common):,} with its {role} set {name}")
-                shared |= common
-        if shared:
-            examples = sorted(ours[key] for key in shared)
-            warnings.append(
-                f"shares {len(shared):,} of its {len(ours):,} files with the ID sets of "
-                f"{idset}: {', '.join(parts)} (e.g. {_short(examples, 3)}); images that are "
-                "both ID and OOD make its scores meaningless (AUROC near 50 on the same "
-                "images): take them out of one of the sets"
-            )
-    return warnings
-
-
-def dataset_files(spec: Mapping[str, Any]) -> dict[str, str]:
-    """The files of a dataset (every one, before ``limit``), as {resolved path: the path as
-    the dataset names it}: the root resolved (symbolic links followed) and joined to each
-    relative path; tar members as ``<resolved tar>/<member>``."""
-    kind = spec["type"]
-    if kind == "imagefolder":
-        root, paths = spec["root"], list_class_folders(spec["root"]).paths
-    elif kind == "filelist":
-        root, paths = spec["root"], read_filelist(spec["list"]).paths
-    elif kind == "webdataset":
-        root = spec["root"]
-        paths = [
-            f"{tar}/{member}"
-            for tar in tar_names(root, spec["tars"])
-            for member, _ in tar_samples(os.path.join(root, tar), read_labels=False)
-        ]
-    else:
-        return {}
-    real = os.path.realpath(root)
-    return {os.path.normpath(os.path.join(real, p)): p for p in paths}

@@ -101,7 +101,7 @@ class InputPath:
 PATHS = {p.name: p for p in [
     InputPath("index", "image", "listing", "clustermine.datasets.index_imagefolder, then the "
               "index file written and read back", "lists image folders only"),
-    InputPath("check", "image", "listing", "clustermine.datacheck.check_data (clustermine "
+    InputPath("check", "image", "listing", "clustermine.preflight.check_data (clustermine "
               "check-data) on an image folder, and its table", "is met here on image folders "
               "(on embedding files: path embeddings)"),
     InputPath("encode", "image", "listing", "the index, then clustermine.encode.encode_images "

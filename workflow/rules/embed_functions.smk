@@ -42,7 +42,7 @@ def preflight_inputs(wildcards):
 def preflight_spec(wildcards):
     """What the checks across datasets read: the datasets as their checks see them, the word
     lists and precomputed corpora, and the datasets of each ID set."""
-    from clustermine.datacheck import checked_specs
+    from clustermine.preflight import checked_specs
 
     datasets, corpora = checked_specs(CFG)
     return {

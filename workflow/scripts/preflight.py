@@ -1,6 +1,6 @@
 """Every dataset's check passed: check what spans datasets and the corpora, write one table."""
 
-from clustermine.datacheck import merged_tables, preflight_check
+from clustermine.preflight import merged_tables, preflight_check
 from clustermine.atomic import atomic_path
 from clustermine.logs import setup_logging
 
