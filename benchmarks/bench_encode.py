@@ -80,9 +80,9 @@ def pil_part(preprocess) -> list:
 
 def decode_rate(index, transform, workers: int, batch_size: int) -> float:
     """Images/s of the project's image dataset through a DataLoader, no model."""
-    from clustermine.encode import _ImageFiles
+    from clustermine.image_loading import ImageFiles
 
-    data = _ImageFiles(index.root, index.paths, transform, (1,), None)
+    data = ImageFiles(index.root, index.paths, transform, (1,), None)
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, num_workers=workers)
     start = time.perf_counter()
     for _batch in loader:

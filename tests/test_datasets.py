@@ -16,13 +16,8 @@ from clustermine.datasets import (
     subsample,
     write_index,
 )
-from clustermine.encode import (
-    TooManyUnreadable,
-    encode_images,
-    encode_texts,
-    masked_padding_id,
-    merge_shards,
-)
+from clustermine.encode import TooManyUnreadable, encode_images, merge_shards
+from clustermine.encode_text import encode_texts, masked_padding_id
 from clustermine.h5io import ImageEmbeddings, write_image_embeddings
 from clustermine.models import RANDOM_WEIGHTS, load_model
 

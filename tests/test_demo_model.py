@@ -206,7 +206,7 @@ def test_short_model_mines_clothing_names_and_separates_held_out_digits(loaded, 
     from clustermine.corpus import wordnet_corpus
     from clustermine.demo.summary import class_coverage
     from clustermine.detectors.eq1 import Eq1Detector
-    from clustermine.encode import encode_texts
+    from clustermine.encode_text import encode_texts
     from clustermine.h5io import TextEmbeddings
     from clustermine.metrics import auroc
     from clustermine.mining import MiningInputs, mine_labels

@@ -1,10 +1,10 @@
-"""Encode images and prompt-ensembled text with an open_clip model (DESIGN §4)."""
+"""Encode images with an open_clip model (DESIGN §4): a dataset's rows into an embedding file,
+the one encoding loop shared with deployed detectors, and the merge of shard files. Loading the
+images is clustermine.image_loading; text is clustermine.encode_text."""
 
 from __future__ import annotations
 
-import io
 import logging
-import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,11 +12,11 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 
-from .datasets import DatasetIndex, split_member
+from .datasets import DatasetIndex
 from .h5io import EmbeddingFileError, ImageEmbeddings, read_features
-from .images import DEFAULT_MAX_PIXELS, load_rgb
+from .image_loading import ImageFiles, PilToUint8, TarImages, input_shape, split_preprocess
+from .images import DEFAULT_MAX_PIXELS
 from .local_features import check_local_support, encode_local
 from .models import LoadedModel
 from .views import Corruption
@@ -30,135 +30,6 @@ FEATURES = ("global", "local")
 
 class TooManyUnreadable(RuntimeError):
     pass
-
-
-class _ImageFiles(torch.utils.data.Dataset):
-    """Images by path; unreadable files yield a zero tensor and ``ok = False``."""
-
-    def __init__(
-        self, root: str, paths: Sequence[str], transform: Callable, shape, max_pixels: int | None,
-        dtype: torch.dtype = torch.float32,
-    ):  # fmt: skip
-        self.root, self.paths, self.transform, self.shape = Path(root), paths, transform, shape
-        self.max_pixels, self.dtype = max_pixels, dtype
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int):
-        try:
-            img = load_rgb(self.root / self.paths[i], self.max_pixels)
-            return self.transform(img), True
-        except Exception as err:  # noqa: BLE001 - any decoding failure means "unreadable"
-            log.warning("unreadable image %s: %s", self.root / self.paths[i], err)
-            return torch.zeros(self.shape, dtype=self.dtype), False
-
-
-class _TarImages(torch.utils.data.IterableDataset):
-    """Images of tar shards (webdataset layout), each tar read once, front to back; yields
-    (image, ok, row), ``row`` the image's position in ``paths`` (``<tar>/<member>``). DataLoader
-    workers share the tars out. Unreadable members, members missing from their tar and the
-    rest of an unreadable tar yield a zero tensor and ``ok = False``."""
-
-    def __init__(self, root: str, paths: Sequence[str], transform: Callable, shape,
-                 max_pixels: int | None, dtype: torch.dtype = torch.float32):  # fmt: skip
-        self.root, self.transform, self.shape = Path(root), transform, shape
-        self.max_pixels, self.dtype = max_pixels, dtype
-        self.rows: dict[str, dict[str, int]] = {}  # tar -> {member: row}
-        for row, path in enumerate(paths):
-            tar, member = split_member(path)
-            self.rows.setdefault(tar, {})[member] = row
-
-    def __iter__(self):
-        tars = list(self.rows)
-        worker = torch.utils.data.get_worker_info()
-        if worker is not None:
-            tars = tars[worker.id :: worker.num_workers]
-        for tar in tars:
-            yield from self._read(tar)
-
-    def _read(self, tar: str):
-        wanted = dict(self.rows[tar])
-        try:
-            with tarfile.open(self.root / tar, "r|") as stream:  # sequential reads only
-                for member in stream:
-                    row = wanted.pop(member.name, None)
-                    if row is None:
-                        continue
-                    name = f"{tar}/{member.name}"
-                    try:
-                        data = io.BytesIO(stream.extractfile(member).read())
-                        data.name = name
-                        yield self.transform(load_rgb(data, self.max_pixels)), True, row
-                    except Exception as err:  # noqa: BLE001 - any decoding failure: unreadable
-                        log.warning("unreadable image %s: %s", self.root / name, err)
-                        yield torch.zeros(self.shape, dtype=self.dtype), False, row
-        except (tarfile.TarError, OSError) as err:
-            log.warning("tar shard %s cannot be read to its end: %s", self.root / tar, err)
-        for member, row in wanted.items():
-            log.warning("unreadable image %s/%s: not in its tar shard", self.root / tar, member)
-            yield torch.zeros(self.shape, dtype=self.dtype), False, row
-
-
-def input_shape(preprocess: Callable) -> tuple[int, ...]:
-    """The shape of one image's model input (or of the uint8 pixels of a split one)."""
-    return tuple(preprocess(Image.new("RGB", (32, 32))).shape)
-
-
-class _Normalize:
-    """The end of a CLIP preprocessing, on a batch on the device: uint8 → float / 255, minus
-    the mean, over the std, exactly as torchvision's ``ToTensor`` and ``Normalize`` compute it
-    per image (the same float operations, so the same numbers)."""
-
-    def __init__(self, mean, std) -> None:
-        self.mean = torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-        self.std = torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        if self.mean.device != batch.device:  # moved once, on the first batch
-            self.mean, self.std = self.mean.to(batch.device), self.std.to(batch.device)
-        x = batch.to(dtype=torch.float32).div(255)
-        return x.sub_(self.mean).div_(self.std)
-
-
-class _PilToUint8:
-    """The PIL part of a preprocessing (resize, crop, RGB), then a view's corruption if one is
-    given (on the image as the model sees it), then the pixels as uint8 [3, H, W]."""
-
-    def __init__(self, steps, corruption: Corruption | None = None) -> None:
-        self.steps, self.corruption = steps, corruption
-
-    def __call__(self, img: Image.Image) -> torch.Tensor:
-        for step in self.steps:
-            img = step(img)
-        if self.corruption is not None:
-            img = self.corruption(img)
-        if img.mode != "RGB":
-            raise ValueError(f"preprocessed image has mode {img.mode}, not RGB")
-        return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
-
-
-def split_preprocess(preprocess: Callable) -> tuple[Callable, _Normalize] | None:
-    """For a preprocessing that is PIL steps, a to-tensor conversion and ``Normalize`` (every
-    open_clip image transform), the PIL steps ending in uint8 pixels (run by the loader
-    workers) and the conversion and normalisation of a whole batch (run on the device); None
-    for any other preprocessing, which then runs whole in the workers.
-
-    Workers then send a quarter of the bytes (uint8 instead of float32) through shared
-    memory, pinned memory and the host-to-GPU copy, and the per-image float work leaves them.
-    """
-    import torchvision.transforms as T
-
-    steps = list(getattr(preprocess, "transforms", []))
-    if len(steps) < 2 or not isinstance(steps[-1], T.Normalize):
-        return None
-    *head, to_tensor = steps[:-1]
-    tensor_like = ("ToTensor", "MaybeToTensor", "PILToTensor", "Normalize")
-    if type(to_tensor).__name__ not in ("ToTensor", "MaybeToTensor"):
-        return None
-    if any(type(t).__name__ in tensor_like for t in head):
-        return None
-    return _PilToUint8(head), _Normalize(steps[-1].mean, steps[-1].std)
 
 
 def encode_images(
@@ -190,7 +61,7 @@ def encode_images(
         check_local_support(loaded.model, loaded.arch)
     stop = len(index) if stop is None else stop
     paths = index.paths[start:stop]
-    image_type = _TarImages if index.params.get("type") == "webdataset" else _ImageFiles
+    image_type = TarImages if index.params.get("type") == "webdataset" else ImageFiles
     split = split_preprocess(loaded.preprocess)
     if view is not None:
         if not split:
@@ -198,7 +69,7 @@ def encode_images(
                 f"{loaded.arch}: its preprocessing is not PIL steps then Normalize, so a "
                 f"corrupted view ({view}) has no place in it"
             )
-        split = (_PilToUint8(split[0].steps, Corruption(view, seed)), split[1])
+        split = (PilToUint8(split[0].steps, Corruption(view, seed)), split[1])
     transform, on_device = split if split else (loaded.preprocess, None)
     dtype = torch.uint8 if split else torch.float32
     data = image_type(index.root, paths, transform, input_shape(transform), max_pixels, dtype)
@@ -376,83 +247,3 @@ def merge_shards(paths: Sequence[str | Path]) -> ImageEmbeddings:
         class_names=parts[0].class_names,
         attrs=attrs,
     )
-
-
-def masked_padding_id(model) -> int | None:
-    """The pad token id of a text tower that masks its padding (open_clip's Hugging Face text
-    towers), whose trailing padding can be cut off without changing any output; None for other
-    towers (CLIP's own pools at the end-of-text token, SigLIP's at the last position, so their
-    padding stays)."""
-    try:
-        from open_clip.hf_model import HFTextEncoder
-    except ImportError:  # open_clip without transformers support
-        return None
-    text = getattr(model, "text", None)
-    return text.config.pad_token_id if isinstance(text, HFTextEncoder) else None
-
-
-def encode_texts(
-    loaded: LoadedModel,
-    names: Sequence[str],
-    templates: Sequence[str],
-    batch_size: int | None = None,
-    precision: str = "auto",
-    progress_every: float = 30.0,
-    chunk_texts: int = 65536,
-    return_norms: bool = False,
-) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Prompt ensemble: normalise each prompt's embedding, average, normalise (float32 [M, D]).
-
-    With ``return_norms`` also the norm of every name's raw feature, the prompt mean of
-    ``encode_text`` before any normalisation (float32 [M]; debiased negative mining ranks
-    names by it).
-
-    Prompts are encoded ``chunk_texts`` at a time. For text towers that mask their padding the
-    prompts of a chunk are batched by token length and each batch cut to its longest prompt,
-    which on a CPU triples the speed of a MiniLM tower (the output is the same). ``batch_size``
-    (prompts per forward pass) defaults to 1024 on a GPU and 256 on a CPU, where smaller
-    length-sorted batches are cut shorter.
-    """
-    if batch_size is None:
-        batch_size = 1024 if loaded.device.type == "cuda" else 256
-    pad = masked_padding_id(loaded.model)
-    per_chunk = max(1, chunk_texts // len(templates))
-    out, norms = [], []
-    last = t0 = time.monotonic()
-    with torch.inference_mode(), loaded.autocast(precision):
-        for s in range(0, len(names), per_chunk):
-            chunk = names[s : s + per_chunk]
-            tokens = loaded.tokenizer([t.format(n) for n in chunk for t in templates])
-            if pad is not None:
-                lengths = (tokens != pad).sum(1)
-                order = torch.argsort(lengths, stable=True)
-            else:
-                order = torch.arange(len(tokens))
-            feats = None
-            for b in range(0, len(order), batch_size):
-                idx = order[b : b + batch_size]
-                batch = tokens[idx]
-                if pad is not None:
-                    batch = batch[:, : max(1, int(lengths[idx].max()))]
-                raw_batch = loaded.model.encode_text(batch.to(loaded.device)).float().cpu()
-                if feats is None:
-                    feats = torch.empty(len(tokens), raw_batch.shape[1])
-                    raw = torch.empty(len(tokens), raw_batch.shape[1])
-                feats[idx] = torch.nn.functional.normalize(raw_batch, dim=-1)
-                raw[idx] = raw_batch
-                if time.monotonic() - last > progress_every:
-                    last = time.monotonic()
-                    done = s + (b + len(idx)) // len(templates)
-                    log.info("encoded %d/%d names", done, len(names))
-            feats = feats.view(len(chunk), len(templates), -1).mean(dim=1)
-            out.append(torch.nn.functional.normalize(feats, dim=-1).numpy())
-            norms.append(raw.view(len(chunk), len(templates), -1).mean(dim=1).norm(dim=-1).numpy())
-    if not out:  # no names (a corpus without adjectives has no conjugated labels): [0, D]
-        with torch.inference_mode():
-            dim = loaded.model.encode_text(loaded.tokenizer([""]).to(loaded.device)).shape[-1]
-        out, norms = [np.empty((0, dim), np.float32)], [np.empty(0, np.float32)]
-    log.info(
-        "encoded %d names x %d prompts in %.1f s", len(names), len(templates), time.monotonic() - t0
-    )
-    emb = np.concatenate(out).astype(np.float32)
-    return (emb, np.concatenate(norms).astype(np.float32)) if return_norms else emb

@@ -66,7 +66,8 @@ def build_demo_detector(root: Path, epochs: float = 2) -> dict[str, Path]:
     from clustermine.datasets import index_imagefolder
     from clustermine.demo.model import DEMO_ARCH, TrainSettings, train_demo_model
     from clustermine.detectors import get_detector
-    from clustermine.encode import encode_images, encode_texts
+    from clustermine.encode import encode_images
+    from clustermine.encode_text import encode_texts
     from clustermine.h5io import TextEmbeddings, write_image_embeddings
     from clustermine.mining import MiningInputs, mine_labels
     from clustermine.models import load_model

@@ -29,7 +29,8 @@ def make_detector(root: Path) -> Path:
     from clustermine.datasets import index_imagefolder
     from clustermine.deploy.bundle import export_bundle
     from clustermine.detectors import get_detector
-    from clustermine.encode import encode_images, encode_texts
+    from clustermine.encode import encode_images
+    from clustermine.encode_text import encode_texts
     from clustermine.h5io import TextEmbeddings
     from clustermine.models import load_model
 

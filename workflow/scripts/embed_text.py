@@ -1,6 +1,6 @@
 from clustermine.corpus import read_corpus_tsv
 from clustermine.datasets import read_index
-from clustermine.encode import encode_texts
+from clustermine.encode_text import encode_texts
 from clustermine.h5io import TextEmbeddings, write_text_embeddings
 from clustermine.logs import setup_logging
 from clustermine.models import load_model

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 class ModelInput:
     """How images become the model's input: ``transform`` (PIL image to tensor, run where the
     images are decoded) and ``on_device`` (the rest, on a batch on the model's device), split
-    as the workflow's encoder splits them (``clustermine.encode.split_preprocess``); ``split``
+    as the workflow's encoder splits them (``clustermine.image_loading.split_preprocess``); ``split``
     says whether they were (then ``transform`` ends in uint8 pixels, which views need)."""
 
     transform: Any
@@ -39,7 +39,7 @@ class ModelInput:
     def of(cls, preprocess) -> "ModelInput":
         import torch
 
-        from clustermine.encode import input_shape, split_preprocess
+        from clustermine.image_loading import input_shape, split_preprocess
 
         split = split_preprocess(preprocess)
         transform, on_device = split if split else (preprocess, None)
