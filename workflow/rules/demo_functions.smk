@@ -64,7 +64,6 @@ def demo_summary_inputs(wildcards):
     return {
         "training": DEMO_TRAINING_SUMMARY,
         "labels": label_set_file(model, idset, CFG.method(method)[2]),
-        "label_meta": label_set_sidecars(model, idset, [CFG.method(method)[2]]),
         "metrics": path(
             "metrics",
             model=model,

@@ -24,9 +24,10 @@ def label_set_file(model, idset, labelset):
 
 
 def label_set_sidecars(model, idset, labelsets):
-    """The JSON sidecars of label sets whose TSV a job reads. The reader finds a sidecar
-    beside its TSV, so a job names both as inputs: where inputs are staged to node-local
-    scratch (docs/slurm.md) only inputs are copied."""
+    """The JSON sidecars of label sets a job reads whole (`read_label_set`, `read_label_meta`;
+    not the report's readers of the table alone). The reader finds a sidecar beside its TSV,
+    so a job names both as inputs: where inputs are staged to node-local scratch
+    (docs/slurm.md §9) only inputs are copied."""
     return [
         path("label_meta", model=model, idset=idset, labelset=labelset)
         for labelset in dict.fromkeys(labelsets)

@@ -36,7 +36,6 @@ rule plots:
     input:
         metrics=metric_files(),
         labels=label_files(),
-        label_meta=label_sidecar_files(),
         sweeps=cluster_sweep_targets(),
         deployments=deployment_report_files(),
     output:

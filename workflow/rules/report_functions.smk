@@ -14,10 +14,6 @@ def label_files():
     return [label_set_file(m, i, ls) for m, i, ls in label_keys()]
 
 
-def label_sidecar_files():
-    return [f for m, i, ls in label_keys() for f in label_set_sidecars(m, i, [ls])]
-
-
 def clustering_keys():
     """(model, dataset, clusterer, C) of every clustering of an ID set's train images that
     the config makes, each once (ID sets may share their train images)."""
@@ -187,6 +183,5 @@ def gallery_inputs(wildcards):
     files += list(plan["images"].values()) + list(plan["indexes"].values())
     files += list(plan["clusterings"].values())
     files += [f for f, _ in plan["label_sets"].values()]
-    files += label_set_sidecars(plan["model"], plan["idset"], plan["label_sets"])
     files += [f for pair in plan["methods"].values() for f in pair]
     return [f for f in dict.fromkeys(files) if f]
