@@ -4,7 +4,6 @@ files that are damaged, embeddings of another model and weights that are not at 
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import logging
@@ -626,34 +625,8 @@ def test_score_output_to_a_full_disk_names_the_file_and_leaves_nothing(project, 
 # --- the package's structure -----------------------------------------------------------------
 
 
-def test_deploy_modules_import_each_other_without_a_cycle():
-    """Function-level imports count too: they only hide a cycle."""
-    folder = Path(clustermine.__file__).parent / "deploy"
-    graph = {}
-    for path in folder.glob("*.py"):
-        imported = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-            elif isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            else:
-                continue
-            imported |= {n.split(".")[2] for n in names if n.startswith("clustermine.deploy.")}
-        graph[path.stem] = imported - {path.stem}
-
-    def cycle_from(module, seen):
-        if module in seen:
-            return seen[seen.index(module):] + [module]
-        for other in sorted(graph.get(module, ())):
-            found = cycle_from(other, seen + [module])
-            if found:
-                return found
-        return None
-
-    cycles = [c for m in sorted(graph) if (c := cycle_from(m, []))]
-    assert not cycles, f"import cycle: {' -> '.join(cycles[0])}"
-    # One function of each name: the deployed detector's loader has a name of its own.
+def test_the_deployed_detectors_loader_has_a_name_of_its_own():
+    """One function of each name (the import cycles: tests/test_structure.py)."""
     from clustermine import deploy
 
     assert "load_detector" not in deploy.__all__ and "load_deployed_detector" in deploy.__all__

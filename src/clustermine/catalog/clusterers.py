@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from clustermine.catalog import Param, Plugin
+from clustermine.catalog.plugin import Param, Plugin
 
 COUNT = {"type": "integer", "minimum": 1}
 POSITIVE = {"type": "number", "exclusiveMinimum": 0}

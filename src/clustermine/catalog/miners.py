@@ -7,7 +7,7 @@ parameters declared here, all keyword-only and without defaults of its own.
 
 from __future__ import annotations
 
-from clustermine.catalog import Param, Plugin
+from clustermine.catalog.plugin import Param, Plugin
 
 INTEGER = {"type": "integer", "minimum": 1}
 FRACTION = {"type": "number", "minimum": 0, "maximum": 1}

@@ -6,7 +6,7 @@ whose ``name`` is the name declared here; its parameters are the ones declared h
 
 from __future__ import annotations
 
-from clustermine.catalog import Param, Plugin
+from clustermine.catalog.plugin import Param, Plugin
 
 POSITIVE = {"type": "number", "exclusiveMinimum": 0}
 SEED = Param("seed", 0, {"type": "integer"}, "seed (default: the config's global seed)",

@@ -4,11 +4,14 @@ problem is raised as a ConfigError naming its key."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from clustermine import catalog
 from clustermine.config.errors import ConfigError
-from clustermine.config.workflow import ID_SET_DATASET_KEYS, WorkflowConfig
+from clustermine.config.loading import ID_SET_DATASET_KEYS
+
+if TYPE_CHECKING:  # the checks are called by WorkflowConfig.check
+    from clustermine.config.workflow import WorkflowConfig
 
 
 def check_config(cfg: WorkflowConfig) -> None:

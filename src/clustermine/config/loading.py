@@ -83,6 +83,9 @@ def merge(base: dict, update: Mapping) -> dict:
     return base
 
 
+# The keys of an ID set that name its datasets.
+ID_SET_DATASET_KEYS = ("train", "test", "calibration", "benchmarks", "extra_benchmarks")
+
 # Config sections by what their entries are called in messages.
 SECTION_OF = {
     "models": "model", "datasets": "dataset", "corpora": "corpus", "idsets": "idset",

@@ -11,13 +11,12 @@ from typing import Any, Callable, Iterable, Mapping
 
 from clustermine import catalog
 from clustermine.config.errors import ConfigError
+from clustermine.config.checks import check_config
 from clustermine.config.loading import SECTION_OF, canonical_entries, load_config_file, merge
 from clustermine.config.schema import validate_config
 
 
 DATA_ROOT_KEYS = {"datasets": ("root", "list", "class_map", "class_names"), "corpora": ("path",)}
-# The keys of an ID set that name its datasets.
-ID_SET_DATASET_KEYS = ("train", "test", "calibration", "benchmarks", "extra_benchmarks")
 
 
 class WorkflowConfig:
@@ -367,8 +366,6 @@ class WorkflowConfig:
         """Every reference between config sections resolves, and every method can get the
         inputs its plugins need; the first problem is raised, naming its key
         (:mod:`clustermine.config.checks`)."""
-        from clustermine.config.checks import check_config
-
         check_config(self)
 
 
