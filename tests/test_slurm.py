@@ -227,8 +227,9 @@ def wait_for(condition, proc, what: str, timeout: float = 240):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def small_config(project: Path) -> Path:
-    """The tiny project with two methods: a Y_GT baseline and ClusterMine on k-means."""
+def small_config(project: Path, baseline: bool = True) -> Path:
+    """The tiny project with two methods: a Y_GT baseline (without ``baseline``: not) and
+    ClusterMine on k-means."""
     config = yaml.safe_load((project / "config.yaml").read_text())
     config["clusterers"] = {"kmeans": {"method": "kmeans"}}
     config["label_sets"] = {"gt": {"miner": "gt"},
@@ -236,6 +237,11 @@ def small_config(project: Path) -> Path:
     config["methods"] = {"mcm": {"score": "mcm", "labels": "gt"},
                          "clustermine": {"score": "eq1", "labels": "clustermine",
                                          "tau_factor": 0.1}}
+    if not baseline:
+        del config["label_sets"]["gt"], config["methods"]["mcm"]
+        for idset in config["idsets"].values():
+            if "methods" in idset:
+                idset["methods"] = [m for m in idset["methods"] if m != "mcm"]
     path = project / "config-slurm.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -331,7 +337,7 @@ def retrieved_inputs(log: Path) -> tuple[list[str], set[str]]:
 def test_staged_jobs_read_node_local_copies_and_write_to_the_shared_folder(
     slurm_env, tiny_project, tmp_path
 ):
-    config = small_config(tiny_project)
+    config = small_config(tiny_project, baseline=False)  # ClusterMine's jobs: each kind once
     local, remote, scratch = tmp_path / "local", tmp_path / "slurm", tmp_path / "node-scratch"
     profile = staging_profile(tmp_path / "profile", scratch)
     common = [*SNAKEMAKE, "-s", str(SNAKEFILE), "--configfile", str(config)]
