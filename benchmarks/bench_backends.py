@@ -10,6 +10,7 @@ in a fresh process (peak resident memory is its own) with the same number of thr
     python benchmarks/bench_backends.py init      # the seedings, judged by ClusterMine's labels
     python benchmarks/bench_backends.py approx    # IVF index: time and recall against exact
     python benchmarks/bench_backends.py approx-temi   # TEMI on exact vs IVF neighbours: NMI/ARI
+    python benchmarks/bench_backends.py approx-cost   # where an IVF graph's time goes, and at 5M
     python benchmarks/bench_backends.py seeding   # k-means++, k-means‖, random and faiss's own
     python benchmarks/bench_backends.py storage   # float16 storage: what changes in the results
     python benchmarks/bench_backends.py --quick all
@@ -276,6 +277,56 @@ def bench_approx(args, record) -> None:
               flush=True)
 
 
+def bench_approx_cost(args, record) -> None:
+    """Where the time of an IVF graph goes, at the index of ``approximate_knn`` (nlist 4·√N,
+    nprobe 16): training the cells (faiss's k-means, 10 iterations on up to 256 rows a cell),
+    adding the rows (each to its nearest cell) and searching every row (each query scans the
+    rows of its probed cells; timed on 500 queries and scaled to N). Each stage's rate of
+    multiply-adds extrapolates it to ``--approx-cost-at`` rows."""
+    import faiss
+
+    faiss.omp_set_num_threads(args.threads)
+    n, dim, k, nprobe = args.approx_n, args.approx_dim, args.k, 16
+    x = np.ascontiguousarray(unit(data(n, dim)), dtype=np.float32)
+    nlist = int(max(1, min(n // 39, round(4 * np.sqrt(n)))))
+    queries = np.sort(np.random.default_rng(0).choice(n, min(500, n), replace=False))
+    exact = faiss.IndexFlatIP(dim)
+    exact.add(x)
+    truth = exact.search(x[queries], k + 1)[1][:, 1:]
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = 0
+    t0 = time.perf_counter()
+    index.train(x)
+    t1 = time.perf_counter()
+    index.add(x)
+    t2 = time.perf_counter()
+    index.nprobe = nprobe
+    found = index.search(x[queries], k + 1)[1][:, 1:]
+    t3 = time.perf_counter()
+    recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found, truth)]))
+    seconds = {"train": t1 - t0, "add": t2 - t1, "search": (t3 - t2) * n / len(queries)}
+    big = args.approx_cost_at
+    big_nlist = int(round(4 * np.sqrt(big)))
+
+    def work(rows, cells):  # multiply-adds of each stage
+        return {"train": 10 * min(rows, 256 * cells) * cells * dim, "add": rows * cells * dim,
+                "search": rows * nprobe * (rows / cells) * dim}
+
+    here, there = work(n, nlist), work(big, big_nlist)
+    at_big = {s: seconds[s] * there[s] / here[s] for s in seconds}
+    record({"bench": "approx-cost", "n": n, "dim": dim, "nlist": nlist, "nprobe": nprobe,
+            "recall": recall, **{f"{s}_seconds": round(v, 2) for s, v in seconds.items()},
+            **{f"{s}_rate": round(here[s] / seconds[s]) for s in seconds},
+            **{f"{s}_seconds_at_{big}": round(v) for s, v in at_big.items()}})
+    print(f"IVF cost, N={n:,} D={dim} nlist={nlist} nprobe={nprobe}, {args.threads} threads "
+          f"(extrapolated to N={big:,}, nlist {big_nlist}):", flush=True)
+    for stage, label in (("train", "training the cells"), ("add", "adding the rows"),
+                         ("search", "searching every row (scaled)")):
+        print(f"  {label:<30} {seconds[stage]:8.1f} s ({here[stage] / seconds[stage]:.1e} "
+              f"multiply-adds/s)   at N={big:,}: {at_big[stage] / 60:6.0f} min", flush=True)
+    print(f"  recall@{k} on {len(queries)} queries: {recall:.4f}", flush=True)
+
+
 def bench_approx_temi(args, record) -> None:
     """TEMI at its defaults (but ``--temi-heads`` heads) on the exact kNN graph and on IVF
     graphs of decreasing ``nprobe``: how the neighbours' recall shows in the clusters
@@ -458,8 +509,8 @@ def bench_storage(args, record) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("what", nargs="*",
-                   help="all (default), knn, kmeans, init, approx, approx-temi, seeding, "
-                   "storage")
+                   help="all (default), knn, kmeans, init, approx, approx-temi, approx-cost, "
+                   "seeding, storage")
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--n", type=int, nargs="+", default=[10_000, 100_000])
@@ -483,6 +534,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--approx-n", type=int, default=100_000)
     p.add_argument("--approx-dim", type=int, default=512)
     p.add_argument("--nprobe", type=int, nargs="+", default=[8, 32, 128])
+    p.add_argument("--approx-cost-at", type=int, default=5_000_000,
+                   help="rows to extrapolate the IVF cost to (approx-cost)")
     p.add_argument("--temi-n", type=int, default=10_000)
     p.add_argument("--temi-concepts", type=int, default=50)
     p.add_argument("--temi-dim", type=int, default=128)
@@ -526,12 +579,14 @@ def main(argv: list[str] | None = None) -> None:
             with open(args.out, "a") as f:
                 f.write(json.dumps({**row, "threads": args.threads}) + "\n")
 
-    known = {"knn", "kmeans", "init", "approx", "approx-temi", "seeding", "storage"}
+    known = {"knn", "kmeans", "init", "approx", "approx-temi", "approx-cost", "seeding",
+             "storage"}
     what = known if not args.what or "all" in args.what else set(args.what)
     if what - known:
         p.error(f"unknown benchmark(s) {sorted(what - known)}; choose from all, {sorted(known)}")
     for name, fn in (("knn", bench_knn), ("kmeans", bench_kmeans), ("init", bench_init),
                      ("approx", bench_approx), ("approx-temi", bench_approx_temi),
+                     ("approx-cost", bench_approx_cost),
                      ("seeding", bench_seeding), ("storage", bench_storage)):  # fmt: skip
         if name in what:
             fn(args, record)
