@@ -686,6 +686,25 @@ def test_detectors_ask_for_the_memory_of_what_they_read(finished, tmp_path):
     assert asked["mahalanobis"] == asked["relative-mahalanobis"]
 
 
+def test_memory_requests_count_float16_image_rows_as_read(finished, tmp_path):
+    """Readers return float32: a job reading a model's float16 image file whole holds twice
+    the file's size, and asks for it (before, the request counted the file as stored)."""
+    project = tmp_path / "copy"
+    shutil.copytree(finished, project, symlinks=True)
+    train = project / "results/tiny-a/images/id-train.h5"
+    os.truncate(train, train.stat().st_size + 50 * 2**20)  # 50 MB more, as far as sizes go
+    write_config(project)
+    stored32 = {method: mem for method, (mem, _) in memory_asked(project, "fit_detector").items()}
+    write_config(project, lambda c: c["models"]["tiny-a"].update(storage="float16"))
+    stored16 = {method: mem for method, (mem, _) in memory_asked(project, "fit_detector").items()}
+    # Mahalanobis reads the train file whole: stored as float16 its 50 MB more on disk are
+    # 100 MB once read (50 more than as float32), asked for twice; MCM does not read it (its
+    # calibration set is small). Counted as stored, both asked for the same.
+    grown = {method: stored16[method] - stored32[method] for method in ("mahalanobis", "mcm")}
+    assert grown["mahalanobis"] - grown["mcm"] >= 99, grown
+    assert grown["mcm"] < 5, grown
+
+
 def test_score_jobs_ask_for_the_largest_set_unless_they_adapt(finished, tmp_path):
     """A score job holds one scored set at a time (the largest counts), except for a score
     that adapts at test time, which streams the sets together and holds them all."""

@@ -41,7 +41,7 @@ def clustering_mem_mb(wildcards, input, attempt):
     copies = 2
     if hasattr(wildcards, "clusterer"):
         copies = CFG.clusterer(wildcards.clusterer)[0].memory_copies
-    return held_mem_mb(size_mb(input), attempt, copies)
+    return held_mem_mb(read_mb(wildcards, input), attempt, copies)
 
 
 def clusters_file(model, dataset, clusterer, C):

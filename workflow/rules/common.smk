@@ -2,6 +2,7 @@
 # stages share. The checks live in the library (clustermine.config), unit-tested without
 # Snakemake; each stage's own helper functions sit beside that stage's rules.
 import os
+import re
 
 from snakemake.exceptions import WorkflowError
 
@@ -26,6 +27,8 @@ note_staging(
 
 MODELS, DATASETS, CORPORA, IDSETS = CFG.models, CFG.datasets, CFG.corpora, CFG.idsets
 SLUG = "[A-Za-z0-9_-]+"
+# The features wildcard: local patch features, or a corrupted view.
+FEATURES_PATTERN = r"local|views/[a-z_]+-[1-5]"
 
 
 wildcard_constraints:
@@ -70,6 +73,35 @@ def size_mb(files):
     return total / 2**20
 
 
+def _rows_folder(name, **patterns):
+    # The folder of PATHS[name] as a pattern, its wildcards given as patterns.
+    folder = re.escape(os.path.dirname(PATHS[name]))
+    for key, pattern in patterns.items():
+        folder = folder.replace(re.escape("{%s}" % key), f"(?:{pattern})")
+    return folder + "/"
+
+
+# The files of image rows the workflow makes (embeddings and other features, with their
+# shards); a precomputed file is stored as it was given.
+IMAGE_ROWS_FILE = re.compile(
+    "|".join(
+        [
+            _rows_folder("images", model="[^/]+"),
+            _rows_folder("features", model="[^/]+", features=FEATURES_PATTERN),
+        ]
+    )
+)
+
+
+def read_mb(wildcards, files):
+    """Megabytes of the files once read: readers return float32, so the image rows of a
+    model stored as float16 take twice their size in memory."""
+    total = size_mb(files)
+    if model_storage(wildcards) == "float16":
+        total += size_mb(f for f in files if IMAGE_ROWS_FILE.match(f))
+    return total
+
+
 def held_mem_mb(size_mb, attempt, copies=2):
     # What a job holding ``copies`` times ``size_mb`` of inputs asks for: plus the similarity
     # blocks (the memory budget) and some slack, more at each attempt.
@@ -78,7 +110,7 @@ def held_mem_mb(size_mb, attempt, copies=2):
 
 def embeddings_mem_mb(wildcards, input, attempt):
     # Inputs are read whole.
-    return held_mem_mb(size_mb(input), attempt)
+    return held_mem_mb(read_mb(wildcards, input), attempt)
 
 
 # A job that reads its image file in row blocks keeps per row only its results (zero-shot
@@ -92,7 +124,7 @@ def streamed_mem_mb(wildcards, input, attempt):
     # (docs/performance.md, "Memory of every job").
     held = [f for f in input if f != input.images]
     streamed = STREAMED_FRACTION * size_mb([input.images]) / 2
-    return held_mem_mb(size_mb(held) + streamed, attempt)
+    return held_mem_mb(read_mb(wildcards, held) + streamed, attempt)
 
 
 # --- models and embedding files ---------------------------------------------------------------

@@ -93,10 +93,6 @@ def _shards(name, wildcards, **extra):
     ]
 
 
-# The features wildcard: local patch features, or a corrupted view.
-FEATURES_PATTERN = r"local|views/[a-z_]+-[1-5]"
-
-
 def model_batch_size(wildcards):
     return CFG.batch_size(wildcards.model)
 
@@ -107,7 +103,7 @@ MAX_IMAGE_PIXELS = CFG.max_image_pixels()
 
 def merge_mem_mb(wildcards, input, attempt):
     # The shards and their concatenation are in memory at once, and the copy written.
-    return held_mem_mb(size_mb(input), attempt, copies=3)
+    return held_mem_mb(read_mb(wildcards, input), attempt, copies=3)
 
 
 def embedding_targets():

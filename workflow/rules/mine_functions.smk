@@ -88,7 +88,7 @@ def mine_mem_mb(wildcards, input, attempt):
     files = list(input)
     if not CFG.label_set(wildcards.labelset)[0].has("image_embeddings"):
         files.remove(input.images)
-    return held_mem_mb(size_mb(files), attempt)
+    return held_mem_mb(read_mb(wildcards, files), attempt)
 
 
 def label_set_miner(wildcards):

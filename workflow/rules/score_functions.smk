@@ -18,7 +18,7 @@ def fit_detector_mem_mb(wildcards, input, attempt):
     files = list(input)
     if not CFG.method(wildcards.method)[0].has("train_embeddings"):
         files.remove(input.train)
-    return held_mem_mb(size_mb(files), attempt)
+    return held_mem_mb(read_mb(wildcards, files), attempt)
 
 
 def score_mem_mb(wildcards, input, attempt):
@@ -34,7 +34,7 @@ def score_mem_mb(wildcards, input, attempt):
             per = len(files) // len(per_set)
             for i, files_of_set in enumerate(per_set):
                 files_of_set += files[i * per : (i + 1) * per]
-    largest = max(size_mb(files) for files in per_set)
+    largest = max(read_mb(wildcards, files) for files in per_set)
     return held_mem_mb(size_mb([input.detector]) + largest, attempt)
 
 
