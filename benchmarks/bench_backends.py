@@ -142,7 +142,7 @@ def worker(kind: str, args: list, threads: int) -> dict:
 
 
 def bench_knn(args, record) -> None:
-    from clustermine.knn import neighbour_recall
+    from clustermine.knn_ivf import neighbour_recall
 
     print(f"exact cosine kNN, k={args.k}, clustered CLIP-like rows; {args.queries} queries "
           "against all N rows, time for all N queries = measured x N / queries", flush=True)
@@ -249,7 +249,8 @@ def bench_init(args, record) -> None:
 
 
 def bench_approx(args, record) -> None:
-    from clustermine.knn import approximate_knn, cosine_knn, neighbour_recall
+    from clustermine.knn import approximate_knn, cosine_knn
+    from clustermine.knn_ivf import neighbour_recall
 
     import torch
 
@@ -338,7 +339,8 @@ def bench_approx_temi(args, record) -> None:
     from helpers import clip_like_concepts
 
     from clustermine.clustering.temi import fit_temi
-    from clustermine.knn import neighbour_recall, search_knn
+    from clustermine.knn import search_knn
+    from clustermine.knn_ivf import neighbour_recall
     from clustermine.knn_search import KnnSearch
 
     torch.set_num_threads(args.threads)

@@ -268,7 +268,7 @@ def stage_knn(args, x) -> dict:
     if gpus:
         import numpy as np
 
-        from clustermine.knn import neighbour_recall
+        from clustermine.knn_ivf import neighbour_recall
 
         u = torch.nn.functional.normalize(x, dim=1).cpu().numpy()
         res = faiss.StandardGpuResources()
@@ -397,7 +397,7 @@ def stage_scale(args) -> dict:
     out["streamed_zero_shot_images_per_s"] = round(n / seconds)
     rows = synthetic_embeddings(args.ivf_rows, args.dim, seed=5).cpu().numpy()
     start = time.perf_counter()
-    nn = approximate_knn(rows, min(K, len(rows) - 1), nprobe=16, device=DEVICE, copy=False)
+    nn = approximate_knn(rows, min(K, len(rows) - 1), nprobe=16, device=DEVICE)
     out["ivf_seconds"] = round(time.perf_counter() - start, 1)
     out.update({f"ivf_{key}": nn.attrs[key] for key in ("device", "nlist", "recall")})
     return out

@@ -21,11 +21,11 @@ from clustermine.knn import (
     approximate_knn,
     blocked_topk,
     cosine_knn,
-    neighbour_recall,
     read_knn,
     search_knn,
     write_knn,
 )
+from clustermine.knn_ivf import neighbour_recall
 from clustermine.knn_search import KnnSearch
 
 faiss = pytest.importorskip("faiss")
@@ -225,6 +225,39 @@ def test_ivf_rows_whose_probed_cells_hold_too_few_rows_are_searched_exactly():
     assert 0 < filled <= len(x)
     # The recall recorded is that of the graph as written, fallback rows included.
     assert nn.attrs["recall"] == pytest.approx(neighbour_recall(nn.indices, exact.indices))
+
+
+def test_an_ivf_graph_of_a_file_holds_the_rows_once(tmp_path, monkeypatch):
+    """Read in blocks from its file, an IVF graph is that of the rows in memory, bit for bit,
+    without a second copy of them beside the index: the Python-side peak (the trained cells'
+    sample, the graph, a block) stays under half the rows' size."""
+    import tracemalloc
+
+    from clustermine import knn_ivf
+    from clustermine.image_rows import open_image_rows
+
+    monkeypatch.setattr(knn_ivf, "IVF_BLOCK_ROWS", 500)
+    monkeypatch.setattr(knn_ivf, "EXACT_BLOCK_BYTES", 2**20)
+    x, _ = planted_clusters(n=12000, c=10, d=256, noise=0.3, seed=2)
+    path = tmp_path / "rows.h5"
+    _image_file(path, x)
+    # 4 cells are trained on at most 4·256 rows: a seeded sample, the same from both.
+    held = approximate_knn(x, 5, nlist=4, nprobe=2, recall_queries=50)
+    with open_image_rows(path) as images:
+        tracemalloc.start()
+        read = approximate_knn(images.embeddings, 5, nlist=4, nprobe=2, recall_queries=50)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    np.testing.assert_array_equal(read.indices, held.indices)
+    np.testing.assert_array_equal(read.sims, held.sims)
+    assert read.attrs == held.attrs and read.attrs["train_rows"] == 4 * 256
+    assert peak < 0.5 * x.nbytes, (peak, x.nbytes)
+    # The sample's exact neighbours, merged over blocks of keys, are those of one search.
+    rows = np.array([0, 7, 11999])
+    idx, sims = knn_ivf.exact_rows(x, rows, 5)
+    exact = cosine_knn(x, 5, device="cpu")
+    np.testing.assert_array_equal(idx, exact.indices[rows])
+    np.testing.assert_allclose(sims, exact.sims[rows], rtol=1e-5)
 
 
 def test_an_ivf_index_needs_as_many_rows_as_cells():

@@ -29,6 +29,8 @@ import torch
 
 from clustermine.atomic import atomic_path
 from clustermine.h5io import EmbeddingFileError, read_attrs, write_attrs
+from clustermine.image_rows import EmbeddingRows
+from clustermine.knn_ivf import ivf_knn
 from clustermine.knn_search import IVF_SEED, RECALL_QUERIES, KnnSearch
 from clustermine.compute import (
     as_unit_tensor,
@@ -241,7 +243,7 @@ def _faiss_topk(keys, k, key_bias, exclude_self, first, stop):
 
 
 def search_knn(
-    embeddings: np.ndarray,
+    embeddings: np.ndarray | EmbeddingRows,
     search: KnnSearch,
     *,
     device: str | torch.device | None = None,
@@ -249,13 +251,17 @@ def search_knn(
     copy: bool = True,
 ) -> Neighbors:
     """The kNN graph ``search`` describes: :func:`cosine_knn` (exact) or
-    :func:`approximate_knn` (IVF, its recall measured); ``attrs["graph"]`` is its name."""
+    :func:`approximate_knn` (IVF, its recall measured); ``attrs["graph"]`` is its name.
+    ``embeddings`` may be an image file's rows: an IVF search reads them in blocks, an exact
+    one reads them whole."""
     k = search.k
-    if search.index == "exact":
-        nn = cosine_knn(embeddings, k, device=device, budget_bytes=budget_bytes, copy=copy)
-    else:
+    if search.index != "exact":
         nn = approximate_knn(embeddings, k, nlist=search.nlist, nprobe=search.nprobe,
-                             device=device, copy=copy)  # fmt: skip
+                             device=device)  # fmt: skip
+    elif isinstance(embeddings, EmbeddingRows):  # the exact search holds the rows whole
+        nn = cosine_knn(embeddings[:], k, device=device, budget_bytes=budget_bytes, copy=False)
+    else:
+        nn = cosine_knn(embeddings, k, device=device, budget_bytes=budget_bytes, copy=copy)
     nn.attrs["graph"] = search.name
     return nn
 
@@ -280,7 +286,7 @@ def kth_largest_cosine(
 
 
 def approximate_knn(
-    embeddings: np.ndarray,
+    embeddings,
     k: int,
     *,
     nlist: int | None = None,
@@ -288,7 +294,6 @@ def approximate_knn(
     seed: int = IVF_SEED,
     recall_queries: int = RECALL_QUERIES,
     device: str | torch.device | None = "cpu",
-    copy: bool = True,
 ) -> Neighbors:
     """Approximate cosine kNN with a faiss IVF index (``knn_index: ivf``; exact is the default).
 
@@ -297,87 +302,12 @@ def approximate_knn(
     ``nprobe`` nearest cells. The recall@k against the exact search on ``recall_queries``
     seeded random queries is measured and recorded (``attrs["recall"]``), so the quality of
     every approximate graph is known. On a GPU the index runs there when faiss has GPU
-    support (a faiss-gpu build), else on the CPU (logged). ``copy``: as in :func:`cosine_knn`.
-    """
-    faiss = faiss_module()
-    if faiss is None:
-        raise ValueError("approximate_knn needs the faiss package (pip install faiss-cpu)")
-    n = len(embeddings)
-    if not 1 <= k < n:
-        raise ValueError(f"kNN: k must be in [1, N-1] = [1, {n - 1}], got k={k}")
-    x = as_unit_tensor(embeddings, torch.device("cpu"), inplace=not copy).numpy()
-    nlist = int(nlist or max(1, min(n // 39, round(4 * np.sqrt(n)))))
-    if nlist > n:
-        raise ValueError(f"kNN: an IVF index of nlist={nlist} cells needs at least as many "
-                         f"rows, got N={n}; lower knn_nlist")  # fmt: skip
-    start = time.perf_counter()
-    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(x.shape[1]), x.shape[1], nlist,
-                               faiss.METRIC_INNER_PRODUCT)  # fmt: skip
-    index.cp.seed = seed
-    where = "cpu"
-    if pick_device(device).type == "cuda":
-        if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
-            index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
-            where = "cuda"
-        else:
-            log.info("IVF kNN: this faiss has no GPU support; the index runs on the CPU")
-    index.train(x)
-    index.add(x)
-    index.nprobe = min(nprobe, nlist)
-    out_idx = np.empty((n, k), dtype=np.int64)
-    out_sim = np.empty((n, k), dtype=np.float32)
-    for r0 in range(0, n, FAISS_QUERY_ROWS):
-        r1 = min(n, r0 + FAISS_QUERY_ROWS)
-        sims, idx = index.search(x[r0:r1], k + 1)
-        drop = idx == np.arange(r0, r1)[:, None]
-        drop[~drop.any(axis=1), -1] = True
-        out_idx[r0:r1] = idx[~drop].reshape(-1, k)
-        out_sim[r0:r1] = sims[~drop].reshape(-1, k)
-    # A query whose probed cells hold fewer than k other rows gets -1 (no row) from faiss;
-    # index -1 would silently be the last row to TEMI, so such rows are searched exactly.
-    short = np.flatnonzero((out_idx < 0).any(axis=1))
-    if len(short):
-        out_idx[short], out_sim[short] = _faiss_exact_rows(x, short, k)
-        log.warning("IVF kNN: %d of %d rows found fewer than k=%d neighbours in their %d probed "
-                    "cells and were searched exactly; raise knn_nprobe or lower knn_nlist",
-                    len(short), n, k, index.nprobe)  # fmt: skip
-    seconds = time.perf_counter() - start
-    rng = np.random.default_rng(seed)
-    sample = np.sort(rng.choice(n, size=min(recall_queries, n), replace=False))
-    recall = neighbour_recall(out_idx[sample], _faiss_exact_rows(x, sample, k)[0])
-    log.info("IVF kNN (nlist %d, nprobe %d): %.1fs, recall@%d %.4f on %d queries",
-             nlist, index.nprobe, seconds, k, recall, len(sample))  # fmt: skip
-    attrs = {
-        "k": int(k),
-        "metric": "cosine",
-        "num_samples": int(n),
-        "device": where,
-        "backend": "faiss",
-        "index": "ivf",
-        "nlist": nlist,
-        "nprobe": int(index.nprobe),
-        "seed": int(seed),
-        "recall": recall,
-        "recall_queries": int(len(sample)),
-        "exact_fallback_rows": int(len(short)),
-    }
-    return Neighbors(out_idx, out_sim, attrs)
-
-
-def _faiss_exact_rows(x: np.ndarray, rows: np.ndarray, k: int
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact neighbours (self left out) of the unit rows ``x[rows]``, and their cosines."""
-    faiss = faiss_module()
-    sims, idx = faiss.knn(x[rows], x, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
-    drop = idx == rows[:, None]
-    drop[~drop.any(axis=1), -1] = True
-    return idx[~drop].reshape(-1, k), sims[~drop].reshape(-1, k)
-
-
-def neighbour_recall(found: np.ndarray, exact: np.ndarray) -> float:
-    """Share of the exact neighbours [N, k] that ``found`` [N, k] holds (row by row)."""
-    hits = sum(len(np.intersect1d(a, b)) for a, b in zip(found, exact))
-    return float(hits / exact.size)
+    support (a faiss-gpu build), else on the CPU (logged). ``embeddings``: an array, or an
+    image file's rows read in blocks (the job then holds only the index's copy of them;
+    :mod:`clustermine.knn_ivf`)."""
+    indices, sims, attrs = ivf_knn(embeddings, k, nlist=nlist, nprobe=nprobe, seed=seed,
+                                   recall_queries=recall_queries, device=device)  # fmt: skip
+    return Neighbors(indices, sims, attrs)
 
 
 def inherited_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
