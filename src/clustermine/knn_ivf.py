@@ -78,8 +78,9 @@ def ivf_knn(
     del train
     log.info("IVF kNN: %d cells trained on %d rows (%.1fs)", nlist, train_rows,
              time.perf_counter() - start)  # fmt: skip
-    for _, block in _unit_blocks(rows):
+    for r0, block in _unit_blocks(rows):
         index.add(block)
+        _progress("added", r0 + len(block), n, start)
     index.nprobe = min(nprobe, nlist)
     out_idx = np.empty((n, k), dtype=np.int64)
     out_sim = np.empty((n, k), dtype=np.float32)
@@ -90,6 +91,7 @@ def ivf_knn(
         drop[~drop.any(axis=1), -1] = True
         out_idx[r0:r1] = idx[~drop].reshape(-1, k)
         out_sim[r0:r1] = sims[~drop].reshape(-1, k)
+        _progress("searched", r1, n, start)
     del index
     # A query whose probed cells hold fewer than k other rows gets -1 (no row) from faiss;
     # index -1 would silently be the last row to TEMI, so such rows are searched exactly.
@@ -121,6 +123,13 @@ def ivf_knn(
         "exact_fallback_rows": int(len(short)),
     }
     return out_idx, out_sim, attrs
+
+
+def _progress(what: str, done: int, total: int, start: float) -> None:
+    """A log line about every twentieth of the rows (where a block ends), and at the end."""
+    step = max(IVF_BLOCK_ROWS, total // 20)
+    if done == total or done // step != (done - IVF_BLOCK_ROWS) // step:
+        log.info("IVF kNN: %s %d/%d rows (%.0fs)", what, done, total, time.perf_counter() - start)
 
 
 def _unit_blocks(rows, block_rows: int | None = None):
