@@ -11,6 +11,7 @@ in a fresh process (peak resident memory is its own) with the same number of thr
     python benchmarks/bench_backends.py approx    # IVF index: time and recall against exact
     python benchmarks/bench_backends.py approx-temi   # TEMI on exact vs IVF neighbours: NMI/ARI
     python benchmarks/bench_backends.py approx-cost   # where an IVF graph's time goes, and at 5M
+    python benchmarks/bench_backends.py ivf-lists --approx-n 1000000  # the filled index's memory
     python benchmarks/bench_backends.py seeding   # k-means++, k-means‖, random and faiss's own
     python benchmarks/bench_backends.py storage   # float16 storage: what changes in the results
     python benchmarks/bench_backends.py --quick all
@@ -126,6 +127,33 @@ def kmeans_worker(impl: str, n: int, dim: int, c: int, iters: int, seed: int) ->
         sims, _ = faiss.knn(xn, np.ascontiguousarray(centres), 1, faiss.METRIC_INNER_PRODUCT)
         mean_dist = float(np.mean(1.0 - sims[:, 0].astype(np.float64)))
     return {"seconds": seconds, "seconds_per_iter": seconds / iters, "mean_cos_dist": mean_dist,
+            "peak_extra_mb": (_status_kb("VmHWM") - base) / 1024}  # fmt: skip
+
+
+def ivf_lists_worker(how: str, n: int, dim: int) -> dict:
+    """An IVF index (nlist 4·√N, cells trained on 2 iterations) filled a block at a time as
+    faiss's ``add`` does (``grown``) or as ``approximate_knn`` does (``presized``): the memory
+    the filled index holds, against the rows' own size."""
+    import faiss
+
+    from clustermine import knn_ivf
+
+    x = np.ascontiguousarray(unit(data(n, dim)), dtype=np.float32)
+    nlist = knn_ivf.default_nlist(n)
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.cp.niter, index.cp.seed = 2, 0
+    index.train(x[: 256 * nlist])
+    next(knn_ivf._unit_blocks(x[:10]))  # torch's first use, before the count
+    base = _reset_peak()
+    start = time.perf_counter()
+    if how == "presized":
+        knn_ivf._add_presized(faiss, index, x, start)
+    else:
+        for _, block in knn_ivf._unit_blocks(x):
+            index.add(block)
+    seconds = time.perf_counter() - start
+    held = (_status_kb("VmRSS") - base) / 1024
+    return {"seconds": seconds, "index_mb": held, "rows_mb": x.nbytes / 2**20, "nlist": nlist,
             "peak_extra_mb": (_status_kb("VmHWM") - base) / 1024}  # fmt: skip
 
 
@@ -328,6 +356,22 @@ def bench_approx_cost(args, record) -> None:
     print(f"  recall@{k} on {len(queries)} queries: {recall:.4f}", flush=True)
 
 
+def bench_ivf_lists(args, record) -> None:
+    """The memory of a filled IVF index: faiss's lists grown block by block against lists
+    allocated once at their size (``approximate_knn``), each in a fresh process."""
+    n, dim = args.approx_n, args.approx_dim
+    print(f"IVF index memory, N={n:,} D={dim}, rows added {16384:,} at a time:", flush=True)
+    rows = {}
+    for how in ("grown", "presized"):
+        rows[how] = r = worker("ivf-lists", [how, n, dim], args.threads)
+        record({"bench": "ivf-lists", "how": how, "n": n, "dim": dim, **r})
+        print(f"  {how:<9} index {r['index_mb']:8.0f} MB = {r['index_mb'] / r['rows_mb']:.2f}× "
+              f"the rows ({r['rows_mb']:.0f} MB), peak {r['peak_extra_mb']:8.0f} MB, "
+              f"{r['seconds']:.1f} s", flush=True)
+    print(f"  presized / grown: memory {rows['presized']['index_mb'] / rows['grown']['index_mb']:.2f}"
+          f", time {rows['presized']['seconds'] / rows['grown']['seconds']:.2f}", flush=True)
+
+
 def bench_approx_temi(args, record) -> None:
     """TEMI at its defaults (but ``--temi-heads`` heads) on the exact kNN graph and on IVF
     graphs of decreasing ``nprobe``: how the neighbours' recall shows in the clusters
@@ -512,7 +556,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("what", nargs="*",
                    help="all (default), knn, kmeans, init, approx, approx-temi, approx-cost, "
-                   "seeding, storage")
+                   "ivf-lists, seeding, storage")
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--n", type=int, nargs="+", default=[10_000, 100_000])
@@ -558,7 +602,7 @@ def main(argv: list[str] | None = None) -> None:
 
         torch.set_num_threads(args.threads)
         kind, worker_args = args.worker[0], json.loads(args.worker[1])
-        fn = {"knn": knn_worker, "kmeans": kmeans_worker}[kind]
+        fn = {"knn": knn_worker, "kmeans": kmeans_worker, "ivf-lists": ivf_lists_worker}[kind]
         print(json.dumps(fn(*worker_args)))
         return
     if args.quick:
@@ -581,14 +625,14 @@ def main(argv: list[str] | None = None) -> None:
             with open(args.out, "a") as f:
                 f.write(json.dumps({**row, "threads": args.threads}) + "\n")
 
-    known = {"knn", "kmeans", "init", "approx", "approx-temi", "approx-cost", "seeding",
-             "storage"}
+    known = {"knn", "kmeans", "init", "approx", "approx-temi", "approx-cost", "ivf-lists",
+             "seeding", "storage"}
     what = known if not args.what or "all" in args.what else set(args.what)
     if what - known:
         p.error(f"unknown benchmark(s) {sorted(what - known)}; choose from all, {sorted(known)}")
     for name, fn in (("knn", bench_knn), ("kmeans", bench_kmeans), ("init", bench_init),
                      ("approx", bench_approx), ("approx-temi", bench_approx_temi),
-                     ("approx-cost", bench_approx_cost),
+                     ("approx-cost", bench_approx_cost), ("ivf-lists", bench_ivf_lists),
                      ("seeding", bench_seeding), ("storage", bench_storage)):  # fmt: skip
         if name in what:
             fn(args, record)

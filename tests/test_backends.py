@@ -260,6 +260,34 @@ def test_an_ivf_graph_of_a_file_holds_the_rows_once(tmp_path, monkeypatch):
     np.testing.assert_allclose(sims, exact.sims[rows], rtol=1e-5)
 
 
+def test_ivf_lists_allocated_once_hold_what_faiss_add_makes():
+    """The IVF job sizes each cell's list before adding (one allocation instead of doubling):
+    the lists hold the same rows in the same order as faiss's own add."""
+    import faiss
+
+    from clustermine import knn_ivf
+
+    x, _ = planted_clusters(n=3000, c=12, d=32, noise=0.3, seed=4)
+    x = np.ascontiguousarray(x / np.linalg.norm(x, axis=1, keepdims=True), dtype=np.float32)
+
+    def trained():
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(32), 32, 20, faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = 0
+        index.train(x)
+        return index
+
+    grown, sized = trained(), trained()
+    grown.add(x)
+    knn_ivf._add_presized(faiss, sized, x, 0.0)
+    assert sized.ntotal == grown.ntotal == len(x)
+    lists = [faiss.downcast_InvertedLists(i.invlists) for i in (grown, sized)]
+    for cell in range(20):
+        size = lists[0].list_size(cell)
+        assert lists[1].list_size(cell) == size
+        ids = [faiss.rev_swig_ptr(inv.get_ids(cell), size).copy() for inv in lists]
+        np.testing.assert_array_equal(ids[0], ids[1])
+
+
 def test_an_ivf_index_needs_as_many_rows_as_cells():
     with pytest.raises(ValueError, match="nlist=50 cells needs at least as many rows, got N=20"):
         approximate_knn(gaussian_rows(20), 3, nlist=50)

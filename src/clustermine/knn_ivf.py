@@ -4,8 +4,8 @@ The rows come from an array or, in the workflow, from an image file read in row 
 (:class:`clustermine.image_rows.EmbeddingRows`): the cells are trained on at most
 ``256·nlist`` rows (faiss's own cap, a seeded sample beyond it), the rows are normalised and
 added block by block, and the queries are read back in blocks. So the job holds the index
-(N·D·4 bytes) and the graph (N·k·12), never a second copy of the rows: 13 GB rather than
-23 GB at 5M × 512 (docs/performance.md, "Memory of every job").
+(N·D·4 bytes, its cells' lists allocated once at their final size) and the graph (N·k·12),
+never a second copy of the rows (docs/performance.md, "Memory of every job").
 
 The recall@k is measured against the exact search on a seeded sample of queries, also read
 in blocks: the exact neighbours of a few rows are merged over blocks of all rows.
@@ -78,9 +78,12 @@ def ivf_knn(
     del train
     log.info("IVF kNN: %d cells trained on %d rows (%.1fs)", nlist, train_rows,
              time.perf_counter() - start)  # fmt: skip
-    for r0, block in _unit_blocks(rows):
-        index.add(block)
-        _progress("added", r0 + len(block), n, start)
+    if where == "cpu":
+        _add_presized(faiss, index, rows, start)
+    else:
+        for r0, block in _unit_blocks(rows):
+            index.add(block)
+            _progress("added", r0 + len(block), n, start)
     index.nprobe = min(nprobe, nlist)
     out_idx = np.empty((n, k), dtype=np.int64)
     out_sim = np.empty((n, k), dtype=np.float32)
@@ -130,6 +133,27 @@ def _progress(what: str, done: int, total: int, start: float) -> None:
     step = max(IVF_BLOCK_ROWS, total // 20)
     if done == total or done // step != (done - IVF_BLOCK_ROWS) // step:
         log.info("IVF kNN: %s %d/%d rows (%.0fs)", what, done, total, time.perf_counter() - start)
+
+
+def _add_presized(faiss, index, rows, start: float) -> None:
+    """Add the unit rows to the CPU ``index``, each cell's list allocated once at its final
+    size: grown a block at a time, faiss's lists double their capacity as they fill and held
+    1.67 times the rows (``benchmarks/bench_backends.py ivf-lists``). The rows' cells are
+    found in a first pass (8 bytes a row) and given to ``add_core``, so nothing is searched
+    twice; the lists are the same as :meth:`add` makes, entry for entry."""
+    n = len(rows)
+    cells = np.empty(n, dtype=np.int64)
+    for r0, block in _unit_blocks(rows):
+        cells[r0 : r0 + len(block)] = index.quantizer.search(block, 1)[1][:, 0]
+        _progress("assigned", r0 + len(block), n, start)
+    lists = faiss.downcast_InvertedLists(index.invlists)
+    for cell, count in enumerate(np.bincount(cells, minlength=index.nlist).tolist()):
+        lists.resize(cell, count)  # allocates the list's entries once,
+        lists.resize(cell, 0)  # then empties it: the allocation stays
+    for r0, block in _unit_blocks(rows):
+        part = np.ascontiguousarray(cells[r0 : r0 + len(block)])
+        index.add_core(len(block), faiss.swig_ptr(block), None, faiss.swig_ptr(part))
+        _progress("added", r0 + len(block), n, start)
 
 
 def _unit_blocks(rows, block_rows: int | None = None):
