@@ -368,8 +368,9 @@ def bench_ivf_lists(args, record) -> None:
         print(f"  {how:<9} index {r['index_mb']:8.0f} MB = {r['index_mb'] / r['rows_mb']:.2f}× "
               f"the rows ({r['rows_mb']:.0f} MB), peak {r['peak_extra_mb']:8.0f} MB, "
               f"{r['seconds']:.1f} s", flush=True)
-    print(f"  presized / grown: memory {rows['presized']['index_mb'] / rows['grown']['index_mb']:.2f}"
-          f", time {rows['presized']['seconds'] / rows['grown']['seconds']:.2f}", flush=True)
+    sized, grown = rows["presized"], rows["grown"]
+    print(f"  presized / grown: memory {sized['index_mb'] / grown['index_mb']:.2f}, "
+          f"time {sized['seconds'] / grown['seconds']:.2f}", flush=True)
 
 
 def bench_approx_temi(args, record) -> None:
