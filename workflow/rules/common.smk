@@ -78,7 +78,7 @@ def _rows_folder(name, **patterns):
     folder = re.escape(os.path.dirname(PATHS[name]))
     for key, pattern in patterns.items():
         folder = folder.replace(re.escape("{%s}" % key), f"(?:{pattern})")
-    return folder + "/"
+    return f"{folder}/"
 
 
 # The files of image rows the workflow makes (embeddings and other features, with their
