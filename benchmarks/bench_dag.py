@@ -93,9 +93,12 @@ def one_run(factor: int) -> dict:
         start = time.perf_counter()
         subprocess.run([sys.executable, "-c", "import snakemake.cli"], check=True)
         imports = time.perf_counter() - start
-        os.chdir(tmp)
-        jobs, build = build_dag_in_process(tmp, configfile)
-        os.chdir(HERE)
+        cwd = os.getcwd()
+        os.chdir(tmp)  # Snakemake's API resolves the config's relative paths here
+        try:
+            jobs, build = build_dag_in_process(tmp, configfile)
+        finally:
+            os.chdir(cwd)
     if jobs != sum(counts.values()):
         raise SystemExit(f"the dry run planned {sum(counts.values())} jobs, the DAG {jobs}")
     return {"factor": factor, "models": len(config["models"]), "jobs": jobs,
