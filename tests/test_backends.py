@@ -260,6 +260,28 @@ def test_an_ivf_graph_of_a_file_holds_the_rows_once(tmp_path, monkeypatch):
     np.testing.assert_allclose(sims, exact.sims[rows], rtol=1e-5)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_an_ivf_graph_of_a_file_with_a_non_finite_row_names_its_rows(tmp_path, monkeypatch, bad):
+    """A row that is not finite, past the first block of the file: the IVF job stops with the
+    file's name and the block's rows, instead of training cells or searching on it."""
+    import h5py
+
+    from clustermine import knn_ivf
+    from clustermine.h5io import EmbeddingFileError
+    from clustermine.image_rows import open_image_rows
+
+    monkeypatch.setattr(knn_ivf, "IVF_BLOCK_ROWS", 500)
+    x, _ = planted_clusters(n=1200, c=6, d=16, noise=0.3, seed=5)
+    path = tmp_path / "odd name é.h5"
+    _image_file(path, x)
+    with h5py.File(path, "r+") as f:
+        f["embeddings"][777, 2] = bad
+    with open_image_rows(path) as images, pytest.raises(
+        EmbeddingFileError, match=r"odd name é\.h5.*not finite.*rows 500 to 999 of the file"
+    ):
+        approximate_knn(images.embeddings, 5, nlist=4, nprobe=2, recall_queries=20)
+
+
 def test_ivf_lists_allocated_once_hold_what_faiss_add_makes():
     """The IVF job sizes each cell's list before adding (one allocation instead of doubling):
     the lists hold the same rows in the same order as faiss's own add."""
