@@ -53,11 +53,8 @@ demo: setup
 report: setup
 	$(SNAKEMAKE) --report results/report.html
 
-# The suite in TEST_WORKERS processes, each test file in one of them (module fixtures are built
-# once); 1 runs it in this process.
-TEST_WORKERS ?= 2
 test: test-setup
-	$(BIN)/python -m pytest -q $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
+	$(BIN)/python -m pytest -q
 
 lint: setup
 	$(BIN)/snakemake --lint

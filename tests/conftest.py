@@ -32,11 +32,3 @@ def one_thread():
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
-
-
-def pytest_collection_modifyitems(config, items):
-    """The SLURM tests first: they mostly wait on the executor's status polls, so with the suite
-    spread over several processes (``make test``) that wait overlaps the other files' work
-    instead of ending the run."""
-    # sort is stable: the files keep their order otherwise
-    items.sort(key=lambda item: item.get_closest_marker("slurm") is None)
