@@ -21,8 +21,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# torch's default build carries its CUDA libraries: .venv takes about 7 GB of disk.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test]" || { \
+	  echo "pip could not install the package into $(VENV) (it needs about 7 GB free;" \
+	    "free here: $$(df -h --output=avail . | tail -1 | tr -d ' '))" >&2; exit 1; }
 	touch $@
 
 # Installs the Debian packages named in PACKAGES that are missing, when run as root.
